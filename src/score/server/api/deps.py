@@ -1,0 +1,61 @@
+"""FastAPI dependencies shared by every router: the server context and the calling principal."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from score.server.auth.policy import Action, Decision, decide
+from score.server.auth.principal import ANONYMOUS, InvalidToken, Principal
+from score.server.context import ServerContext
+from score.server.errors import ApiError, Unauthorized
+
+
+def get_context(request: Request) -> ServerContext:
+    return request.app.state.context
+
+
+def bearer_token(request: Request) -> str | None:
+    """The bearer token, or None when no ``Authorization: Bearer`` header was sent."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None  # like Score: a non-Bearer header is treated as anonymous
+    return value.strip()
+
+
+def get_principal(request: Request) -> Principal:
+    """Verify the caller's token. No token means anonymous; a bad token is refused with 401."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    token = bearer_token(request)
+    if token is None:
+        principal = ANONYMOUS
+    elif not token:
+        raise Unauthorized("the Authorization header has an empty bearer token; pass a valid access token")
+    else:
+        try:
+            principal = get_context(request).verifier.verify(token)
+        except InvalidToken as exc:
+            raise Unauthorized(str(exc)) from exc
+    request.state.principal = principal
+    return principal
+
+
+def enforce(decision: Decision) -> None:
+    """Raise the API error a denial maps to (401/403/400) with the policy's reason as message."""
+    if not decision.allowed:
+        if decision.status == 401:
+            raise Unauthorized(decision.reason)
+        raise ApiError(decision.reason, status=decision.status)
+
+
+def authorize(
+    request: Request, action: Action, study_id: str | None = None, access: str | None = None
+) -> Principal:
+    context = get_context(request)
+    principal = get_principal(request)
+    enforce(decide(action, principal, context.settings.scopes.to_policy(), study_id, access))
+    return principal

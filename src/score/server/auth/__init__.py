@@ -1,0 +1,1 @@
+"""Who is asking (token verification) and whether they may (the policy, a pure function)."""

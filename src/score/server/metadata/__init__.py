@@ -1,0 +1,1 @@
+"""Where Score learns which study owns an object, its access level and its analysis state."""

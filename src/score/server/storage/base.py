@@ -1,0 +1,106 @@
+"""The ObjectStore protocol: the seam between Score's services and every storage backend.
+
+The protocol is about what the upload/download services need, not what one SDK offers (the
+object_store crate's lesson): multipart upload through pre-signed part URLs, signed (ranged) reads,
+small JSON/marker documents for state, listing and deletion. Services never import a cloud SDK.
+All methods are synchronous; routers call them from a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+class StoreError(Exception):
+    """Base of storage failures."""
+
+
+class StoreUnavailable(StoreError):
+    """A transient failure (network, 5xx): the caller may retry; the API answers 503."""
+
+
+class UploadNotFound(StoreError):
+    """The multipart upload id is unknown to the store (never started, completed or aborted)."""
+
+
+class ObjectNotFound(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    """A part as the store recorded it: its number, the ETag it returned and its size in bytes."""
+
+    part_number: int
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """What a HEAD (or a listing entry) tells about one key."""
+
+    key: str
+    size: int
+    last_modified_ms: int
+    md5: str | None = None  # lower-case hex, when the store knows it (e.g. Content-MD5 metadata)
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """One bucket-like namespace of keys such as ``data/{id}``, ``data/{id}.meta``, ``upload/...``."""
+
+    name: str  # "local", "s3", "azure", "gcs": reported by GET /profile
+
+    # -- multipart upload of a data object -------------------------------------------------------
+    def start_upload(self, key: str, size: int) -> str:
+        """Begin a multipart upload of ``size`` bytes to ``key``; return the store's upload id."""
+        ...
+
+    def sign_upload_part(
+        self, key: str, upload_id: str, part_number: int, offset: int, size: int, expires_in: int
+    ) -> str:
+        """A URL the client PUTs exactly ``size`` bytes to. It may send ``Content-MD5`` to be checked."""
+        ...
+
+    def list_uploaded_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        """Parts the store holds for this upload, ordered by number. Raises UploadNotFound."""
+        ...
+
+    def complete_upload(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
+        """Assemble the parts (in the given order) into ``key``, atomically. Raises UploadNotFound."""
+        ...
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Discard an upload and its parts; unknown ids are ignored."""
+        ...
+
+    def put_empty(self, key: str) -> None:
+        """Create ``key`` as a zero-byte object (multipart uploads cannot be empty)."""
+        ...
+
+    # -- reads ---------------------------------------------------------------------------------
+    def sign_read(self, key: str, offset: int | None, length: int | None, expires_in: int) -> str:
+        """A GET URL for ``key``; with offset/length the signature covers exactly that byte range."""
+        ...
+
+    def head(self, key: str) -> ObjectHead | None:
+        ...
+
+    # -- small documents (``.meta`` JSON, upload state, markers) ---------------------------------
+    def read_document(self, key: str) -> bytes | None:
+        ...
+
+    def write_document(self, key: str, body: bytes) -> None:
+        """Write atomically and durably: a reader sees the old document, the new one, or none."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[ObjectHead]:
+        """Every key starting with ``prefix`` (recursively), in lexicographic key order."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+        ...
