@@ -6,12 +6,12 @@ Token verification and metadata lookup happen before ``decide``; it only compare
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from score.server.auth.principal import Principal
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     UPLOAD = "upload"
     DOWNLOAD = "download"
     LIST = "list"  # listing, profile: any authenticated caller

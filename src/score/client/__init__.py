@@ -1,0 +1,1 @@
+"""score-client: verified, resumable, parallel transfers through a Score server."""

@@ -1,0 +1,194 @@
+"""Typed calls to the Score server and the metadata (Song) server, with retries for transient failures."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from score import __version__
+from score.client.config import ClientConfig
+from score.client.errors import ServerError
+from score.core.models import ObjectInfo, ObjectSpecification, UploadProgress
+
+log = logging.getLogger("score.client")
+T = TypeVar("T")
+
+
+def _message(response: httpx.Response) -> str:
+    """The server's own explanation: Score's and Song's error JSON both carry ``message``."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:300] if text else response.reason_phrase
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or body)
+    return str(body)
+
+
+def _explain(status: int, message: str, what: str, has_token: bool) -> str:
+    if status == 401:
+        hint = ("set ACCESSTOKEN to a valid token" if not has_token
+                else "the token is missing, expired or invalid; get a new one")
+        return f"{what}: not authenticated ({message}); {hint}"
+    if status == 403:
+        return f"{what}: permission denied ({message})"
+    return f"{what}: {message}"
+
+
+class _Service:
+    def __init__(self, base_url: str, config: ClientConfig) -> None:
+        headers = {"User-Agent": f"score-client/{__version__}"}
+        if config.access_token:
+            headers["Authorization"] = f"Bearer {config.access_token}"
+        self.base_url = base_url
+        self._has_token = bool(config.access_token)
+        self._retries = max(config.retries, 0)
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=config.timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(self, method: str, path: str, what: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
+        """One API call; connection failures and 5xx (but 500) are retried with exponential back-off."""
+        delay = 0.2
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                error = ServerError(f"{what}: cannot reach {self.base_url} ({exc.__class__.__name__}: {exc}); "
+                                    "check the URL and that the server is running", 0)
+            else:
+                if response.status_code in ok:
+                    return response
+                error = ServerError(
+                    _explain(response.status_code, _message(response), what, self._has_token), response.status_code
+                )
+            if not error.retryable or attempt > self._retries:
+                raise error
+            log.debug("retrying %s after %s", what, error)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class ScoreApi(_Service):
+    def __init__(self, config: ClientConfig) -> None:
+        super().__init__(config.storage_url, config)
+
+    def exists(self, object_id: str) -> bool:
+        return bool(self.call("GET", f"/upload/{object_id}", f"checking whether {object_id} exists").json())
+
+    def initiate(self, object_id: str, size: int, md5: str | None, overwrite: bool) -> ObjectSpecification:
+        params: dict[str, Any] = {"fileSize": size, "overwrite": str(overwrite).lower()}
+        if md5:
+            params["md5"] = md5
+        what = f"starting the upload of {object_id}"
+        response = self.call("POST", f"/upload/{object_id}/uploads", what, params=params)
+        return ObjectSpecification.model_validate(response.json())
+
+    def status(self, object_id: str, size: int) -> UploadProgress | None:
+        """The upload in progress, or None when there is none (404)."""
+        response = self.call(
+            "GET", f"/upload/{object_id}/status", f"checking the upload in progress of {object_id}",
+            ok=(200, 404), params={"fileSize": size},
+        )
+        return None if response.status_code == 404 else UploadProgress.model_validate(response.json())
+
+    def finalize_part(self, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
+        self.call(
+            "POST", f"/upload/{object_id}/parts", f"recording part {part_number} of {object_id}",
+            params={"uploadId": upload_id, "partNumber": part_number, "md5": md5, "etag": etag},
+        )
+
+    def finalize(self, object_id: str, upload_id: str, md5: str) -> None:
+        self.call("POST", f"/upload/{object_id}", f"finalizing the upload of {object_id}",
+                  params={"uploadId": upload_id, "md5": md5})
+
+    def cancel(self, object_id: str) -> None:
+        self.call("DELETE", f"/upload/{object_id}", f"cancelling the upload of {object_id}", ok=(200, 404))
+
+    def download_spec(
+        self, object_id: str, offset: int = 0, length: int = -1, external: bool = False, exclude_urls: bool = False
+    ) -> ObjectSpecification:
+        params = {"offset": offset, "length": length, "external": str(external).lower(),
+                  "exclude-urls": str(exclude_urls).lower()}
+        response = self.call("GET", f"/download/{object_id}", f"getting download URLs for {object_id}", params=params)
+        return ObjectSpecification.model_validate(response.json())
+
+    def ping(self) -> str:
+        return self.call("GET", "/download/ping", "pinging the storage server").text.strip()
+
+    def listing(self) -> list[ObjectInfo]:
+        return [ObjectInfo.model_validate(i) for i in self.call("GET", "/listing", "listing objects").json()]
+
+
+@dataclass(frozen=True)
+class FileEntity:
+    """A registered file: Song's legacy entity, plus size and MD5 when the analysis files call gives them."""
+
+    object_id: str
+    analysis_id: str
+    file_name: str
+    study_id: str
+    access: str = ""
+    size: int | None = None
+    md5: str | None = None
+
+
+class MetadataApi(_Service):
+    def __init__(self, config: ClientConfig) -> None:
+        super().__init__(config.metadata_url, config)
+
+    def entity(self, object_id: str) -> FileEntity:
+        what = f"looking up object {object_id} in the metadata server"
+        body = self.call("GET", f"/entities/{object_id}", what).json()
+        return FileEntity(body["id"], body.get("gnosId", ""), body.get("fileName", ""), body.get("projectCode", ""),
+                          body.get("access", ""))
+
+    def analysis_entities(self, analysis_id: str, study_id: str | None = None) -> list[FileEntity]:
+        """Every file of an analysis, through the legacy paged ``/entities`` call Score uses."""
+        entities: dict[str, FileEntity] = {}
+        page = 0
+        while True:
+            params: dict[str, Any] = {"gnosId": analysis_id, "size": 2000, "page": page}
+            if study_id:
+                params["projectCode"] = study_id
+            body = self.call("GET", "/entities", f"listing the files of analysis {analysis_id}", params=params).json()
+            for item in body.get("content", []):
+                entities.setdefault(item["id"], FileEntity(item["id"], item.get("gnosId", ""), item.get("fileName", ""),
+                                                           item.get("projectCode", ""), item.get("access", "")))
+            if body.get("last", True):
+                return list(entities.values())
+            page += 1
+
+    def analysis_files(self, study_id: str, analysis_id: str) -> list[FileEntity]:
+        """Files with their registered sizes and MD5s (``GET /studies/{s}/analysis/{a}/files``)."""
+        body = self.call("GET", f"/studies/{study_id}/analysis/{analysis_id}/files",
+                         f"listing the files of analysis {analysis_id} in study {study_id}").json()
+        return [
+            FileEntity(f["objectId"], f.get("analysisId", analysis_id), f["fileName"], f.get("studyId", study_id),
+                       f.get("fileAccess", ""), f.get("fileSize"), f.get("fileMd5sum"))
+            for f in body
+        ]
+
+
+def with_retries(call: Callable[[], T], attempts: int, what: str, retry_on: tuple[type[Exception], ...]) -> T:
+    """Run ``call`` up to ``attempts`` times with back-off; the last failure propagates."""
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except retry_on as exc:
+            if attempt == attempts:
+                raise
+            log.debug("%s failed (%s); retry %d/%d", what, exc, attempt, attempts - 1)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")

@@ -1,0 +1,376 @@
+"""``score-client``: the command line only — options, messages, exit codes. The work is in ``transfer``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import httpx
+
+from score import __version__
+from score.client.api import FileEntity, MetadataApi, ScoreApi
+from score.client.config import ClientConfig
+from score.client.errors import ClientError
+from score.client.transfer.data import DataClient
+from score.client.transfer.download import Downloader
+from score.client.transfer.progress import NoProgress, Progress
+from score.client.transfer.upload import Uploader
+from score.core.ids import is_uuid
+from score.core.manifest import ManifestError, parse_download_manifest, parse_upload_manifest
+
+INDEX_EXTENSIONS = (".bai", ".crai", ".csi", ".tbi", ".idx")
+BOOL = click.BOOL
+
+
+class Session:
+    """What every command needs: configuration, API clients and the progress display."""
+
+    def __init__(self, config: ClientConfig, quiet: bool) -> None:
+        self.config = config
+        self.quiet = quiet
+        self._score: ScoreApi | None = None
+        self._metadata: MetadataApi | None = None
+
+    @property
+    def score(self) -> ScoreApi:
+        if self._score is None:
+            self._score = ScoreApi(self.config)
+        return self._score
+
+    @property
+    def metadata(self) -> MetadataApi:
+        if self._metadata is None:
+            self._metadata = MetadataApi(self.config)
+        return self._metadata
+
+    def progress(self) -> Progress:
+        if self.quiet:
+            return NoProgress()
+        from score.client.progress import BarProgress
+
+        return BarProgress()
+
+    def say(self, message: str) -> None:
+        click.echo(message, err=True)
+
+    def verify_connection(self) -> None:
+        """Score's ``--verify-connection``: the object store must be reachable from this machine."""
+        url = self.score.ping()
+        data = DataClient(1, 10.0, 65536)
+        try:
+            status = data.get_text(url)
+        finally:
+            data.close()
+        if status not in (200, 206):
+            raise ClientError(
+                "the object store is not reachable from this machine (sentinel read failed"
+                f"{f' with HTTP {status}' if status else ''}); run the client where the store is reachable, "
+                "or pass --verify-connection false"
+            )
+
+
+pass_session = click.make_pass_decorator(Session)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="score-client")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--verbose", is_flag=True, help="Log what the client does (never tokens or URLs).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML configuration file.")
+@click.option("--parallel", type=click.IntRange(1, 64), help="Parts transferred at once [4].")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, verbose: bool, config_file: str | None, parallel: int | None) -> None:
+    """Upload and download files through a Score server, verified and resumable."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs full URLs, signatures included
+    ctx.obj = Session(ClientConfig.load(config_file, parallel=parallel), quiet)
+
+
+# -- upload ----------------------------------------------------------------------------------------
+@main.command()
+@click.option("--file", "file_path", type=click.Path(path_type=Path), help="File to upload (with --object-id).")
+@click.option("--object-id", help="Object id the file is registered under.")
+@click.option("--md5", help="Expected MD5 of the file (default: the registered MD5).")
+@click.option("--manifest", help="Song upload manifest (file or URL): object id, path, md5 per line.")
+@click.option("--analysis-id", help="Upload every file registered in this analysis ...")
+@click.option("--study-id", help="... of this study ...")
+@click.option("--input-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="... found by registered file name in this directory.")
+@click.option("--force", is_flag=True, help="Replace existing objects and discard uploads in progress.")
+@click.option("--verify-connection", type=BOOL, default=True, show_default=True)
+@pass_session
+def upload(
+    session: Session, file_path: Path | None, object_id: str | None, md5: str | None, manifest: str | None,
+    analysis_id: str | None, study_id: str | None, input_dir: Path, force: bool, verify_connection: bool,
+) -> None:
+    """Upload files: parallel parts, MD5-verified, resumable after any interruption."""
+    chosen = [name for name, value in (("--object-id", object_id), ("--manifest", manifest),
+                                       ("--analysis-id", analysis_id)) if value]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --object-id (with --file), --manifest or --analysis-id")
+    jobs: list[tuple[Path, str, str | None]]
+    if object_id:
+        if file_path is None:
+            raise click.UsageError("--file must be specified if --object-id is specified")
+        jobs = [(file_path, _uuid(object_id), md5)]
+    elif manifest:
+        text, base = _read_resource(manifest)
+        try:
+            entries = parse_upload_manifest(text, manifest)
+        except ManifestError as exc:
+            raise ClientError(str(exc)) from exc
+        jobs = [(_resolve(Path(e.file_path), base), _uuid(e.object_id), e.md5) for e in entries]
+    else:
+        if not study_id:
+            raise click.UsageError("--analysis-id needs --study-id")
+        files = session.metadata.analysis_files(study_id, analysis_id or "")
+        if not files:
+            raise ClientError(f"analysis {analysis_id} of study {study_id} has no registered files")
+        jobs = [(input_dir / f.file_name, f.object_id, f.md5) for f in files]
+        missing = [str(p) for p, _, _ in jobs if not p.is_file()]
+        if missing:
+            raise ClientError(f"registered files not found in {input_dir}: {', '.join(missing)}")
+
+    if verify_connection:
+        session.verify_connection()
+    uploader = Uploader(session.config, session.score, session.progress())
+    failures = 0
+    for path, oid, expected in jobs:
+        try:
+            started = time.monotonic()
+            result = uploader.upload(path, oid, expected, force)
+        except ClientError as exc:
+            failures += 1
+            session.say(f"error: upload of {path} failed: {exc}")
+            continue
+        elapsed = time.monotonic() - started
+        session.say(
+            f"uploaded {path} as {oid}: {result.size} bytes, md5 {result.md5}, {result.parts_sent} parts sent"
+            + (f", {result.parts_skipped} already done" if result.parts_skipped else "")
+            + f" ({_rate(result.size, elapsed)})"
+        )
+    if failures:
+        raise ClientError(f"{failures} of {len(jobs)} uploads failed (see above); re-run to resume them")
+
+
+# -- download --------------------------------------------------------------------------------------
+@main.command()
+@click.option("--object-id", "object_ids", multiple=True, help="Object id(s) to download (repeatable).")
+@click.argument("more_object_ids", nargs=-1, metavar="[OBJECT_ID]...")
+@click.option("--manifest", help="Song download manifest (file or URL, 11 columns).")
+@click.option("--analysis-id", help="Download every file of this analysis ...")
+@click.option("--study-id", "--program-id", "study_id", help="... of this study.")
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--output-layout", type=click.Choice(["bundle", "filename", "id"]), default="filename", show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--length", type=int, default=-1, show_default=True, help="-1 reads to the end.")
+@click.option("--index", type=BOOL, default=True, show_default=True, help="Also download index files (.bai ...).")
+@click.option("--force", is_flag=True, help="Replace existing files.")
+@click.option("--validate", type=BOOL, default=True, show_default=True, help="Verify MD5s.")
+@click.option("--verify-connection", type=BOOL, default=True, show_default=True)
+@pass_session
+def download(
+    session: Session, object_ids: tuple[str, ...], more_object_ids: tuple[str, ...], manifest: str | None,
+    analysis_id: str | None, study_id: str | None, output_dir: Path, output_layout: str, offset: int, length: int,
+    index: bool, force: bool, validate: bool, verify_connection: bool,
+) -> None:
+    """Download objects: parallel parts, MD5-verified, resumable; files appear only when complete."""
+    ids = [_uuid(i) for raw in object_ids + more_object_ids for i in raw.split(",") if i]
+    if more_object_ids and not object_ids:
+        raise click.UsageError(f"unexpected argument {more_object_ids[0]!r}: object ids follow --object-id")
+    chosen = [n for n, v in (("--object-id", ids), ("--manifest", manifest), ("--analysis-id", analysis_id)) if v]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --object-id, --manifest or --analysis-id (with --study-id)")
+    if analysis_id and not study_id:
+        raise click.UsageError("--analysis-id needs --study-id")
+    if length < -1 or length == 0:
+        raise click.UsageError("--length must be -1 (to the end) or a positive byte count")
+
+    if manifest:
+        text, _ = _read_resource(manifest)
+        try:
+            ids = [_uuid(e.object_id) for e in parse_download_manifest(text, manifest)]
+        except ManifestError as exc:
+            raise ClientError(str(exc)) from exc
+    entities = _entities(session, ids, analysis_id, study_id, index and (offset, length) == (0, -1))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if verify_connection:
+        session.verify_connection()
+
+    downloader = Downloader(session.config, session.score, session.progress())
+    seen_targets: set[Path] = set()
+    failures = 0
+    for entity in entities:
+        target = _target(output_dir, output_layout, entity)
+        if target in seen_targets:
+            session.say(f"warning: skipping {entity.object_id}: another file is already saved as {target}")
+            continue
+        seen_targets.add(target)
+        try:
+            started = time.monotonic()
+            result = downloader.download(entity.object_id, target, offset, length, validate, force)
+        except ClientError as exc:
+            failures += 1
+            session.say(f"error: download of {entity.object_id} failed: {exc}")
+            continue
+        if result is None:
+            session.say(f"skipped {entity.object_id}: {target} already exists (use --force to replace it)")
+            continue
+        check = "verified" if result.verified else "NOT verified (--validate false)" if not validate else "unverified"
+        session.say(f"downloaded {entity.object_id} to {target}: {result.size} bytes, {check}"
+                    f"{f', {result.parts_skipped} parts already done' if result.parts_skipped else ''}"
+                    f" ({_rate(result.size, time.monotonic() - started)})")
+    if failures:
+        raise ClientError(f"{failures} of {len(entities)} downloads failed (see above); re-run to resume them")
+
+
+def _entities(
+    session: Session, ids: list[str], analysis_id: str | None, study_id: str | None, with_index: bool
+) -> list[FileEntity]:
+    if analysis_id:
+        entities = session.metadata.analysis_entities(analysis_id, study_id)
+        if not entities:
+            raise ClientError(f"analysis {analysis_id} of study {study_id} has no files in the metadata server")
+    else:
+        entities = [session.metadata.entity(i) for i in dict.fromkeys(ids)]
+    if with_index and not analysis_id:
+        for entity in list(entities):
+            names = {(entity.file_name + ext).lower() for ext in INDEX_EXTENSIONS}
+            for sibling in session.metadata.analysis_entities(entity.analysis_id):
+                if sibling.file_name.lower() in names and sibling.object_id not in {e.object_id for e in entities}:
+                    entities.append(sibling)
+    return entities
+
+
+def _target(output_dir: Path, layout: str, entity: FileEntity) -> Path:
+    if layout == "id" or not entity.file_name:
+        return output_dir / entity.object_id
+    name = Path(entity.file_name).name  # never let a registered name escape the output directory
+    if layout == "bundle":
+        return output_dir / (entity.analysis_id or "unknown-analysis") / name
+    return output_dir / name
+
+
+# -- small commands --------------------------------------------------------------------------------
+@main.command()
+@click.option("--object-id", required=True, help="Object to get a URL for.")
+@pass_session
+def url(session: Session, object_id: str) -> None:
+    """Print a signed URL of the whole object (usable with curl, samtools, any Range)."""
+    spec = session.score.download_spec(_uuid(object_id), external=True)
+    click.echo(spec.parts[0].url)
+
+
+@main.command()
+@click.option("--manifest", required=True, help="Manifest file or URL.")
+def manifest(manifest: str) -> None:
+    """Print a manifest's content."""
+    text, _ = _read_resource(manifest)
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+@main.command()
+@click.option("--verbose", is_flag=True, help="Also show the configuration file and transfer settings.")
+@pass_session
+def info(session: Session, verbose: bool) -> None:
+    """Show the configuration (the access token itself is never printed)."""
+    config = session.config
+    click.echo(f"version:        {__version__}")
+    click.echo(f"storage url:    {config.storage_url}")
+    click.echo(f"metadata url:   {config.metadata_url}")
+    click.echo(f"access token:   {_describe_token(config.access_token)}")
+    if verbose:
+        click.echo(f"config file:    {config.config_file or '(none)'}")
+        click.echo(f"parallel parts: {config.parallel}")
+        click.echo(f"retries:        {config.retries}")
+        click.echo(f"timeout:        {config.timeout}s")
+
+
+@main.command()
+def version() -> None:
+    """Print the client version."""
+    click.echo(f"score-client {__version__}")
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _uuid(value: str) -> str:
+    value = value.strip()
+    if not is_uuid(value):
+        raise click.BadParameter(f"{value} is not a valid UUID", param_hint="--object-id")
+    return value.lower()
+
+
+def _read_resource(location: str) -> tuple[str, Path]:
+    """Manifest text from a URL or a file, and the directory relative paths in it may refer to."""
+    if location.startswith(("http://", "https://")):
+        try:
+            response = httpx.get(location, timeout=30, follow_redirects=True)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise ClientError(f"could not read manifest from {location}: {exc}") from exc
+        return response.text, Path.cwd()
+    path = Path(location)
+    if path.suffix.lower() == ".xml":
+        raise ClientError(f"{location}: GNOS XML manifests are not supported; use a Song tab-separated manifest")
+    try:
+        return path.read_text(), path.resolve().parent
+    except OSError as exc:
+        raise ClientError(f"could not read manifest from {location!r}: {exc.strerror}") from exc
+
+
+def _resolve(path: Path, manifest_dir: Path) -> Path:
+    """Paths are relative to the current directory (as in Score), else to the manifest's directory."""
+    if path.is_absolute() or path.exists():
+        return path
+    beside = manifest_dir / path
+    return beside if beside.exists() else path
+
+
+def _describe_token(token: str) -> str:
+    if not token:
+        return "not set (set ACCESSTOKEN or access_token in the config file)"
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        remaining = int(claims["exp"] - time.time())
+    except (IndexError, ValueError, KeyError, TypeError):
+        return f"set ({len(token)} characters, not a JWT)"
+    state = f"expires in {remaining // 60} min" if remaining > 0 else f"EXPIRED {-remaining // 60} min ago"
+    return f"set (JWT for {claims.get('sub', '?')}, scopes: {claims.get('scope', '')}; {state})"
+
+
+def _rate(size: int, seconds: float) -> str:
+    return f"{size / max(seconds, 1e-6) / 1e6:.1f} MB/s"
+
+
+@contextmanager
+def _exit_codes() -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def run() -> None:
+    """Entry point: Score's exit codes (1 for bad parameters as well as failures)."""
+    with _exit_codes():
+        try:
+            main.main(standalone_mode=False)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(1)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(1)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)

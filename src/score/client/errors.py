@@ -1,0 +1,27 @@
+"""Client-side errors: each carries a message that says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """A failure to report to the user; the CLI prints the message and exits non-zero."""
+
+
+class ServerError(ClientError):
+    """The Score or metadata server refused or failed a call."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 0 or self.status in (408, 429) or self.status >= 502
+
+
+class TransferError(ClientError):
+    """Moving bytes to or from the object store failed after every retry."""
+
+
+class IntegrityError(ClientError):
+    """Bytes do not hash to what they should."""

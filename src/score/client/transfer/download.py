@@ -1,0 +1,198 @@
+"""Download one object (or a byte range of it): parts in parallel into a partial file, verified, renamed.
+
+State lives in ``<output-dir>/.<objectId>/``: ``data.partial`` (bytes written in place), ``meta.json``
+(what is being downloaded) and one ``part-NNNNNNNN`` file per finished, verified part. The final name
+appears only after every part is in and the whole-file MD5 matched, by an atomic rename, so a kill at
+any point leaves either the previous state (resumable) or the finished file, never a partial file under
+the final name. Expired URLs are renewed by asking the server again, never by starting over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from score.client.api import ScoreApi, with_retries
+from score.client.config import ClientConfig
+from score.client.errors import ClientError, IntegrityError, ServerError
+from score.client.transfer.data import DataClient, UrlExpired
+from score.client.transfer.hashing import OrderedRangeHasher
+from score.client.transfer.journal import fsync_dir, read_json, write_json
+from score.client.transfer.progress import NoProgress, Progress
+from score.client.transfer.upload import run_parallel
+from score.core import md5 as md5s
+from score.core.models import ObjectSpecification
+
+log = logging.getLogger("score.client")
+
+
+@dataclass(frozen=True)
+class PlannedPart:
+    """Fetch ``[fetch_offset, +fetch_size)``; keep ``[skip, skip+keep)`` of it at ``write_at`` in the output."""
+
+    number: int
+    fetch_offset: int
+    fetch_size: int
+    source_md5: str | None
+    skip: int
+    keep: int
+    write_at: int
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    object_id: str
+    path: Path
+    size: int
+    md5: str | None
+    parts_fetched: int
+    parts_skipped: int
+    verified: bool
+
+
+def plan(spec: ObjectSpecification, offset: int, length: int) -> list[PlannedPart]:
+    """Parts to fetch for ``[offset, offset+length)`` of an object whose upload parts are ``spec.parts``.
+
+    Parts are fetched whole, so each can be checked against the MD5 it was uploaded with; only the
+    bytes inside the range are written.
+    """
+    end = offset + length
+    planned = []
+    for part in spec.parts:
+        lo, hi = max(part.offset, offset), min(part.end, end)
+        if lo >= hi:
+            continue
+        planned.append(PlannedPart(part.partNumber, part.offset, part.partSize,
+                                   part.sourceMd5 if md5s.known(part.sourceMd5) else None,
+                                   lo - part.offset, hi - lo, lo - offset))
+    return planned
+
+
+class Downloader:
+    def __init__(self, config: ClientConfig, api: ScoreApi, progress: Progress | None = None) -> None:
+        self._config = config
+        self._api = api
+        self._progress = progress or NoProgress()
+
+    def download(
+        self, object_id: str, target: Path, offset: int = 0, length: int = -1, validate: bool = True,
+        force: bool = False,
+    ) -> DownloadResult | None:
+        """Download to ``target``; None if it already exists and ``force`` is off."""
+        if target.exists() and not force:
+            return None
+        spec = self._api.download_spec(object_id)
+        size = spec.objectSize
+        if offset < 0 or offset > size:
+            raise ClientError(f"--offset {offset} is outside object {object_id} ({size} bytes)")
+        span = size - offset if length < 0 else length
+        if offset + span > size:
+            raise ClientError(f"--offset {offset} --length {length} goes beyond object {object_id} ({size} bytes)")
+        whole = offset == 0 and span == size
+
+        state_dir = target.parent / f".{object_id}"
+        if force and target.exists():
+            target.unlink()
+        identity = {"objectId": object_id, "uploadId": spec.uploadId, "objectSize": size,
+                    "objectMd5": spec.objectMd5, "offset": offset, "length": span, "wholeParts": validate or whole}
+        if (read_json(state_dir / "meta.json") or {}).get("identity") != identity or force:
+            shutil.rmtree(state_dir, ignore_errors=True)  # a different object or range: start afresh
+        state_dir.mkdir(parents=True, exist_ok=True)
+        write_json(state_dir / "meta.json", {"identity": identity})
+        partial = state_dir / "data.partial"
+
+        # Verified ranges fetch whole upload parts (to check their MD5s); unverified ones only the range.
+        spec_range = (0, -1) if validate or whole else (offset, span)
+        if spec_range != (0, -1):
+            spec = self._api.download_spec(object_id, *spec_range)
+        parts = plan(spec, offset, span)
+        finished = {p.number for p in parts if (state_dir / f"part-{p.number:08x}").exists()}
+        urls = {p.partNumber: p.url for p in spec.parts}
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, span)
+            check_whole = validate and whole and md5s.known(spec.objectMd5)
+            hasher = OrderedRangeHasher(partial, [(p.write_at, p.keep) for p in parts]) if check_whole else None
+            for index, part in enumerate(parts):
+                if part.number in finished and hasher is not None:
+                    hasher.mark_done(index)
+            todo = [(i, p) for i, p in enumerate(parts) if p.number not in finished]
+            self._progress.start(target.name, span, sum(p.keep for p in parts if p.number in finished))
+            try:
+                self._fetch(object_id, spec_range, fd, todo, urls, state_dir, validate, hasher)
+                digest = hasher.result() if hasher is not None else None
+            except BaseException:
+                if hasher is not None:
+                    hasher.cancel()
+                raise
+            finally:
+                self._progress.finish()
+            if digest is not None and not md5s.equal(digest, spec.objectMd5):
+                shutil.rmtree(state_dir, ignore_errors=True)
+                raise IntegrityError(
+                    f"object {object_id}: the downloaded bytes hash to {digest} but the object's MD5 is "
+                    f"{spec.objectMd5}; the partial download was discarded, download it again"
+                )
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, target)
+        fsync_dir(target.parent)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        verified = digest is not None or (validate and all(p.source_md5 for p in parts))
+        return DownloadResult(object_id, target, span, digest, len(todo), len(parts) - len(todo), verified)
+
+    def _fetch(
+        self, object_id: str, spec_range: tuple[int, int], fd: int, todo: list[tuple[int, PlannedPart]],
+        urls: dict[int, str | None],
+        state_dir: Path, validate: bool, hasher: OrderedRangeHasher | None,
+    ) -> None:
+        lock = threading.Lock()
+        data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
+
+        def refresh_urls() -> None:
+            fresh = self._api.download_spec(object_id, *spec_range)
+            with lock:
+                urls.update({p.partNumber: p.url for p in fresh.parts})
+
+        def fetch(item: tuple[int, PlannedPart]) -> None:
+            index, part = item
+            what = f"part {part.number} of {object_id}"
+            written = 0
+
+            def count(n: int) -> None:
+                nonlocal written
+                written += n
+                self._progress.advance(n)
+
+            def attempt() -> None:
+                nonlocal written
+                self._progress.advance(-written)
+                written = 0
+                with lock:
+                    url = urls.get(part.number)
+                if not url:
+                    raise ClientError(f"the server gave no URL for {what}")
+                try:
+                    digest = data.get_range(url, part.fetch_offset, part.fetch_size, fd, part.write_at, part.skip,
+                                            part.keep, validate and part.source_md5 is not None, count, what)
+                except UrlExpired:
+                    refresh_urls()
+                    raise
+                if digest is not None and not md5s.equal(digest, part.source_md5):
+                    raise IntegrityError(f"{what}: received bytes hash to {digest}, expected {part.source_md5}")
+
+            with_retries(attempt, max(self._config.retries, 1), what, (ServerError, IntegrityError))
+            write_json(state_dir / f"part-{part.number:08x}", {"partNumber": part.number, "md5": part.source_md5})
+            if hasher is not None:
+                hasher.mark_done(index)
+
+        try:
+            run_parallel(fetch, todo, self._config.parallel)
+        finally:
+            data.close()

@@ -1,0 +1,188 @@
+"""Upload one file: initiate or resume, send missing parts in parallel, verify, finalize.
+
+Resume: a journal beside the file (``.<objectId>/upload.json``, bound to the file's size and mtime)
+remembers the upload id; the server's status marks completed parts, which are never sent again.
+Integrity: every part's MD5 is computed while streaming and must equal the store's ETag; the whole
+file's MD5 is computed in parallel and must equal the declared MD5 before the server is asked to
+finalize (which checks it again against the declared and registered MD5s).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from score.client.api import ScoreApi, with_retries
+from score.client.config import ClientConfig
+from score.client.errors import ClientError, IntegrityError, ServerError
+from score.client.transfer.data import DataClient, UrlExpired
+from score.client.transfer.hashing import SequentialFileHasher
+from score.client.transfer.journal import read_json, write_json
+from score.client.transfer.progress import NoProgress, Progress
+from score.core import md5 as md5s
+from score.core.models import Part
+
+log = logging.getLogger("score.client")
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    object_id: str
+    size: int
+    md5: str
+    parts_sent: int
+    parts_skipped: int
+
+
+def _file_identity(path: Path) -> dict[str, int]:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtimeNs": stat.st_mtime_ns}
+
+
+def state_dir_for(path: Path, object_id: str, config: ClientConfig) -> Path:
+    base = Path(config.upload_state_dir) if config.upload_state_dir else path.parent
+    return base / f".{object_id}"
+
+
+class Uploader:
+    def __init__(self, config: ClientConfig, api: ScoreApi, progress: Progress | None = None) -> None:
+        self._config = config
+        self._api = api
+        self._progress = progress or NoProgress()
+
+    def upload(self, path: Path, object_id: str, md5: str | None, force: bool) -> UploadResult:
+        if not path.is_file():
+            raise ClientError(f"{path} is not a readable file")
+        declared = None
+        if md5:
+            try:
+                declared = md5s.normalize(md5)
+            except ValueError as exc:
+                raise ClientError(f"--md5 for {path}: {exc}") from exc
+        identity = _file_identity(path)
+        size = identity["size"]
+        state_dir = state_dir_for(path, object_id, self._config)
+        journal_path = state_dir / "upload.json"
+
+        upload_id, parts = self._resume_or_start(object_id, size, declared, force, identity, journal_path)
+        hasher = SequentialFileHasher(path)
+        todo = [p for p in parts if not p.sourceMd5]
+        done_bytes = sum(p.partSize for p in parts if p.sourceMd5)
+        self._progress.start(path.name, size, done_bytes)
+        try:
+            if todo:
+                self._send_parts(path, object_id, upload_id, todo)
+            computed = hasher.result()
+        finally:
+            self._progress.finish()
+        if _file_identity(path) != identity:
+            raise IntegrityError(f"{path} changed while it was being uploaded; upload it again")
+        if declared and computed != declared:
+            self._api.cancel(object_id)
+            shutil.rmtree(state_dir, ignore_errors=True)
+            raise IntegrityError(
+                f"{path} hashes to {computed} but its declared MD5 is {declared}; nothing was stored. "
+                "Check the file or the MD5 you gave, then upload again"
+            )
+        self._api.finalize(object_id, upload_id, computed)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        return UploadResult(object_id, size, computed, len(todo), len(parts) - len(todo))
+
+    def _resume_or_start(
+        self, object_id: str, size: int, declared: str | None, force: bool, identity: dict[str, int],
+        journal_path: Path,
+    ) -> tuple[str, list[Part]]:
+        if not force:
+            if self._api.exists(object_id):
+                raise ClientError(f"object {object_id} already exists; use --force to replace it")
+            journal = read_json(journal_path)
+            try:
+                progress = self._api.status(object_id, size)
+            except ServerError as exc:
+                if exc.status == 400 and journal is not None:
+                    raise ClientError(
+                        f"the file changed since the interrupted upload of {object_id} ({exc}); "
+                        "use --force to start over"
+                    ) from exc
+                raise
+            if progress is not None:
+                if journal is None or journal.get("uploadId") != progress.uploadId:
+                    raise ClientError(
+                        f"an upload of object {object_id} is already in progress, started elsewhere; "
+                        "use --force to discard it and start over"
+                    )
+                if journal.get("file") != identity or (declared and journal.get("md5") not in (None, declared)):
+                    raise ClientError(
+                        f"the file changed since the interrupted upload of {object_id} began; "
+                        "use --force to start over"
+                    )
+                log.info("resuming upload %s of %s", progress.uploadId, object_id)
+                return progress.uploadId, progress.parts
+        spec = self._api.initiate(object_id, size, declared, overwrite=force)
+        write_json(journal_path, {"objectId": object_id, "uploadId": spec.uploadId, "file": identity, "md5": declared})
+        return spec.uploadId or "", spec.parts
+
+    def _send_parts(self, path: Path, object_id: str, upload_id: str, parts: list[Part]) -> None:
+        urls = {p.partNumber: p.url for p in parts}
+        urls_lock = threading.Lock()
+        size = path.stat().st_size
+        data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
+
+        def refresh_urls() -> None:
+            progress = self._api.status(object_id, size)
+            if progress is None or progress.uploadId != upload_id:
+                raise ClientError(f"the upload of {object_id} was cancelled or replaced on the server; upload again")
+            with urls_lock:
+                urls.update({p.partNumber: p.url for p in progress.parts if p.url})
+
+        def send(part: Part) -> None:
+            what = f"part {part.partNumber} of {object_id}"
+            sent = 0
+
+            def count(n: int) -> None:
+                nonlocal sent
+                sent += n
+                self._progress.advance(n)
+
+            def attempt() -> None:
+                nonlocal sent
+                self._progress.advance(-sent)
+                sent = 0
+                with urls_lock:
+                    url = urls[part.partNumber]
+                if not url:
+                    raise ClientError(f"the server gave no URL for {what}")
+                try:
+                    md5, etag = data.put_part(url, path, part.offset, part.partSize, count, what)
+                except UrlExpired:
+                    refresh_urls()
+                    raise
+                if etag and md5s.is_hex(etag) and etag.lower() != md5:
+                    raise IntegrityError(f"{what}: the store received bytes hashing to {etag}, we sent {md5}")
+                self._api.finalize_part(object_id, upload_id, part.partNumber, md5, etag or md5)
+
+            with_retries(attempt, max(self._config.retries, 1), what, (ServerError, IntegrityError))
+
+        try:
+            run_parallel(send, parts, self._config.parallel)
+        finally:
+            data.close()
+
+
+def run_parallel(work, items, parallel: int) -> None:  # type: ignore[no-untyped-def]
+    """Run ``work(item)`` with bounded concurrency; the first failure cancels what has not started."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="part") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+

@@ -1,0 +1,35 @@
+"""Download endpoints (reference §2.4): ping and download specifications with signed URLs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from score.core.models import ObjectSpecification
+from score.server.api.deps import get_context
+from score.server.api.guards import authorize_object, require_published
+from score.server.auth.policy import Action
+
+router = APIRouter(prefix="/download", tags=["download"])
+
+
+@router.get("/ping", response_class=PlainTextResponse, summary="A signed URL of the sentinel object")
+def ping(request: Request) -> str:
+    return get_context(request).downloads.sentinel_url()
+
+
+@router.get("/{object_id}", response_model=ObjectSpecification, summary="Signed URLs to read an object or a range")
+def download(
+    request: Request,
+    object_id: str,
+    offset: int = Query(0, description="First byte of the range"),
+    length: int = Query(-1, description="Bytes to read; -1 reads to the end"),
+    external: bool = Query(False, description="One unranged URL usable with any Range (curl, htslib)"),
+    exclude_urls: bool = Query(False, alias="exclude-urls", description="Sizes and MD5s only, no URLs"),
+) -> Response:
+    byte_range = None if (offset == 0 and length == -1) else f"{offset}+{length}"
+    _, entity = authorize_object(request, Action.DOWNLOAD, object_id, audit=not exclude_urls, byte_range=byte_range)
+    if not exclude_urls:
+        require_published(request, entity)
+    spec = get_context(request).downloads.specification(object_id, offset, length, external, exclude_urls)
+    return JSONResponse(spec.to_wire())

@@ -1,0 +1,80 @@
+"""Per-object checks shared by the upload and download routers: id, registration, policy, audit."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from score.core.ids import is_safe_id
+from score.server.api.deps import enforce, get_context, get_principal
+from score.server.auth.policy import Action, decide
+from score.server.auth.principal import Principal
+from score.server.errors import BadRequest, NotFound, Unavailable
+from score.server.metadata.base import PUBLISHED, UNPUBLISHED, Entity, MetadataUnavailable
+
+
+def valid_object_id(object_id: str) -> str:
+    if not is_safe_id(object_id):
+        raise BadRequest(f"invalid object id {object_id!r}: expected a UUID such as 3f2a...-...")
+    return object_id
+
+
+def registered_entity(request: Request, object_id: str) -> Entity:
+    try:
+        entity = get_context(request).metadata.entity(object_id)
+    except MetadataUnavailable as exc:
+        raise Unavailable(f"the metadata server is unavailable ({exc}); try again shortly") from exc
+    if entity is None:
+        raise NotFound(
+            f"object {object_id} is not registered in the metadata server; submit its analysis to Song first"
+        )
+    return entity
+
+
+def analysis_state(request: Request, entity: Entity) -> str:
+    try:
+        state = get_context(request).metadata.analysis_state(entity.projectCode, entity.gnosId)
+    except MetadataUnavailable as exc:
+        raise Unavailable(f"the metadata server is unavailable ({exc}); try again shortly") from exc
+    if state is None:
+        raise NotFound(f"analysis {entity.gnosId} of study {entity.projectCode} was not found in the metadata server")
+    return state
+
+
+def authorize_object(
+    request: Request, action: Action, object_id: str, audit: bool = False, byte_range: str | None = None
+) -> tuple[Principal, Entity]:
+    """Verify the caller, look the object up and apply the policy; audit when URLs may be issued."""
+    context = get_context(request)
+    valid_object_id(object_id)
+    principal = get_principal(request)
+    if action is Action.UPLOAD and principal.anonymous:
+        decision = decide(action, principal, context.settings.scopes.to_policy())
+        context.audit.record(request, principal, action.value, object_id, False, decision.reason, None, byte_range)
+        enforce(decision)
+    entity = registered_entity(request, object_id)
+    decision = decide(action, principal, context.settings.scopes.to_policy(), entity.projectCode, entity.access)
+    if audit or not decision.allowed:
+        context.audit.record(
+            request, principal, action.value, object_id, decision.allowed, decision.reason, entity.projectCode,
+            byte_range,
+        )
+    enforce(decision)
+    return principal, entity
+
+
+def require_unpublished(request: Request, entity: Entity) -> None:
+    state = analysis_state(request, entity)
+    if state != UNPUBLISHED:
+        raise BadRequest(
+            f"analysis {entity.gnosId} of object {entity.id} is {state}: files can only be uploaded while the "
+            "analysis is UNPUBLISHED; unpublish it first"
+        )
+
+
+def require_published(request: Request, entity: Entity) -> None:
+    state = analysis_state(request, entity)
+    if state != PUBLISHED:
+        raise BadRequest(
+            f"analysis {entity.gnosId} of object {entity.id} is {state}: files can only be downloaded once the "
+            "analysis is PUBLISHED (Song's publish check may use exclude-urls=true)"
+        )

@@ -1,0 +1,36 @@
+"""``GET /listing`` and ``GET /profile``: any authenticated caller (reference §2.5)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from score.core.ids import is_uuid
+from score.core.models import ObjectInfo
+from score.server.api.deps import authorize, get_context
+from score.server.auth.policy import Action
+from score.server.services.uploads import DATA_DIR, guard
+
+router = APIRouter(tags=["listing"])
+
+
+@router.get("/listing", response_model=list[ObjectInfo], summary="Every finished object: id, size, mtime")
+def listing(request: Request) -> Response:
+    authorize(request, Action.LIST)
+    store = get_context(request).store
+    heads = guard(lambda: list(store.list(f"{DATA_DIR}/")))
+    finished = {h.key[len(DATA_DIR) + 1 : -len(".meta")] for h in heads if h.key.endswith(".meta")}
+    infos = [
+        ObjectInfo(id=name, lastModified=h.last_modified_ms, size=h.size).to_wire()
+        for h in heads
+        for name in [h.key[len(DATA_DIR) + 1 :]]
+        if is_uuid(name) and name in finished  # an object is listed only once finalized
+    ]
+    return JSONResponse(infos)
+
+
+@router.get("/profile", response_class=PlainTextResponse, summary="Which upload protocol clients should use")
+def profile(request: Request) -> str:
+    """``s3`` for every backend that takes part PUTs with ETags (local included), ``az`` for Azure."""
+    authorize(request, Action.LIST)
+    return "az" if get_context(request).store.name == "azure" else "s3"

@@ -1,0 +1,65 @@
+"""Builds the ASGI app from settings: wiring only, no behaviour."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+
+from score import __version__
+from score.server.api import download, health, listing, upload
+from score.server.api.song import build_song_router
+from score.server.api.store_data import build_store_data_router
+from score.server.audit import AuditLog
+from score.server.auth.builtin import BuiltinIssuer
+from score.server.context import ServerContext
+from score.server.errors import install_error_handlers
+from score.server.metadata.registry import Registry
+from score.server.services.downloads import DownloadService
+from score.server.services.uploads import UploadService, data_key
+from score.server.settings import ServerSettings
+from score.server.storage.local import LocalStore
+
+DESCRIPTION = (
+    "Score brokers authenticated access to object storage: it checks who is asking and hands out "
+    "short-lived signed URLs for multipart upload and ranged download. Wire-compatible with Overture Score; "
+    "the embedded metadata registry under /song speaks Song's API."
+)
+
+
+def build_context(settings: ServerSettings) -> ServerContext:
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = LocalStore(data_dir / "store", settings.base_url)
+    if store.head(data_key(settings.sentinel)) is None:
+        store.write_document(data_key(settings.sentinel), b"heliograph\n")
+    uploads = UploadService(store, settings)
+    registry = Registry(data_dir / "registry.sqlite", catalog=uploads)
+    return ServerContext(
+        settings=settings,
+        store=store,
+        metadata=registry,
+        verifier=BuiltinIssuer(data_dir),
+        uploads=uploads,
+        downloads=DownloadService(store, settings),
+        audit=AuditLog(data_dir / "logs" / "audit.log"),
+    )
+
+
+def build_app(settings: ServerSettings) -> FastAPI:
+    app = FastAPIOffline(title="Score API", version=__version__, description=DESCRIPTION)
+    app.state.context = build_context(settings)
+    install_error_handlers(app)
+    for router in (upload.router, download.router, listing.router, health.router):
+        app.include_router(router)
+    app.include_router(build_song_router(), prefix="/song")
+    app.include_router(build_store_data_router())
+    return app
+
+
+def create_app() -> FastAPI:
+    """Factory for uvicorn: settings come from ``SCORE_*`` environment variables and the config file."""
+    settings = ServerSettings()
+    logging.getLogger("score").setLevel(settings.log_level.upper())
+    return build_app(settings)

@@ -1,0 +1,774 @@
+"""The embedded metadata registry: Song's data model (studies, analyses, files) in one SQLite file.
+
+It lets a laptop or a small site run Score without a separate Song deployment, while answering the same
+questions Score asks Song (``MetadataSource``) and backing a Song-compatible REST subset
+(``score.server.api.song``). Behaviour follows Song where Song is explicit:
+
+* analysis ids are random UUIDs; file object ids are name-based UUIDs over ``analysisId:fileName``,
+  like Song's local id service, so a re-derived id always matches;
+* new analyses are ``UNPUBLISHED``; publishing checks that every file is stored in Score with the
+  registered size and MD5 (Song's ``MISSING_STORAGE_OBJECTS`` / ``MISMATCHING_STORAGE_OBJECT_*``);
+* ``SUPPRESSED`` is final: such an analysis can be neither published nor unpublished again.
+
+Concurrency: FastAPI runs handlers in a thread pool and several server processes may share the file, so
+every call opens its own connection (cheap for SQLite), the database runs in WAL mode (readers never
+block the writer), and every write is one ``BEGIN IMMEDIATE`` transaction so two writers queue on the
+lock instead of deadlocking on a read-to-write upgrade.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from score.core.ids import is_safe_id
+from score.server.metadata.base import (
+    PUBLISHED,
+    SUPPRESSED,
+    UNPUBLISHED,
+    Entity,
+    ObjectCatalog,
+    StoredObject,
+)
+
+ANALYSIS_STATES = (PUBLISHED, UNPUBLISHED, SUPPRESSED)
+ACCESS_LEVELS = ("open", "controlled")
+# Fixed namespace for object ids: changing it would change every derived object id.
+OBJECT_ID_NAMESPACE = uuid.UUID("5d6b5a0e-4c0f-5b6e-9a56-53636f726531")
+# Fields the registry owns in the analysis JSON; a payload cannot set them.
+RESERVED_ANALYSIS_FIELDS = frozenset(
+    {
+        "analysisId",
+        "studyId",
+        "analysisState",
+        "analysisType",
+        "files",
+        "createdAt",
+        "updatedAt",
+        "firstPublishedAt",
+        "publishedAt",
+        "analysisStateHistory",
+    }
+)
+ENTITY_FILTERS = {  # legacy entity field -> file column
+    "id": "object_id",
+    "gnosId": "analysis_id",
+    "fileName": "file_name",
+    "projectCode": "study_id",
+    "access": "file_access",
+}
+_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
+_BUSY_TIMEOUT_SECONDS = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS study (
+    study_id     TEXT PRIMARY KEY,
+    name         TEXT,
+    organization TEXT,
+    description  TEXT,
+    info         TEXT,
+    created_at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS analysis (
+    analysis_id        TEXT PRIMARY KEY,
+    study_id           TEXT NOT NULL REFERENCES study(study_id),
+    state              TEXT NOT NULL,
+    analysis_type      TEXT NOT NULL,
+    data               TEXT NOT NULL,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    first_published_at TEXT,
+    published_at       TEXT
+);
+CREATE INDEX IF NOT EXISTS analysis_by_study ON analysis(study_id, state);
+CREATE TABLE IF NOT EXISTS state_change (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    analysis_id   TEXT NOT NULL REFERENCES analysis(analysis_id),
+    initial_state TEXT NOT NULL,
+    updated_state TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS state_change_by_analysis ON state_change(analysis_id, id);
+CREATE TABLE IF NOT EXISTS file (
+    object_id   TEXT PRIMARY KEY,
+    analysis_id TEXT NOT NULL REFERENCES analysis(analysis_id),
+    study_id    TEXT NOT NULL,
+    position    INTEGER NOT NULL,
+    file_name   TEXT NOT NULL,
+    file_size   INTEGER NOT NULL,
+    file_md5sum TEXT NOT NULL,
+    file_type   TEXT NOT NULL,
+    file_access TEXT NOT NULL,
+    data_type   TEXT NOT NULL,
+    info        TEXT,
+    UNIQUE (analysis_id, file_name)
+);
+CREATE INDEX IF NOT EXISTS file_by_analysis ON file(analysis_id, position);
+CREATE INDEX IF NOT EXISTS file_by_study ON file(study_id);
+CREATE INDEX IF NOT EXISTS file_by_name ON file(file_name);
+"""
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors: Song's catalogue (song-core ServerErrors), so clients that branch on errorId keep working.
+
+
+@dataclass(frozen=True)
+class SongErrorCode:
+    """One entry of Song's error catalogue: the enum name and the HTTP status Song pairs with it."""
+
+    name: str
+    status: int
+
+    @property
+    def error_id(self) -> str:
+        """Song's wire id: the enum name lower-cased with ``_`` replaced by ``.``."""
+        return self.name.lower().replace("_", ".")
+
+
+STUDY_ID_DOES_NOT_EXIST = SongErrorCode("STUDY_ID_DOES_NOT_EXIST", 404)
+STUDY_ALREADY_EXISTS = SongErrorCode("STUDY_ALREADY_EXISTS", 409)
+STUDY_ID_MISSING = SongErrorCode("STUDY_ID_MISSING", 400)
+STUDY_ID_MISMATCH = SongErrorCode("STUDY_ID_MISMATCH", 409)
+ANALYSIS_ID_NOT_FOUND = SongErrorCode("ANALYSIS_ID_NOT_FOUND", 404)
+ENTITY_NOT_RELATED_TO_STUDY = SongErrorCode("ENTITY_NOT_RELATED_TO_STUDY", 400)
+LEGACY_ENTITY_NOT_FOUND = SongErrorCode("LEGACY_ENTITY_NOT_FOUND", 404)
+MALFORMED_PARAMETER = SongErrorCode("MALFORMED_PARAMETER", 400)
+SCHEMA_VIOLATION = SongErrorCode("SCHEMA_VIOLATION", 400)
+PAYLOAD_PARSING = SongErrorCode("PAYLOAD_PARSING", 422)
+ILLEGAL_QUERY_PARAMETER = SongErrorCode("ILLEGAL_QUERY_PARAMETER", 400)
+ILLEGAL_FILTER_PARAMETER = SongErrorCode("ILLEGAL_FILTER_PARAMETER", 400)
+SUPPRESSED_STATE_TRANSITION = SongErrorCode("SUPPRESSED_STATE_TRANSITION", 400)
+MISSING_STORAGE_OBJECTS = SongErrorCode("MISSING_STORAGE_OBJECTS", 409)
+MISMATCHING_STORAGE_OBJECT_SIZES = SongErrorCode("MISMATCHING_STORAGE_OBJECT_SIZES", 409)
+MISMATCHING_STORAGE_OBJECT_CHECKSUMS = SongErrorCode("MISMATCHING_STORAGE_OBJECT_CHECKSUMS", 409)
+SERVICE_UNAVAILABLE = SongErrorCode("SERVICE_UNAVAILABLE", 503)
+
+
+class RegistryError(Exception):
+    """A request the registry refuses; carries Song's error code so the API can answer in Song's shape."""
+
+    def __init__(self, code: SongErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --------------------------------------------------------------------------------------------------
+# Value objects
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of an analysis, as Song's FileEntity carries it."""
+
+    objectId: str
+    studyId: str
+    analysisId: str
+    fileName: str
+    fileSize: int
+    fileType: str
+    fileMd5sum: str
+    fileAccess: str
+    dataType: str
+    info: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "objectId": self.objectId,
+            "studyId": self.studyId,
+            "analysisId": self.analysisId,
+            "fileName": self.fileName,
+            "fileSize": self.fileSize,
+            "fileType": self.fileType,
+            "fileMd5sum": self.fileMd5sum,
+            "fileAccess": self.fileAccess,
+            "dataType": self.dataType,
+            "info": self.info if self.info is not None else {},
+        }
+
+    def to_entity(self) -> Entity:
+        return Entity(
+            id=self.objectId,
+            gnosId=self.analysisId,
+            fileName=self.fileName,
+            projectCode=self.studyId,
+            access=self.fileAccess,
+            fileSize=self.fileSize,
+            fileMd5sum=self.fileMd5sum,
+        )
+
+
+@dataclass(frozen=True)
+class EntityPage:
+    """One page of legacy entities plus the counts Spring Data's page JSON needs."""
+
+    entities: list[Entity]
+    page: int
+    size: int
+    total: int
+
+
+@dataclass(frozen=True)
+class _FileSpec:
+    file_name: str
+    file_size: int
+    file_md5sum: str
+    file_type: str
+    file_access: str
+    data_type: str
+    info: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Submission:
+    analysis_type: dict[str, Any]
+    files: list[_FileSpec]
+    data: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def object_id_for(analysis_id: str, file_name: str) -> str:
+    """The object id of a file: deterministic, so Song, Score and clients can re-derive it."""
+    return str(uuid.uuid5(OBJECT_ID_NAMESPACE, f"{analysis_id}:{file_name}"))
+
+
+def _now() -> str:
+    """UTC time as Song's ``LocalDateTime`` serialises it (ISO-8601, no offset)."""
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _require_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not is_safe_id(value):
+        raise RegistryError(
+            MALFORMED_PARAMETER,
+            f"invalid {what} {value!r}: use 1-128 letters, digits, '_', '.' or '-' (no '..', no '/')",
+        )
+    return value
+
+
+def _file_name_problem(name: Any) -> str | None:
+    """Why a file name is unsafe as one path segment in Score and on a client's disk, or None."""
+    if not isinstance(name, str) or not name.strip():
+        return "must be a non-empty string"
+    if "/" in name or "\\" in name:
+        return "must not contain '/' or '\\' (a file name, not a path)"
+    if ".." in name:
+        return "must not contain '..'"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "must not contain control characters"
+    if name != name.strip():
+        return "must not start or end with whitespace"
+    return None
+
+
+def _text_problem(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+
+
+def _file_problems(index: int, raw: Any) -> list[str]:
+    """Every schema problem of one payload file, prefixed with its JSON path."""
+    where = f"files[{index}]"
+    if not isinstance(raw, Mapping):
+        return [f"{where}: must be a JSON object"]
+    checks: dict[str, str | None] = {
+        "fileName": _file_name_problem(raw.get("fileName")),
+        "fileType": _text_problem(raw.get("fileType")),
+        "dataType": _text_problem(raw.get("dataType")),
+    }
+    size = raw.get("fileSize")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        checks["fileSize"] = "must be an integer >= 0 (the size in bytes)"
+    md5 = raw.get("fileMd5sum")
+    if not isinstance(md5, str) or not _MD5.match(md5):
+        checks["fileMd5sum"] = "must be the file's MD5 as 32 hexadecimal characters"
+    if raw.get("fileAccess") not in ACCESS_LEVELS:
+        checks["fileAccess"] = "must be 'open' or 'controlled'"
+    info = raw.get("info")
+    if info is not None and not isinstance(info, Mapping):
+        checks["info"] = "must be a JSON object when present"
+    return [f"{where}.{field}: {problem}" for field, problem in checks.items() if problem]
+
+
+def _parse_files(raw_files: Any) -> list[_FileSpec]:
+    if not isinstance(raw_files, list) or not raw_files:
+        raise RegistryError(
+            SCHEMA_VIOLATION, "files: the payload must list at least one file in a 'files' array"
+        )
+    problems = [p for i, raw in enumerate(raw_files) for p in _file_problems(i, raw)]
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_files):
+        name = raw.get("fileName") if isinstance(raw, Mapping) else None
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            problems.append(f"files[{i}].fileName: {name!r} appears more than once; file names must be "
+                            "unique within an analysis")
+        seen.add(name)
+    if problems:
+        raise RegistryError(
+            SCHEMA_VIOLATION, "the payload is invalid; fix these fields and submit again: " + "; ".join(problems)
+        )
+    return [
+        _FileSpec(
+            file_name=raw["fileName"],
+            file_size=raw["fileSize"],
+            file_md5sum=raw["fileMd5sum"],
+            file_type=raw["fileType"],
+            file_access=raw["fileAccess"],
+            data_type=raw["dataType"],
+            info=dict(raw["info"]) if raw.get("info") is not None else None,
+        )
+        for raw in raw_files
+    ]
+
+
+def _parse_analysis_type(raw: Any) -> dict[str, Any]:
+    """Song's ``{"name", "version"}``; a bare string (Song 1.x payloads) is taken as the name."""
+    if raw is None:
+        raise RegistryError(MALFORMED_PARAMETER, "The analysisType field cannot be null: add "
+                            "\"analysisType\": {\"name\": \"<type>\"} to the payload")
+    if isinstance(raw, str) and raw.strip():
+        return {"name": raw}
+    if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and raw["name"].strip():
+        version = raw.get("version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise RegistryError(MALFORMED_PARAMETER, "analysisType.version must be an integer when present")
+        return {"name": raw["name"]} if version is None else {"name": raw["name"], "version": version}
+    raise RegistryError(MALFORMED_PARAMETER, "The analysisType name field cannot be null: use "
+                        "\"analysisType\": {\"name\": \"<type>\"}")
+
+
+def _check_payload_study(study_id: str, payload: Mapping[str, Any]) -> None:
+    payload_study = payload.get("studyId")
+    if payload_study is None:
+        raise RegistryError(STUDY_ID_MISSING, "The field 'studyId' is missing in the payload: add "
+                            f"\"studyId\": \"{study_id}\"")
+    if payload_study != study_id:
+        raise RegistryError(
+            STUDY_ID_MISMATCH,
+            f"The studyId in the URL path '{study_id}' should match the studyId '{payload_study}' in the "
+            "payload: submit to the payload's study or correct the payload",
+        )
+
+
+def parse_submission(study_id: str, payload: Any) -> _Submission:
+    """Validate a Song payload and split it into the parts the registry stores."""
+    if not isinstance(payload, Mapping):
+        raise RegistryError(SCHEMA_VIOLATION, "the payload must be a JSON object (Song's analysis payload)")
+    analysis_type = _parse_analysis_type(payload.get("analysisType"))
+    _check_payload_study(study_id, payload)
+    files = _parse_files(payload.get("files"))
+    data = {k: v for k, v in payload.items() if k not in RESERVED_ANALYSIS_FIELDS}
+    return _Submission(analysis_type=analysis_type, files=files, data=data)
+
+
+def _storage_problems(
+    files: Sequence[FileRecord], stored: Mapping[str, StoredObject | None], ignore_undefined_md5: bool
+) -> dict[SongErrorCode, list[str]]:
+    """What keeps each file from being published, grouped by Song's error code."""
+    problems: dict[SongErrorCode, list[str]] = {}
+    for f in files:
+        obj = stored.get(f.objectId)
+        label = f"{f.fileName} (objectId {f.objectId})"
+        if obj is None:
+            problems.setdefault(MISSING_STORAGE_OBJECTS, []).append(f"{label} is not uploaded")
+        elif obj.size != f.fileSize:
+            problems.setdefault(MISMATCHING_STORAGE_OBJECT_SIZES, []).append(
+                f"{label} is registered with {f.fileSize} bytes but stored with {obj.size}"
+            )
+        elif obj.md5 is None:
+            if not ignore_undefined_md5:
+                problems.setdefault(MISMATCHING_STORAGE_OBJECT_CHECKSUMS, []).append(
+                    f"{label} has no MD5 in storage (pass ignoreUndefinedMd5=true to accept it)"
+                )
+        elif obj.md5.lower() != f.fileMd5sum.lower():
+            problems.setdefault(MISMATCHING_STORAGE_OBJECT_CHECKSUMS, []).append(
+                f"{label} is registered with MD5 {f.fileMd5sum} but stored with {obj.md5}"
+            )
+    return problems
+
+
+def _publish_refusal(analysis_id: str, problems: dict[SongErrorCode, list[str]]) -> RegistryError:
+    """One error naming every file that blocks publishing; its id is Song's for the first check failed."""
+    order = (MISSING_STORAGE_OBJECTS, MISMATCHING_STORAGE_OBJECT_SIZES, MISMATCHING_STORAGE_OBJECT_CHECKSUMS)
+    code = next(c for c in order if c in problems)
+    details = "; ".join(p for c in order for p in problems.get(c, []))
+    return RegistryError(
+        code,
+        f"The analysisId '{analysis_id}' cannot be published until every file is uploaded "
+        f"to Score with its registered size and MD5: {details}. Upload the missing or corrected files "
+        "(score-client upload) and publish again.",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry
+
+
+class Registry:
+    """Song's metadata model in SQLite; implements ``MetadataSource`` for Score's own checks."""
+
+    def __init__(self, db_path: Path, catalog: ObjectCatalog | None = None) -> None:
+        self.db_path = Path(db_path)
+        self.catalog = catalog  # set later by the app: the upload service is built after the registry
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._init_schema()
+
+    # ---- connections -----------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.db_path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint; safe with WAL
+        return db
+
+    def _init_schema(self) -> None:
+        db = self._connect()
+        try:
+            db.execute("PRAGMA journal_mode = WAL")  # persistent: recorded in the database file
+            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        finally:
+            db.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot for all the queries inside it."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN")
+            yield db
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front (IMMEDIATE) so concurrent writers queue, not deadlock."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    # ---- MetadataSource ---------------------------------------------------------------------------
+
+    def entity(self, object_id: str) -> Entity | None:
+        """The file entity for an object id (with registered size and MD5), or None."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM file WHERE object_id = ?", (object_id,)).fetchone()
+        return None if row is None else _file_from_row(row).to_entity()
+
+    def analysis_state(self, study_id: str, analysis_id: str) -> str | None:
+        """The analysis state, or None when the analysis is unknown or belongs to another study."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT state FROM analysis WHERE analysis_id = ? AND study_id = ?", (analysis_id, study_id)
+            ).fetchone()
+        return None if row is None else str(row["state"])
+
+    # ---- studies ----------------------------------------------------------------------------------
+
+    def create_study(self, study_id: str, study: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a study from Song's Study JSON; the body's studyId, if given, must match the path."""
+        _require_id(study_id, "studyId")
+        if study_id == "all":
+            raise RegistryError(MALFORMED_PARAMETER, "'all' is reserved (GET /studies/all lists studies); "
+                                "choose another studyId")
+        body_id = study.get("studyId")
+        if body_id is not None and body_id != study_id:
+            raise RegistryError(STUDY_ID_MISMATCH, f"The studyId in the URL path '{study_id}' should match "
+                                f"the studyId '{body_id}' in the body")
+        fields = {k: study.get(k) for k in ("name", "organization", "description")}
+        for key, value in fields.items():
+            if value is not None and not isinstance(value, str):
+                raise RegistryError(SCHEMA_VIOLATION, f"the study field '{key}' must be a string")
+        info = study.get("info")
+        if info is not None and not isinstance(info, Mapping):
+            raise RegistryError(SCHEMA_VIOLATION, "the study field 'info' must be a JSON object")
+        with self._write() as db:
+            if _study_exists(db, study_id):
+                raise RegistryError(STUDY_ALREADY_EXISTS, f"The studyId '{study_id}' already exists; "
+                                    "it was not changed")
+            db.execute(
+                "INSERT INTO study (study_id, name, organization, description, info, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (study_id, fields["name"], fields["organization"], fields["description"], _dumps(info), _now()),
+            )
+        return self.get_study(study_id)
+
+    def get_study(self, study_id: str) -> dict[str, Any]:
+        """Song's Study JSON; like Song, empty fields are left out."""
+        _require_id(study_id, "studyId")
+        with self._read() as db:
+            row = db.execute("SELECT * FROM study WHERE study_id = ?", (study_id,)).fetchone()
+        if row is None:
+            raise _no_study(study_id)
+        study = {
+            "studyId": row["study_id"],
+            "name": row["name"],
+            "organization": row["organization"],
+            "description": row["description"],
+            "info": _loads(row["info"]),
+        }
+        return {k: v for k, v in study.items() if v not in (None, "", {})}
+
+    def study_ids(self) -> list[str]:
+        with self._read() as db:
+            return [r["study_id"] for r in db.execute("SELECT study_id FROM study ORDER BY study_id")]
+
+    # ---- analyses ---------------------------------------------------------------------------------
+
+    def submit(self, study_id: str, payload: Any) -> str:
+        """Register a Song payload as a new UNPUBLISHED analysis; returns the new analysis id."""
+        _require_id(study_id, "studyId")
+        with self._read() as db:
+            if not _study_exists(db, study_id):
+                raise _no_study(study_id)
+        submission = parse_submission(study_id, payload)
+        analysis_id = str(uuid.uuid4())
+        now = _now()
+        with self._write() as db:
+            if not _study_exists(db, study_id):
+                raise _no_study(study_id)
+            db.execute(
+                "INSERT INTO analysis (analysis_id, study_id, state, analysis_type, data, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (analysis_id, study_id, UNPUBLISHED, _dumps(submission.analysis_type),
+                 _dumps(submission.data), now, now),
+            )
+            db.executemany(
+                "INSERT INTO file (object_id, analysis_id, study_id, position, file_name, file_size, "
+                "file_md5sum, file_type, file_access, data_type, info) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (object_id_for(analysis_id, f.file_name), analysis_id, study_id, i, f.file_name,
+                     f.file_size, f.file_md5sum, f.file_type, f.file_access, f.data_type, _dumps(f.info))
+                    for i, f in enumerate(submission.files)
+                ],
+            )
+        return analysis_id
+
+    def get_analysis(self, study_id: str, analysis_id: str) -> dict[str, Any]:
+        """Song's analysis JSON: registry fields, files, state history and every other payload field."""
+        with self._read() as db:
+            row = _related_analysis(db, study_id, analysis_id)
+            return _analysis_json(db, row)
+
+    def analysis_files(self, study_id: str, analysis_id: str) -> list[FileRecord]:
+        with self._read() as db:
+            _related_analysis(db, study_id, analysis_id)
+            return _files_of(db, analysis_id)
+
+    def list_analyses(self, study_id: str, states: Iterable[str] = (PUBLISHED,)) -> list[dict[str, Any]]:
+        """All analyses of a study in the given states (Song's default: PUBLISHED only)."""
+        wanted = sorted(set(states)) or [PUBLISHED]
+        unknown = [s for s in wanted if s not in ANALYSIS_STATES]
+        if unknown:
+            raise RegistryError(MALFORMED_PARAMETER, "The following are not AnalysisStates: '"
+                                + "', '".join(unknown) + "'; use " + ", ".join(ANALYSIS_STATES))
+        _require_id(study_id, "studyId")
+        with self._read() as db:
+            if not _study_exists(db, study_id):
+                raise _no_study(study_id)
+            marks = ",".join("?" * len(wanted))
+            rows = db.execute(
+                # Only '?' placeholders are interpolated; the values are bound.
+                f"SELECT * FROM analysis WHERE study_id = ? AND state IN ({marks}) "  # noqa: S608
+                "ORDER BY created_at, analysis_id",
+                (study_id, *wanted),
+            ).fetchall()
+            return [_analysis_json(db, row) for row in rows]
+
+    # ---- state changes ----------------------------------------------------------------------------
+
+    def publish(self, study_id: str, analysis_id: str, ignore_undefined_md5: bool = False) -> None:
+        """Mark PUBLISHED once every file is stored in Score with the registered size and MD5."""
+        with self._read() as db:
+            row = _related_analysis(db, study_id, analysis_id)
+            files = _files_of(db, analysis_id)
+        _refuse_if_suppressed(analysis_id, row["state"], PUBLISHED)
+        # Storage is asked outside any transaction: it may be slow and must not hold the write lock.
+        problems = _storage_problems(files, self._stored_objects(files), ignore_undefined_md5)
+        if problems:
+            raise _publish_refusal(analysis_id, problems)
+        self._change_state(study_id, analysis_id, PUBLISHED)
+
+    def unpublish(self, study_id: str, analysis_id: str) -> None:
+        self._change_state(study_id, analysis_id, UNPUBLISHED)
+
+    def suppress(self, study_id: str, analysis_id: str) -> None:
+        self._change_state(study_id, analysis_id, SUPPRESSED)
+
+    def _stored_objects(self, files: Sequence[FileRecord]) -> dict[str, StoredObject | None]:
+        catalog = self.catalog
+        if catalog is None:
+            raise RegistryError(SERVICE_UNAVAILABLE, "the registry cannot reach Score's object catalog, so "
+                                "it cannot check the files before publishing; retry once the server has "
+                                "finished starting")
+        try:
+            return {f.objectId: catalog.stored_object(f.objectId) for f in files}
+        except Exception as exc:
+            raise RegistryError(SERVICE_UNAVAILABLE, f"could not check the files in storage ({exc}); "
+                                "retry when the object store is reachable") from exc
+
+    def _change_state(self, study_id: str, analysis_id: str, target: str) -> None:
+        """Move an analysis to ``target`` in one transaction, recording the change as Song does."""
+        now = _now()
+        with self._write() as db:
+            row = _related_analysis(db, study_id, analysis_id)
+            current = row["state"]
+            if target != SUPPRESSED:
+                _refuse_if_suppressed(analysis_id, current, target)
+            if current == target:
+                return
+            if target == PUBLISHED:
+                db.execute(
+                    "UPDATE analysis SET state = ?, updated_at = ?, published_at = ?, "
+                    "first_published_at = COALESCE(first_published_at, ?) WHERE analysis_id = ?",
+                    (target, now, now, now, analysis_id),
+                )
+            else:
+                db.execute("UPDATE analysis SET state = ?, updated_at = ? WHERE analysis_id = ?",
+                           (target, now, analysis_id))
+            db.execute(
+                "INSERT INTO state_change (analysis_id, initial_state, updated_state, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                (analysis_id, current, target, now),
+            )
+
+    # ---- legacy entities --------------------------------------------------------------------------
+
+    def find_entities(self, filters: Mapping[str, str], page: int, size: int) -> EntityPage:
+        """A page of legacy entities matching every given filter exactly, ordered by id like Song."""
+        unknown = sorted(set(filters) - set(ENTITY_FILTERS))
+        if unknown:
+            raise RegistryError(ILLEGAL_QUERY_PARAMETER, f"unknown entity filter(s) {', '.join(unknown)}; "
+                                f"filter by {', '.join(ENTITY_FILTERS)}")
+        # Column names come from the fixed ENTITY_FILTERS map, never from the caller; values are bound.
+        where = " AND ".join(f"{ENTITY_FILTERS[k]} = ?" for k in filters) or "1 = 1"
+        values = list(filters.values())
+        with self._read() as db:
+            total = db.execute(f"SELECT COUNT(*) FROM file WHERE {where}", values).fetchone()[0]  # noqa: S608
+            rows = db.execute(
+                f"SELECT * FROM file WHERE {where} ORDER BY object_id LIMIT ? OFFSET ?",  # noqa: S608
+                [*values, size, page * size],
+            ).fetchall()
+        return EntityPage([_file_from_row(r).to_entity() for r in rows], page=page, size=size, total=total)
+
+
+# --------------------------------------------------------------------------------------------------
+# Row helpers (run inside a transaction)
+
+
+def _study_exists(db: sqlite3.Connection, study_id: str) -> bool:
+    return db.execute("SELECT 1 FROM study WHERE study_id = ?", (study_id,)).fetchone() is not None
+
+
+def _no_study(study_id: str) -> RegistryError:
+    return RegistryError(STUDY_ID_DOES_NOT_EXIST, f"The studyId '{study_id}' does not exist; create it with "
+                         f"POST /studies/{study_id}/ first")
+
+
+def _related_analysis(db: sqlite3.Connection, study_id: str, analysis_id: str) -> sqlite3.Row:
+    """The analysis row, checked the way Song checks it: study exists, analysis exists, they belong."""
+    _require_id(study_id, "studyId")
+    _require_id(analysis_id, "analysisId")
+    row = db.execute("SELECT * FROM analysis WHERE analysis_id = ?", (analysis_id,)).fetchone()
+    if row is not None and row["study_id"] == study_id:
+        return row
+    if not _study_exists(db, study_id):
+        raise _no_study(study_id)
+    if row is None:
+        raise RegistryError(ANALYSIS_ID_NOT_FOUND, f"The analysisId '{analysis_id}' was not found in "
+                            f"study '{study_id}'")
+    raise RegistryError(
+        ENTITY_NOT_RELATED_TO_STUDY,
+        f"The analysisId '{analysis_id}' is not related to the input studyId '{study_id}'. "
+        f"It is actually related to studyId '{row['study_id']}'",
+    )
+
+
+def _refuse_if_suppressed(analysis_id: str, current: str, target: str) -> None:
+    if current == SUPPRESSED and target != SUPPRESSED:
+        raise RegistryError(
+            SUPPRESSED_STATE_TRANSITION,
+            f"Cannot change the analysis state for analysisId '{analysis_id}' from '{SUPPRESSED}' to "
+            f"'{target}': a suppressed analysis is final; submit a new analysis instead",
+        )
+
+
+def _file_from_row(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(
+        objectId=row["object_id"],
+        studyId=row["study_id"],
+        analysisId=row["analysis_id"],
+        fileName=row["file_name"],
+        fileSize=row["file_size"],
+        fileType=row["file_type"],
+        fileMd5sum=row["file_md5sum"],
+        fileAccess=row["file_access"],
+        dataType=row["data_type"],
+        info=_loads(row["info"]),
+    )
+
+
+def _files_of(db: sqlite3.Connection, analysis_id: str) -> list[FileRecord]:
+    rows = db.execute("SELECT * FROM file WHERE analysis_id = ? ORDER BY position", (analysis_id,))
+    return [_file_from_row(r) for r in rows]
+
+
+def _state_history(db: sqlite3.Connection, analysis_id: str) -> list[dict[str, str]]:
+    rows = db.execute(
+        "SELECT initial_state, updated_state, updated_at FROM state_change WHERE analysis_id = ? ORDER BY id",
+        (analysis_id,),
+    )
+    return [
+        {"initialState": r["initial_state"], "updatedState": r["updated_state"], "updatedAt": r["updated_at"]}
+        for r in rows
+    ]
+
+
+def _analysis_json(db: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
+    """Registry-owned fields first, then the other payload fields as submitted, then the files."""
+    analysis_id = row["analysis_id"]
+    core = {
+        "analysisId": analysis_id,
+        "studyId": row["study_id"],
+        "analysisState": row["state"],
+        "analysisType": _loads(row["analysis_type"]),
+        "createdAt": row["created_at"],
+        "updatedAt": row["updated_at"],
+        "firstPublishedAt": row["first_published_at"],
+        "publishedAt": row["published_at"],
+        "analysisStateHistory": _state_history(db, analysis_id),
+    }
+    data = _loads(row["data"]) or {}
+    return {**core, **data, "files": [f.to_wire() for f in _files_of(db, analysis_id)]}

@@ -1,0 +1,354 @@
+"""The upload state machine, backend-agnostic, with all state in the object store (reference §2.3, §3.3).
+
+Layout (Score-compatible, so a bucket written by the Java server is read as is):
+  ``data/{id}``                                the data object, written by the store's multipart upload
+  ``data/{id}.meta``                           the permanent ObjectSpecification, written at finalize
+  ``upload/{id}_{uploadId}/.meta``             the in-progress specification (without URLs)
+  ``upload/{id}_{uploadId}/part-NNNNNNNN|{..}`` zero-byte completion markers, state in the key name
+
+Nothing lives in process memory, so any number of replicas can serve one store. Fixes over the
+original: zero-byte objects, overwrite refused with 409, the whole-object MD5 the client computed is
+checked against the declared one (and the registry's) before anything becomes visible, a superseded
+upload is aborted rather than leaked, and ``status`` marks completed parts so resume skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from score.core import md5 as md5s
+from score.core.models import CompletedPart, ObjectSpecification, UploadProgress
+from score.core.parts import calculate_parts
+from score.server.errors import BadRequest, Conflict, NotFound, Unavailable
+from score.server.metadata.base import Entity, StoredObject
+from score.server.settings import ServerSettings
+from score.server.storage.base import ObjectStore, StoreUnavailable, UploadedPart, UploadNotFound
+
+DATA_DIR = "data"
+UPLOAD_DIR = "upload"
+MARKER_PREFIX = "part-"
+T = TypeVar("T")
+
+
+def data_key(object_id: str) -> str:
+    return f"{DATA_DIR}/{object_id}"
+
+
+def meta_key(object_id: str) -> str:
+    return f"{DATA_DIR}/{object_id}.meta"
+
+
+def upload_state_prefix(object_id: str, upload_id: str) -> str:
+    return f"{UPLOAD_DIR}/{object_id}_{upload_id}/"
+
+
+def marker_key(object_id: str, upload_id: str, part: CompletedPart) -> str:
+    body = json.dumps(part.to_wire(), separators=(",", ":"))
+    return f"{upload_state_prefix(object_id, upload_id)}{MARKER_PREFIX}{part.partNumber:08x}|{body}"
+
+
+def parse_marker(key: str) -> CompletedPart | None:
+    """The CompletedPart encoded in a marker key, or None for other keys in the state folder."""
+    name = key.rsplit("/", 1)[-1]
+    if not name.startswith(MARKER_PREFIX) or "|" not in name:
+        return None
+    try:
+        return CompletedPart.model_validate_json(name.split("|", 1)[1])
+    except ValueError:
+        return None
+
+
+def read_spec(store: ObjectStore, key: str) -> ObjectSpecification | None:
+    body = store.read_document(key)
+    if body is None:
+        return None
+    try:
+        return ObjectSpecification.model_validate_json(body)
+    except ValueError as exc:
+        raise Unavailable(f"the stored document {key} is not a valid object specification: {exc}") from exc
+
+
+def write_spec(store: ObjectStore, key: str, spec: ObjectSpecification) -> None:
+    store.write_document(key, json.dumps(spec.to_wire(), separators=(",", ":")).encode("utf-8"))
+
+
+def guard(call: Callable[[], T]) -> T:
+    """Run a store call, mapping transient store failures to 503 so clients retry."""
+    try:
+        return call()
+    except StoreUnavailable as exc:
+        raise Unavailable(f"the object store is unavailable ({exc}); try again shortly") from exc
+
+
+def _check_md5(value: str, what: str) -> str:
+    if not md5s.is_hex(value):
+        raise BadRequest(f"{what} {value!r} is not an MD5 checksum: give 32 hexadecimal digits")
+    return value.lower()
+
+
+class UploadService:
+    def __init__(self, store: ObjectStore, settings: ServerSettings) -> None:
+        self._store = store
+        self._settings = settings
+
+    # -- what exists ---------------------------------------------------------------------------
+    def exists(self, object_id: str) -> bool:
+        """True iff the object was finalized (its ``.meta`` is present), as Score judges it."""
+        return guard(lambda: self._store.head(meta_key(object_id)) is not None)
+
+    def stored_object(self, object_id: str) -> StoredObject | None:
+        spec = guard(lambda: read_spec(self._store, meta_key(object_id)))
+        if spec is None:
+            return None
+        return StoredObject(object_id=object_id, size=spec.objectSize, md5=spec.objectMd5)
+
+    def current_upload_id(self, object_id: str) -> str | None:
+        """The in-progress upload of an object: the first state folder (listing order) with a ``.meta``."""
+        prefix = f"{UPLOAD_DIR}/{object_id}_"
+        for head in guard(lambda: list(self._store.list(prefix))):
+            rest = head.key[len(prefix):]
+            upload_id, _, name = rest.partition("/")
+            if name == ".meta":
+                return upload_id
+        return None
+
+    # -- initiate ------------------------------------------------------------------------------
+    def initiate(
+        self, object_id: str, file_size: int, md5: str | None, overwrite: bool, entity: Entity
+    ) -> ObjectSpecification:
+        if file_size < 0:
+            raise BadRequest(f"fileSize must not be negative (got {file_size})")
+        if entity.fileSize is not None and entity.fileSize != file_size:
+            raise BadRequest(
+                f"file size {file_size} differs from the size registered for object {object_id} "
+                f"({entity.fileSize} bytes, file {entity.fileName!r}); upload the registered file or fix "
+                "the registration"
+            )
+        declared = _check_md5(md5, "md5") if md5 else None
+        registered = entity.fileMd5sum.lower() if entity.fileMd5sum else None
+        if declared and registered and declared != registered:
+            raise BadRequest(
+                f"md5 {declared} differs from the MD5 registered for object {object_id} ({registered}); "
+                "upload the registered file or fix the registration"
+            )
+        if not overwrite and self.exists(object_id):
+            raise Conflict(
+                f"object {object_id} already exists; to replace it, upload again with --force (overwrite=true)"
+            )
+        self._abandon_previous_uploads(object_id)
+
+        key = data_key(object_id)
+        # An empty object needs no multipart upload in the store (S3 cannot complete an empty one).
+        upload_id = uuid.uuid4().hex if file_size == 0 else guard(lambda: self._store.start_upload(key, file_size))
+        parts = calculate_parts(0, file_size, self._settings.part_size, self._settings.min_part_size)
+        spec = ObjectSpecification(
+            objectKey=key,
+            objectId=object_id,
+            uploadId=upload_id,
+            parts=parts,
+            objectSize=file_size,
+            objectMd5=declared or registered,
+        )
+        guard(lambda: write_spec(self._store, upload_state_prefix(object_id, upload_id) + ".meta", spec))
+        return self._with_upload_urls(spec, completed={})
+
+    def _abandon_previous_uploads(self, object_id: str) -> None:
+        while (previous := self.current_upload_id(object_id)) is not None:
+            self._discard(object_id, previous)
+
+    def _discard(self, object_id: str, upload_id: str) -> None:
+        """Abort the store's multipart upload and delete its state (the original leaked the former)."""
+        guard(lambda: self._store.abort_upload(data_key(object_id), upload_id))
+        self._discard_state_only(object_id, upload_id)
+
+    def _with_upload_urls(self, spec: ObjectSpecification, completed: dict[int, CompletedPart]) -> ObjectSpecification:
+        ttl = self._settings.upload_url_ttl
+        parts = []
+        for part in spec.parts:
+            done = completed.get(part.partNumber)
+            url = None
+            if done is None:
+                url = guard(
+                    lambda p=part: self._store.sign_upload_part(
+                        spec.objectKey, spec.uploadId or "", p.partNumber, p.offset, p.partSize, ttl
+                    )
+                )
+            parts.append(
+                part.model_copy(
+                    update={
+                        "url": url,
+                        # Setting md5 as well as sourceMd5 on completed parts makes the Java client's
+                        # resume skip them too (its bug §8.6 re-sent every part).
+                        "md5": done.md5 if done else None,
+                        "sourceMd5": done.md5 if done else None,
+                    }
+                )
+            )
+        return spec.model_copy(update={"parts": parts})
+
+    # -- in-progress state ---------------------------------------------------------------------
+    def _state(self, object_id: str, upload_id: str) -> ObjectSpecification:
+        spec = guard(lambda: read_spec(self._store, upload_state_prefix(object_id, upload_id) + ".meta"))
+        if spec is None:
+            raise NotFound(
+                f"no upload {upload_id} in progress for object {object_id}; it was finished, cancelled or "
+                "superseded: start the upload again"
+            )
+        return spec
+
+    def _markers(self, object_id: str, upload_id: str) -> list[CompletedPart]:
+        prefix = upload_state_prefix(object_id, upload_id) + MARKER_PREFIX
+        markers = [parse_marker(h.key) for h in guard(lambda: list(self._store.list(prefix)))]
+        return [m for m in markers if m is not None]
+
+    def _current_state(self, object_id: str, file_size: int) -> ObjectSpecification:
+        upload_id = self.current_upload_id(object_id)
+        if upload_id is None:
+            raise NotFound(f"no upload in progress for object {object_id}")
+        spec = self._state(object_id, upload_id)
+        if spec.objectSize != file_size:
+            raise BadRequest(
+                f"the upload in progress for object {object_id} is for {spec.objectSize} bytes but the file "
+                f"now has {file_size}: the file changed; start over with --force"
+            )
+        return spec
+
+    def status(self, object_id: str, file_size: int) -> UploadProgress:
+        """Progress of the current upload, completed parts marked and fresh URLs for the others."""
+        spec = self._current_state(object_id, file_size)
+        completed = {m.partNumber: m for m in self._markers(object_id, spec.uploadId or "")}
+        fresh = self._with_upload_urls(spec, completed)
+        return UploadProgress(objectId=object_id, uploadId=spec.uploadId or "", parts=fresh.parts)
+
+    def recovery(self, object_id: str, file_size: int) -> None:
+        self._current_state(object_id, file_size)
+
+    def finalize_part(self, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
+        md5 = _check_md5(md5, "md5")
+        etag = etag.strip().strip('"')
+        if not etag:
+            raise BadRequest("etag must not be empty: pass the ETag the store returned for the part")
+        spec = self._state(object_id, upload_id)
+        expected = next((p for p in spec.parts if p.partNumber == part_number), None)
+        if expected is None:
+            raise BadRequest(f"upload {upload_id} of object {object_id} has no part {part_number}")
+        stored = guard(lambda: self._uploaded_parts(object_id, upload_id))
+        found = next((p for p in stored if p.part_number == part_number), None)
+        if found is None or found.etag.strip('"') != etag or found.size != expected.partSize:
+            raise BadRequest(
+                f"part {part_number} of object {object_id} is not in the store with ETag {etag} and "
+                f"{expected.partSize} bytes; upload the part again"
+            )
+        if md5s.is_hex(etag) and getattr(self._store, "etag_is_md5", False) and etag.lower() != md5:
+            raise BadRequest(
+                f"part {part_number}: the store received bytes with MD5 {etag} but the client reports {md5}; "
+                "upload the part again"
+            )
+        self.delete_part(object_id, upload_id, part_number)
+        marker = CompletedPart(partNumber=part_number, md5=md5, etag=etag)
+        guard(lambda: self._store.write_document(marker_key(object_id, upload_id, marker), b""))
+
+    def _uploaded_parts(self, object_id: str, upload_id: str) -> list[UploadedPart]:
+        try:
+            return self._store.list_uploaded_parts(data_key(object_id), upload_id)
+        except UploadNotFound as exc:
+            raise NotFound(f"the store has no upload {upload_id} for object {object_id}; start again") from exc
+
+    def delete_part(self, object_id: str, upload_id: str, part_number: int) -> None:
+        prefix = f"{upload_state_prefix(object_id, upload_id)}{MARKER_PREFIX}{part_number:08x}|"
+        for head in guard(lambda: list(self._store.list(prefix))):
+            guard(lambda k=head.key: self._store.delete(k))
+
+    # -- finalize ------------------------------------------------------------------------------
+    def finalize(self, object_id: str, upload_id: str, md5: str | None, entity: Entity) -> ObjectSpecification:
+        """Verify and publish the object. Idempotent: a repeated call after success answers success."""
+        state_meta = upload_state_prefix(object_id, upload_id) + ".meta"
+        spec = guard(lambda: read_spec(self._store, state_meta))
+        if spec is None:
+            final = guard(lambda: read_spec(self._store, meta_key(object_id)))
+            if final is not None and final.uploadId == upload_id:
+                return final  # finished by an earlier (perhaps timed-out) call
+            self._state(object_id, upload_id)  # raises the clear 404
+
+        assert spec is not None
+        completed = {m.partNumber: m for m in self._markers(object_id, upload_id)}
+        missing = [p.partNumber for p in spec.parts if p.partNumber not in completed]
+        if missing:
+            shown = ", ".join(str(n) for n in missing[:20]) + (" ..." if len(missing) > 20 else "")
+            raise BadRequest(
+                f"object {object_id} cannot be finalized: {len(missing)} of {len(spec.parts)} parts are not "
+                f"uploaded (parts {shown}); resume the upload"
+            )
+        final_md5 = self._verified_md5(object_id, upload_id, spec, md5, entity)
+
+        if self.exists(object_id):
+            # Overwrite: hide the old object first so no reader ever pairs old metadata with new bytes.
+            guard(lambda: self._store.delete(meta_key(object_id)))
+        key = data_key(object_id)
+        if spec.objectSize == 0:
+            guard(lambda: self._store.put_empty(key))
+        else:
+            parts = [UploadedPart(m.partNumber, m.etag, p.partSize) for p in spec.parts
+                     for m in [completed[p.partNumber]]]
+            try:
+                guard(lambda: self._store.complete_upload(key, upload_id, parts))
+            except UploadNotFound as exc:
+                # Completed by an earlier call that died before writing .meta: fine if the bytes are there.
+                head = guard(lambda: self._store.head(key))
+                if head is None or head.size != spec.objectSize:
+                    raise NotFound(
+                        f"the store no longer has upload {upload_id} of object {object_id}; start the upload again"
+                    ) from exc
+            except ValueError as exc:
+                raise BadRequest(f"object {object_id} cannot be assembled: {exc}; resume the upload") from exc
+
+        final = spec.model_copy(
+            update={
+                "objectMd5": final_md5,
+                "parts": [
+                    p.model_copy(update={"url": None, "md5": None, "sourceMd5": completed[p.partNumber].md5})
+                    for p in spec.parts
+                ],
+            }
+        )
+        guard(lambda: write_spec(self._store, meta_key(object_id), final))
+        self._discard_state_only(object_id, upload_id)
+        return final
+
+    def _verified_md5(
+        self, object_id: str, upload_id: str, spec: ObjectSpecification, md5: str | None, entity: Entity
+    ) -> str | None:
+        """The whole-object MD5 to record; a mismatch aborts the upload so nothing becomes visible."""
+        computed = _check_md5(md5, "md5") if md5 else None
+        candidates = {
+            "declared at initiate": spec.objectMd5.lower() if spec.objectMd5 else None,
+            "registered in the metadata": entity.fileMd5sum.lower() if entity.fileMd5sum else None,
+        }
+        if spec.objectSize == 0:
+            candidates["of an empty file"] = "d41d8cd98f00b204e9800998ecf8427e"
+        if computed is not None:
+            for where, expected in candidates.items():
+                if expected is not None and expected != computed:
+                    self._discard(object_id, upload_id)
+                    raise BadRequest(
+                        f"MD5 mismatch for object {object_id}: the uploaded bytes hash to {computed} but the MD5 "
+                        f"{where} is {expected}; nothing was stored. Check the file and its declared MD5, then "
+                        "upload again"
+                    )
+        return computed or candidates["declared at initiate"] or candidates["registered in the metadata"]
+
+    def _discard_state_only(self, object_id: str, upload_id: str) -> None:
+        prefix = upload_state_prefix(object_id, upload_id)
+        for head in guard(lambda: list(self._store.list(prefix))):
+            if not head.key.endswith("/.meta"):
+                guard(lambda k=head.key: self._store.delete(k))
+        guard(lambda: self._store.delete(prefix + ".meta"))
+
+    def cancel(self, object_id: str) -> None:
+        upload_id = self.current_upload_id(object_id)
+        if upload_id is None:
+            raise NotFound(f"no upload in progress for object {object_id}")
+        self._discard(object_id, upload_id)
