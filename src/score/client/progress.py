@@ -35,10 +35,7 @@ class BarProgress:
 
     def start(self, name: str, total: int, done: int = 0) -> None:
         with self._lock:
-            if self._task is None:
-                self._bars.start()
-            else:
-                self._bars.remove_task(self._task)
+            self._bars.start()
             self._task = self._bars.add_task(name, total=total, completed=done)
 
     def advance(self, nbytes: int) -> None:
@@ -50,4 +47,5 @@ class BarProgress:
             if self._task is not None:
                 self._bars.refresh()
                 self._bars.stop()
+                self._bars.remove_task(self._task)  # stays printed above, never redrawn
                 self._task = None

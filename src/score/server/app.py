@@ -61,5 +61,16 @@ def build_app(settings: ServerSettings) -> FastAPI:
 def create_app() -> FastAPI:
     """Factory for uvicorn: settings come from ``SCORE_*`` environment variables and the config file."""
     settings = ServerSettings()
-    logging.getLogger("score").setLevel(settings.log_level.upper())
+    configure_logging(settings.log_level)
     return build_app(settings)
+
+
+def configure_logging(level: str) -> None:
+    """Score's own loggers (audit, store access) write plain lines to stderr; tokens never reach them."""
+    logger = logging.getLogger("score")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False

@@ -1,0 +1,204 @@
+"""Shared fixtures: real server processes on free ports, the real score-client command, real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+BIN = Path(sys.executable).parent
+SMALL_PART = 64 * 1024  # tests use small parts so that a few hundred KiB make many parts
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324
+
+
+class ScoreServer:
+    """A real ``score-server serve`` process with its own data directory and log file."""
+
+    def __init__(self, data_dir: Path, part_size: int = SMALL_PART, extra_env: dict[str, str] | None = None):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.part_size = part_size
+        self.extra_env = extra_env or {}
+        self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ScoreServer:
+        env = {**os.environ, "SCORE_MIN_PART_SIZE": "1024", "SCORE_PUBLIC_URL": self.url, **self.extra_env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        self.process = subprocess.Popen(
+            [str(BIN / "score-server"), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+             "--part-size", str(self.part_size)],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"score-server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/actuator/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"score-server did not become healthy: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def token(self, scopes: str, ttl: str = "1h") -> str:
+        out = subprocess.run(
+            [str(BIN / "score-server"), "token", "--scopes", scopes, "--ttl", ttl, "--data-dir", str(self.data_dir)],
+            check=True, capture_output=True, text=True,
+        )
+        return out.stdout.strip()
+
+    def access_events(self, event: str | None = None) -> list[dict[str, object]]:
+        """The store's access log lines (one per part PUT/GET), parsed: counts prove what was sent."""
+        events = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if "score.store.access" not in line or "{" not in line:
+                continue
+            record = json.loads(line[line.index("{"):])
+            if event is None or record.get("event") == event:
+                events.append(record)
+        return events
+
+
+class Registry:
+    """Talks to the embedded registry's Song API over HTTP, as a Song user would."""
+
+    def __init__(self, server: ScoreServer, token: str) -> None:
+        self.server = server
+        self.http = httpx.Client(base_url=f"{server.url}/song", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=30)
+
+    def study(self, study_id: str) -> None:
+        response = self.http.post(f"/studies/{study_id}/", json={"studyId": study_id, "name": study_id,
+                                                                  "organization": "test", "description": ""})
+        assert response.status_code in (200, 201, 409), response.text
+
+    def submit(self, study_id: str, files: list[Path], access: str = "controlled",
+               md5s: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+        """Register an analysis of ``files``; return its id and {file name: object id}."""
+        self.study(study_id)
+        payload = {
+            "studyId": study_id,
+            "analysisType": {"name": "sequencingRead"},
+            "files": [
+                {"fileName": f.name, "fileSize": f.stat().st_size,
+                 "fileMd5sum": (md5s or {}).get(f.name, md5_of(f)),
+                 "fileType": "BAM" if f.suffix == ".bam" else "TXT", "fileAccess": access, "dataType": "test"}
+                for f in files
+            ],
+        }
+        response = self.http.post(f"/submit/{study_id}", json=payload)
+        assert response.status_code == 200, response.text
+        analysis_id = response.json()["analysisId"]
+        listed = self.http.get(f"/studies/{study_id}/analysis/{analysis_id}/files")
+        assert listed.status_code == 200, listed.text
+        return analysis_id, {f["fileName"]: f["objectId"] for f in listed.json()}
+
+    def publish(self, study_id: str, analysis_id: str) -> httpx.Response:
+        return self.http.put(f"/studies/{study_id}/analysis/publish/{analysis_id}")
+
+    def unpublish(self, study_id: str, analysis_id: str) -> httpx.Response:
+        return self.http.put(f"/studies/{study_id}/analysis/unpublish/{analysis_id}")
+
+
+class Client:
+    """Runs the real ``score-client`` command against a server."""
+
+    def __init__(self, server: ScoreServer, token: str | None, workdir: Path) -> None:
+        self.server = server
+        self.token = token
+        self.workdir = workdir
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("ACCESSTOKEN", "METADATA_URL")}
+        env.update({"STORAGE_URL": self.server.url, "STORAGE_RETRYNUMBER": "2", "SCORE_CLIENT_CONFIG": ""})
+        if self.token:
+            env["ACCESSTOKEN"] = self.token
+        env.update(extra)
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [str(BIN / "score-client"), "--quiet", *args]
+
+    def run(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(*args), cwd=self.workdir, env=self.env(**env), capture_output=True,
+                              text=True, timeout=timeout)
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.command(*args), cwd=self.workdir, env=self.env(**env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ScoreServer]:
+    instance = ScoreServer(tmp_path / "server-data").start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def admin_token(server: ScoreServer) -> str:
+    return server.token("score.WRITE score.READ song.WRITE")
+
+
+@pytest.fixture
+def registry(server: ScoreServer, admin_token: str) -> Registry:
+    return Registry(server, admin_token)
+
+
+@pytest.fixture
+def client(server: ScoreServer, admin_token: str, tmp_path: Path) -> Client:
+    work = tmp_path / "work"
+    work.mkdir()
+    return Client(server, admin_token, work)
+
+
+def make_file(path: Path, size: int, seed: int = 0) -> Path:
+    """A file of ``size`` pseudo-random bytes (deterministic per seed, so no two parts are alike)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = hashlib.sha256(str(seed).encode()).digest() * 4096
+    with open(path, "wb") as handle:
+        written = 0
+        counter = 0
+        while written < size:
+            chunk = hashlib.sha256(block + counter.to_bytes(8, "big")).digest() + block
+            chunk = chunk[: size - written]
+            handle.write(chunk)
+            written += len(chunk)
+            counter += 1
+    return path
