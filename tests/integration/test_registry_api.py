@@ -127,7 +127,7 @@ def submit(s: Server, study: str, body: dict) -> str:
 def assert_song_error(r: httpx.Response, status: int, error_id: str, *fragments: str) -> dict:
     assert r.status_code == status, r.text
     body = r.json()
-    assert SONG_ERROR_FIELDS <= body.keys()
+    assert body.keys() >= SONG_ERROR_FIELDS
     assert body["errorId"] == error_id
     assert body["httpStatusCode"] == status
     assert isinstance(body["timestamp"], int)

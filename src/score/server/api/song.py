@@ -64,7 +64,7 @@ _STATUS_NAMES = {
 # Song's error body
 
 
-def song_error_body(request: Request, error_id: str, status: int, message: str, debug: str = "") -> dict:
+def song_error_body(request: Request, error_id: str, status: int, message: str, debug: str = "") -> dict[str, Any]:
     """Song's SongError JSON (song-core ``SongError``) for this request."""
     now = time.time()
     return {

@@ -35,6 +35,7 @@ from score.server.metadata.base import (
     SUPPRESSED,
     UNPUBLISHED,
     Entity,
+    MetadataUnavailable,
     ObjectCatalog,
     StoredObject,
 )
@@ -481,15 +482,24 @@ class Registry:
 
     # ---- MetadataSource ---------------------------------------------------------------------------
 
+    @staticmethod
+    @contextmanager
+    def _source_errors() -> Iterator[None]:
+        """Score's guards expect MetadataUnavailable (-> 503) when the metadata cannot be read."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise MetadataUnavailable(f"the metadata registry database cannot be read ({exc})") from exc
+
     def entity(self, object_id: str) -> Entity | None:
         """The file entity for an object id (with registered size and MD5), or None."""
-        with self._read() as db:
+        with self._source_errors(), self._read() as db:
             row = db.execute("SELECT * FROM file WHERE object_id = ?", (object_id,)).fetchone()
         return None if row is None else _file_from_row(row).to_entity()
 
     def analysis_state(self, study_id: str, analysis_id: str) -> str | None:
         """The analysis state, or None when the analysis is unknown or belongs to another study."""
-        with self._read() as db:
+        with self._source_errors(), self._read() as db:
             row = db.execute(
                 "SELECT state FROM analysis WHERE analysis_id = ? AND study_id = ?", (analysis_id, study_id)
             ).fetchone()

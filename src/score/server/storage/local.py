@@ -326,11 +326,11 @@ def _check_tiling(parts: list[UploadedPart], records: dict[int, PartRecord], siz
     position = 0
     previous = 0
     for part in parts:
+        if part.part_number <= previous:
+            raise ValueError(f"parts must be given in increasing order; part {part.part_number} is out of order")
         record = records.get(part.part_number)
         if record is None:
             raise ValueError(f"part {part.part_number} was never stored (or its upload failed): upload it again")
-        if part.part_number <= previous:
-            raise ValueError(f"parts must be given in increasing order; part {part.part_number} is out of order")
         if part.etag.strip('"').lower() != record.etag:
             raise ValueError(
                 f"part {part.part_number} has ETag {record.etag} in the store, not {part.etag}: upload it again"

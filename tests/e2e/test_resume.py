@@ -1,0 +1,161 @@
+"""kill -9 of the client or the server mid-transfer: the re-run finishes and finished parts are not re-sent.
+
+The proof comes from the server's own access log (one line per part transferred), not from timing.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import SMALL_PART, Client, Registry, ScoreServer, make_file, md5_of
+
+STUDY = "RESUME"
+SIZE = 400 * SMALL_PART  # 400 parts: slow enough to be interrupted reliably
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def _completed_parts(server: ScoreServer, token: str, object_id: str, size: int) -> set[int]:
+    response = httpx.get(f"{server.url}/upload/{object_id}/status", params={"fileSize": size},
+                         headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    return {p["partNumber"] for p in response.json()["parts"] if p.get("sourceMd5")}
+
+
+def _puts_per_part(server: ScoreServer) -> Counter[int]:
+    return Counter(int(e["partNumber"]) for e in server.access_events("part_put") if e.get("status") == 200)
+
+
+def _kill_after(process, server: ScoreServer, event: str, count: int) -> None:  # type: ignore[no-untyped-def]
+    _wait_for(lambda: len(server.access_events(event)) >= count or process.poll() is not None)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_client_killed_mid_upload_resumes_without_resending(
+    registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
+) -> None:
+    source = make_file(tmp_path / "in" / "big.bin", SIZE, seed=7)
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids["big.bin"]
+    process = client.start("--parallel", "2", "upload", "--file", str(source), "--object-id", oid)
+    _kill_after(process, server, "part_put", 40)
+    assert process.returncode == -signal.SIGKILL
+
+    done = _completed_parts(server, client.token or "", oid, SIZE)
+    assert 20 <= len(done) < 400, len(done)
+    before = _puts_per_part(server)
+
+    result = client.run("--parallel", "2", "upload", "--file", str(source), "--object-id", oid)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(done)} already done" in result.stderr
+    after = _puts_per_part(server)
+    resent = {n for n in done if after[n] > before[n]}
+    assert resent == set(), f"completed parts were sent again: {sorted(resent)}"
+    assert set(after) == set(range(1, 401))  # and every part did arrive
+
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+    out = tmp_path / "out"
+    assert client.run("download", "--object-id", oid, "--output-dir", str(out)).returncode == 0
+    assert md5_of(out / "big.bin") == md5_of(source)
+
+
+def test_client_killed_mid_download_resumes_and_never_exposes_partial_file(
+    registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
+) -> None:
+    source = make_file(tmp_path / "in" / "big.bin", SIZE, seed=8)
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids["big.bin"]
+    assert client.run("upload", "--file", str(source), "--object-id", oid).returncode == 0
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+
+    out = tmp_path / "out"
+    process = client.start("--parallel", "2", "download", "--object-id", oid, "--output-dir", str(out))
+    _kill_after(process, server, "get", 40)
+    assert not (out / "big.bin").exists(), "a partial download must never appear under the final name"
+    state = out / f".{oid}"
+    finished = {int(p.name.split("-")[1], 16) for p in state.glob("part-*")}
+    assert 20 <= len(finished) < 400, len(finished)
+    gets_before = Counter(e["range"] for e in server.access_events("get") if e["key"] == f"data/{oid}")
+
+    result = client.run("--parallel", "2", "download", "--object-id", oid, "--output-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    assert md5_of(out / "big.bin") == md5_of(source)
+    gets_after = Counter(e["range"] for e in server.access_events("get") if e["key"] == f"data/{oid}")
+    refetched = [n for n in finished
+                 if gets_after[f"{(n - 1) * SMALL_PART}-{n * SMALL_PART - 1}"] > gets_before[
+                     f"{(n - 1) * SMALL_PART}-{n * SMALL_PART - 1}"]]
+    assert refetched == [], f"finished parts fetched again: {refetched}"
+    assert sum(gets_after.values()) - sum(gets_before.values()) == 400 - len(finished)
+    assert not state.exists()
+
+
+def test_server_killed_mid_upload_restarts_and_upload_resumes(
+    registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
+) -> None:
+    source = make_file(tmp_path / "in" / "big.bin", SIZE, seed=9)
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids["big.bin"]
+    process = client.start("--parallel", "2", "upload", "--file", str(source), "--object-id", oid)
+    _wait_for(lambda: len(server.access_events("part_put")) >= 40)
+    server.kill()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    assert "cannot reach" in stderr or "connection" in stderr
+
+    server.start()  # same port, same data directory
+    done = _completed_parts(server, client.token or "", oid, SIZE)
+    assert len(done) >= 20
+    before = _puts_per_part(server)
+    result = client.run("--parallel", "2", "upload", "--file", str(source), "--object-id", oid)
+    assert result.returncode == 0, result.stderr
+    after = _puts_per_part(server)
+    assert {n for n in done if after[n] > before[n]} == set()
+    assert registry.publish(STUDY, analysis_id).status_code == 200  # size and MD5 check out
+
+
+def test_expired_urls_are_renewed_not_restarted(registry: Registry, tmp_path: Path) -> None:
+    server = ScoreServer(tmp_path / "short-ttl", extra_env={"SCORE_DOWNLOAD_URL_TTL": "2",
+                                                             "SCORE_UPLOAD_URL_TTL": "2"}).start()
+    try:
+        token = server.token("score.WRITE score.READ song.WRITE")
+        registry = Registry(server, token)
+        work = tmp_path / "work"
+        work.mkdir()
+        client = Client(server, token, work)
+        source = make_file(tmp_path / "in" / "big.bin", SIZE, seed=10)
+        analysis_id, ids = registry.submit(STUDY, [source])
+        oid = ids["big.bin"]
+
+        process = client.start("--parallel", "2", "upload", "--file", str(source), "--object-id", oid)
+        _kill_after(process, server, "part_put", 40)
+        time.sleep(2.5)  # every URL the first run received has now expired
+        done = _completed_parts(server, token, oid, SIZE)
+        before = _puts_per_part(server)
+        result = client.run("--parallel", "2", "upload", "--file", str(source), "--object-id", oid)
+        assert result.returncode == 0, result.stderr
+        after = _puts_per_part(server)
+        assert {n for n in done if after[n] > before[n]} == set()
+        assert registry.publish(STUDY, analysis_id).status_code == 200
+
+        out = tmp_path / "out"
+        process = client.start("--parallel", "2", "download", "--object-id", oid, "--output-dir", str(out))
+        _kill_after(process, server, "get", 40)
+        time.sleep(2.5)
+        result = client.run("--parallel", "2", "download", "--object-id", oid, "--output-dir", str(out))
+        assert result.returncode == 0, result.stderr
+        assert md5_of(out / "big.bin") == md5_of(source)
+    finally:
+        server.stop()

@@ -1,0 +1,849 @@
+"""LocalStore on real files, and its /_store data endpoint over real HTTP (uvicorn + httpx + curl)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from score.server.api.store_data import build_store_data_router
+from score.server.errors import install_error_handlers
+from score.server.storage import local as local_module
+from score.server.storage.base import ObjectStore, StoreError, UploadedPart, UploadNotFound
+from score.server.storage.local import LocalStore, load_or_create_signing_key, validate_key
+
+MiB = 1024 * 1024
+OBJECT_KEY = "data/0b7a7d3e-5c39-4b8f-9d4e-2f1a6c3b9e01"
+MARKER_KEY = (
+    "upload/0b7a7d3e-5c39-4b8f-9d4e-2f1a6c3b9e01_" + "ab" * 16 + '/part-0000000b|{"partNumber":11,'
+    '"md5":"9e107d9d372bb6826bd81d3542a419d6","etag":"9e107d9d372bb6826bd81d3542a419d6"}'
+)
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def md5_hex(body: bytes) -> str:
+    return hashlib.md5(body).hexdigest()  # noqa: S324
+
+
+def md5_b64(body: bytes) -> str:
+    return base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324
+
+
+# -- a real server ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Live:
+    app: FastAPI
+    base_url: str
+    port: int
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    """One uvicorn server on a free loopback port for the module; each test plugs in its own store."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(build_store_data_router())
+    app.state.context = SimpleNamespace(store=None)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield Live(app, f"http://127.0.0.1:{port}", port)
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path, live: Live) -> LocalStore:
+    store = LocalStore(tmp_path / "store", live.base_url)
+    live.app.state.context = SimpleNamespace(store=store)
+    return store
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(autouse=True)
+def access_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO, logger="score.store.access")
+    return caplog
+
+
+def events(caplog: pytest.LogCaptureFixture, event: str | None = None) -> list[dict]:
+    found = [json.loads(r.getMessage()) for r in list(caplog.records) if r.name == "score.store.access"]
+    return [e for e in found if event is None or e["event"] == event]
+
+
+def wait_for_event(caplog: pytest.LogCaptureFixture, event: str, timeout: float = 10) -> dict:
+    """The server logs after the last byte went out, possibly after the client has it: poll briefly."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = events(caplog, event)
+        if found:
+            return found[-1]
+        assert time.monotonic() < deadline, f"no {event!r} access log line; got {events(caplog)}"
+        time.sleep(0.02)
+
+
+def error_message(response: httpx.Response) -> str:
+    body = response.json()
+    assert body["status"] == response.status_code
+    assert body["path"].startswith("/_store/")
+    return body["message"]
+
+
+def put(client: httpx.Client, url: str, body: bytes, with_md5: bool = True, **headers: str) -> httpx.Response:
+    if with_md5:
+        headers.setdefault("Content-MD5", md5_b64(body))
+    return client.put(url, content=body, headers=headers)
+
+
+def upload_parts(store: LocalStore, key: str, payload: bytes, part_size: int) -> tuple[str, list[UploadedPart]]:
+    """Start an upload and return its id with the part plan (not yet sent)."""
+    upload_id = store.start_upload(key, len(payload))
+    parts = [
+        UploadedPart(n, md5_hex(payload[offset : offset + part_size]), len(payload[offset : offset + part_size]))
+        for n, offset in enumerate(range(0, len(payload), part_size), start=1)
+    ]
+    return upload_id, parts
+
+
+def part_url(store: LocalStore, key: str, upload_id: str, part: UploadedPart, part_size: int) -> str:
+    return store.sign_upload_part(key, upload_id, part.part_number, (part.part_number - 1) * part_size, part.size, 60)
+
+
+def store_part(store: LocalStore, key: str, upload_id: str, number: int, offset: int, body: bytes) -> str:
+    """Write a part through the store's own writer (what the PUT handler does)."""
+    writer = store.begin_part_write(key, upload_id, number, offset, len(body))
+    try:
+        writer.write(body)
+        return writer.finish(md5_hex(body))
+    finally:
+        writer.close()
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "/data/x",
+        "data//x",
+        "data/x/",
+        "data/./x",
+        "data/../x",
+        "..",
+        ".",
+        "data/x\x00y",
+        "data/x\ny",
+        "data\\x",
+        "data/.score-tmp-0123",
+        "d/" + "x" * 256,
+        "d/" + "/".join(["y" * 200] * 6),
+    ],
+)
+def test_invalid_keys_are_rejected_everywhere(store: LocalStore, key: str) -> None:
+    with pytest.raises(ValueError, match="invalid key"):
+        validate_key(key)
+    for call in (
+        lambda: store.write_document(key, b"x"),
+        lambda: store.read_document(key),
+        lambda: store.head(key),
+        lambda: store.delete(key),
+        lambda: store.start_upload(key, 10),
+        lambda: store.sign_read(key, None, None, 60),
+    ):
+        with pytest.raises(ValueError):
+            call()
+    assert list(store.objects.iterdir()) == []
+
+
+@pytest.mark.parametrize("key", [OBJECT_KEY, OBJECT_KEY + ".meta", "upload/a_b/.meta", MARKER_KEY, "data/ü né"])
+def test_valid_keys_round_trip(store: LocalStore, key: str) -> None:
+    store.write_document(key, b"{}")
+    assert store.read_document(key) == b"{}"
+    assert [head.key for head in store.list(key)] == [key]
+    assert store.path_of(key).is_relative_to(store.objects)
+
+
+def test_local_store_satisfies_the_protocol(store: LocalStore) -> None:
+    assert isinstance(store, ObjectStore)
+    assert store.name == "local"
+
+
+# -- documents, listing, head, delete --------------------------------------------------------------
+
+
+def test_documents_are_written_read_and_overwritten_without_leftovers(store: LocalStore) -> None:
+    assert store.read_document("data/x.meta") is None
+    store.write_document("data/x.meta", b"one")
+    store.write_document("data/x.meta", b"two")
+    assert store.read_document("data/x.meta") == b"two"
+    assert os.listdir(store.objects / "data") == ["x.meta"]
+    assert store.read_document("data") is None  # a folder is not a document
+
+
+def test_failed_document_write_keeps_the_old_document_and_no_temp_file(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.write_document("data/x.meta", b"old")
+
+    def crash(*_args: object) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(local_module.os, "replace", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        store.write_document("data/x.meta", b"new")
+    monkeypatch.undo()
+    assert store.read_document("data/x.meta") == b"old"
+    assert os.listdir(store.objects / "data") == ["x.meta"]
+
+
+def test_a_killed_writer_never_leaves_a_half_written_document(store: LocalStore, tmp_path: Path) -> None:
+    versions = [bytes([65 + n]) * (256 * 1024) for n in range(4)]
+    script = (
+        "import sys; from pathlib import Path; from score.server.storage.local import LocalStore\n"
+        f"s = LocalStore(Path(sys.argv[1]), 'http://x', b'k' * 32)\n"
+        "i = 0\n"
+        "while True:\n"
+        f"    s.write_document('data/x.meta', bytes([65 + i % 4]) * {256 * 1024}); i += 1\n"
+        "    print(i, flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    for _ in range(3):
+        child = subprocess.Popen(
+            [sys.executable, "-c", script, str(store.root)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None
+        for _ in range(5):
+            child.stdout.readline()
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert store.read_document("data/x.meta") in versions
+    assert [head.key for head in store.list("")] == ["data/x.meta"]
+
+
+def test_list_is_recursive_lexicographic_and_skips_temp_files(store: LocalStore) -> None:
+    keys = ["d/a.x", "d/a/b", "d/a0", "d/a-", "d/b", "d/a/c/d", "e/z"]
+    for key in keys:
+        store.write_document(key, key.encode())
+    (store.objects / "d" / ".score-tmp-deadbeef").write_bytes(b"partial")
+    assert [h.key for h in store.list("")] == sorted(keys)
+    assert [h.key for h in store.list("d/")] == ["d/a-", "d/a.x", "d/a/b", "d/a/c/d", "d/a0", "d/b"]
+    assert [h.key for h in store.list("d/a")] == ["d/a-", "d/a.x", "d/a/b", "d/a/c/d", "d/a0"]
+    assert [h.key for h in store.list("d/a/")] == ["d/a/b", "d/a/c/d"]
+    assert [h.key for h in store.list("d/a.")] == ["d/a.x"]
+    assert [h.key for h in store.list("nothing/here")] == []
+    assert [h.key for h in store.list("d/b/")] == []  # a file is not a folder
+    assert {h.key: h.size for h in store.list("d/a/")} == {"d/a/b": 5, "d/a/c/d": 7}
+    with pytest.raises(ValueError):
+        list(store.list("../"))
+
+
+def test_list_of_upload_prefix_finds_state_documents_and_markers(store: LocalStore) -> None:
+    object_id = "0b7a7d3e-5c39-4b8f-9d4e-2f1a6c3b9e01"
+    marker = 'part-00000001|{"partNumber":1,"md5":"00","etag":"00"}'
+    for key in [
+        f"upload/{object_id}_u2/.meta",
+        f"upload/{object_id}_u1/.meta",
+        f"upload/{object_id}_u1/{marker}",
+        f"upload/{object_id[:-1]}2_u3/.meta",
+        f"data/{object_id}",
+    ]:
+        store.write_document(key, b"")
+    assert [h.key for h in store.list(f"upload/{object_id}_")] == [
+        f"upload/{object_id}_u1/.meta",
+        f"upload/{object_id}_u1/{marker}",
+        f"upload/{object_id}_u2/.meta",
+    ]
+
+
+def test_head_reports_size_and_mtime_or_none(store: LocalStore) -> None:
+    before = int(time.time() * 1000)
+    store.write_document(OBJECT_KEY, b"12345")
+    head = store.head(OBJECT_KEY)
+    assert head is not None
+    assert (head.key, head.size, head.md5) == (OBJECT_KEY, 5, None)
+    assert before - 2000 <= head.last_modified_ms <= int(time.time() * 1000) + 2000
+    assert store.head(OBJECT_KEY + ".meta") is None
+    assert store.head("data") is None  # folders are not objects
+    assert store.head(OBJECT_KEY + "/x") is None
+
+
+def test_delete_is_idempotent_and_prunes_empty_folders(store: LocalStore) -> None:
+    store.write_document("upload/a_b/.meta", b"x")
+    store.write_document("upload/a_b/part-1", b"")
+    store.write_document("upload/keep", b"")
+    store.delete("upload/a_b/.meta")
+    assert (store.objects / "upload" / "a_b").is_dir()
+    store.delete("upload/a_b/part-1")
+    assert not (store.objects / "upload" / "a_b").exists()
+    assert (store.objects / "upload" / "keep").exists()
+    store.delete("upload/a_b/part-1")
+    store.delete("upload")  # a folder, not a key: nothing happens
+    store.delete("upload/keep")
+    assert list(store.objects.iterdir()) == []
+    assert store.objects.is_dir()
+
+
+def test_put_empty_creates_a_zero_byte_object(store: LocalStore) -> None:
+    store.put_empty(OBJECT_KEY)
+    head = store.head(OBJECT_KEY)
+    assert head is not None and head.size == 0
+    assert store.read_document(OBJECT_KEY) == b""
+
+
+# -- signing key ----------------------------------------------------------------------------------
+
+
+def test_signing_key_is_created_private_and_shared_by_stores_on_one_data_dir(tmp_path: Path) -> None:
+    first = LocalStore(tmp_path / "store", "http://a")
+    key_file = tmp_path / "keys" / "url-signing.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(key_file.read_bytes()) == 32
+    second = LocalStore(tmp_path / "store", "http://b")
+    url = urlsplit(first.sign_read(OBJECT_KEY, 0, 10, 60))
+    second.signer.verify("GET", OBJECT_KEY, parse_qsl(url.query))
+
+
+def test_concurrent_key_creation_agrees_on_one_key(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "url-signing.key"
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: load_or_create_signing_key(path), range(16)))
+    assert len(set(keys)) == 1
+    assert os.listdir(path.parent) == ["url-signing.key"]
+
+
+def test_explicit_signing_key_needs_no_key_file_and_short_key_file_is_refused(tmp_path: Path) -> None:
+    LocalStore(tmp_path / "store", "http://a", signing_key=b"s" * 32)
+    assert not (tmp_path / "keys").exists()
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "url-signing.key").write_bytes(b"")
+    with pytest.raises(StoreError, match="delete it to generate a new one"):
+        LocalStore(tmp_path / "store", "http://a")
+
+
+# -- multipart upload through the store -----------------------------------------------------------
+
+
+def test_start_upload_creates_a_sparse_data_file_and_its_state(store: LocalStore) -> None:
+    upload_id = store.start_upload(OBJECT_KEY, 64 * MiB)
+    folder = store.multipart / upload_id
+    assert len(upload_id) == 32 and int(upload_id, 16) >= 0
+    info = (folder / "data").stat()
+    assert info.st_size == 64 * MiB
+    assert info.st_blocks * 512 < MiB  # sparse: no 64 MiB written up front
+    meta = json.loads((folder / "upload.json").read_bytes())
+    assert (meta["key"], meta["size"]) == (OBJECT_KEY, 64 * MiB)
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []
+    assert not [name for name in os.listdir(store.multipart) if name.startswith(".")]
+
+
+def test_part_and_read_urls_carry_the_signed_parameters(store: LocalStore, live: Live) -> None:
+    upload_id = store.start_upload(MARKER_KEY, 100)
+    url = urlsplit(store.sign_upload_part(MARKER_KEY, upload_id, 2, 50, 50, 60))
+    assert f"{url.scheme}://{url.netloc}" == live.base_url
+    assert url.path.startswith("/_store/upload/") and "|" not in url.path and "{" not in url.path
+    query = dict(parse_qsl(url.query))
+    assert [k for k in query] == ["op", "uploadId", "partNumber", "offset", "size", "expires", "signature"]
+    assert (query["op"], query["uploadId"], query["partNumber"], query["offset"], query["size"]) == (
+        "put",
+        upload_id,
+        "2",
+        "50",
+        "50",
+    )
+    assert abs(int(query["expires"]) - (time.time() + 60)) < 5
+    ranged = dict(parse_qsl(urlsplit(store.sign_read(OBJECT_KEY, 100, 50, 60)).query))
+    assert (ranged["op"], ranged["range"]) == ("get", "100-149")
+    assert dict(parse_qsl(urlsplit(store.sign_read(OBJECT_KEY, 100, -1, 60)).query))["range"] == "100-"
+    assert "range" not in dict(parse_qsl(urlsplit(store.sign_read(OBJECT_KEY, None, None, 60)).query))
+    with pytest.raises(ValueError, match="empty byte range"):
+        store.sign_read(OBJECT_KEY, 0, 0, 60)
+    with pytest.raises(ValueError):
+        store.sign_upload_part(OBJECT_KEY, upload_id, 0, 0, 10, 60)
+    with pytest.raises(UploadNotFound):
+        store.sign_upload_part(OBJECT_KEY, "../../etc", 1, 0, 10, 60)
+
+
+def test_complete_assembles_in_place_and_cleans_up(store: LocalStore) -> None:
+    payload = os.urandom(25_000)
+    upload_id, parts = upload_parts(store, OBJECT_KEY, payload, 10_000)
+    for part in reversed(parts):
+        offset = (part.part_number - 1) * 10_000
+        body = payload[offset : offset + part.size]
+        assert store_part(store, OBJECT_KEY, upload_id, part.part_number, offset, body) == part.etag
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == parts
+    store.complete_upload(OBJECT_KEY, upload_id, parts)
+    assert store.path_of(OBJECT_KEY).read_bytes() == payload
+    head = store.head(OBJECT_KEY)
+    assert head is not None and head.size == 25_000
+    assert not (store.multipart / upload_id).exists()
+    with pytest.raises(UploadNotFound, match="already completed or aborted"):
+        store.list_uploaded_parts(OBJECT_KEY, upload_id)
+    with pytest.raises(UploadNotFound):
+        store.complete_upload(OBJECT_KEY, upload_id, parts)
+    assert [h.key for h in store.list("data/")] == [OBJECT_KEY]
+
+
+def test_complete_refuses_parts_that_do_not_check_out(store: LocalStore) -> None:
+    payload = os.urandom(30)
+    upload_id, parts = upload_parts(store, OBJECT_KEY, payload, 10)
+    store_part(store, OBJECT_KEY, upload_id, 1, 0, payload[:10])
+    store_part(store, OBJECT_KEY, upload_id, 3, 20, payload[20:])
+    with pytest.raises(ValueError, match="part 2 was never stored"):
+        store.complete_upload(OBJECT_KEY, upload_id, parts)
+    store_part(store, OBJECT_KEY, upload_id, 2, 10, payload[10:20])
+    wrong = [parts[0], UploadedPart(2, "0" * 32, 10), parts[2]]
+    with pytest.raises(ValueError, match="part 2 has ETag"):
+        store.complete_upload(OBJECT_KEY, upload_id, wrong)
+    with pytest.raises(ValueError, match="parts are missing"):
+        store.complete_upload(OBJECT_KEY, upload_id, parts[:2])
+    with pytest.raises(ValueError, match="increasing order"):
+        store.complete_upload(OBJECT_KEY, upload_id, [parts[0], parts[0], parts[1], parts[2]])
+    with pytest.raises(ValueError, match="tile the object contiguously"):
+        store.complete_upload(OBJECT_KEY, upload_id, [parts[0], parts[2]])
+    with pytest.raises(UploadNotFound, match="another object"):
+        store.complete_upload(OBJECT_KEY + "x", upload_id, parts)
+    assert store.head(OBJECT_KEY) is None
+    quoted = [UploadedPart(p.part_number, f'"{p.etag.upper()}"', p.size) for p in parts]
+    store.complete_upload(OBJECT_KEY, upload_id, quoted)  # ETags as HTTP headers quote them
+    assert store.read_document(OBJECT_KEY) == payload
+
+
+def test_empty_upload_completes_with_no_parts(store: LocalStore) -> None:
+    upload_id = store.start_upload(OBJECT_KEY, 0)
+    store.complete_upload(OBJECT_KEY, upload_id, [])
+    assert store.read_document(OBJECT_KEY) == b""
+
+
+def test_abort_discards_the_upload_and_ignores_unknown_ids(store: LocalStore) -> None:
+    upload_id = store.start_upload(OBJECT_KEY, 10)
+    store_part(store, OBJECT_KEY, upload_id, 1, 0, b"0123456789")
+    store.abort_upload(OBJECT_KEY, upload_id)
+    assert os.listdir(store.multipart) == []
+    with pytest.raises(UploadNotFound):
+        store.list_uploaded_parts(OBJECT_KEY, upload_id)
+    store.abort_upload(OBJECT_KEY, upload_id)
+    store.abort_upload(OBJECT_KEY, "not-an-id")
+    with pytest.raises(UploadNotFound):
+        store.list_uploaded_parts(OBJECT_KEY, "f" * 32)
+
+
+def test_a_late_part_write_cannot_touch_a_completed_object(store: LocalStore) -> None:
+    payload = b"A" * 10 + b"B" * 10
+    upload_id, parts = upload_parts(store, OBJECT_KEY, payload, 10)
+    store_part(store, OBJECT_KEY, upload_id, 1, 0, payload[:10])
+    store_part(store, OBJECT_KEY, upload_id, 2, 10, payload[10:])
+    straggler = store.begin_part_write(OBJECT_KEY, upload_id, 3, 0, 10)  # opened before completion
+    store.complete_upload(OBJECT_KEY, upload_id, parts)
+    with pytest.raises(UploadNotFound):
+        straggler.write(b"X" * 10)
+    straggler.close()
+    assert store.read_document(OBJECT_KEY) == payload
+
+
+def test_interrupted_cleanup_after_complete_reads_as_completed(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = b"x" * 10
+    upload_id, parts = upload_parts(store, OBJECT_KEY, payload, 10)
+    store_part(store, OBJECT_KEY, upload_id, 1, 0, payload)
+    monkeypatch.setattr(local_module.shutil, "rmtree", lambda *_a, **_k: None)  # "crash" before clean-up
+    store.complete_upload(OBJECT_KEY, upload_id, parts)
+    monkeypatch.undo()
+    assert (store.multipart / upload_id).exists()
+    with pytest.raises(UploadNotFound):
+        store.list_uploaded_parts(OBJECT_KEY, upload_id)
+    with pytest.raises(UploadNotFound):
+        store.complete_upload(OBJECT_KEY, upload_id, parts)
+    assert store.read_document(OBJECT_KEY) == payload
+    store.abort_upload(OBJECT_KEY, upload_id)
+    assert not (store.multipart / upload_id).exists()
+
+
+# -- PUT over HTTP --------------------------------------------------------------------------------
+
+
+def test_put_part_writes_records_and_answers_the_etag(
+    store: LocalStore, client: httpx.Client, access_log: pytest.LogCaptureFixture
+) -> None:
+    payload = os.urandom(3 * MiB + 123)
+    upload_id, parts = upload_parts(store, OBJECT_KEY, payload, 2 * MiB)
+    response = put(client, part_url(store, OBJECT_KEY, upload_id, parts[1], 2 * MiB), payload[2 * MiB :])
+    assert response.status_code == 200, response.text
+    assert response.headers["etag"] == f'"{parts[1].etag}"'
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == [parts[1]]
+    record = json.loads((store.multipart / upload_id / "parts" / "00000002.json").read_bytes())
+    assert record == {"partNumber": 2, "etag": parts[1].etag, "size": MiB + 123, "offset": 2 * MiB}
+    line = wait_for_event(access_log, "part_put")
+    expected = {"event": "part_put", "key": OBJECT_KEY, "uploadId": upload_id, "partNumber": 2}
+    assert line == {**expected, "bytes": MiB + 123, "status": 200}
+    assert all("signature" not in r.getMessage() for r in access_log.records)
+
+
+def test_put_without_content_md5_is_accepted(store: LocalStore, client: httpx.Client) -> None:
+    upload_id, parts = upload_parts(store, OBJECT_KEY, b"0123456789", 10)
+    response = put(client, part_url(store, OBJECT_KEY, upload_id, parts[0], 10), b"0123456789", with_md5=False)
+    assert response.status_code == 200
+    assert response.headers["etag"] == f'"{md5_hex(b"0123456789")}"'
+
+
+def test_content_md5_mismatch_is_bad_digest_and_records_nothing(
+    store: LocalStore, client: httpx.Client, access_log: pytest.LogCaptureFixture
+) -> None:
+    upload_id, parts = upload_parts(store, OBJECT_KEY, b"0123456789", 10)
+    url = part_url(store, OBJECT_KEY, upload_id, parts[0], 10)
+    response = put(client, url, b"0123456789", **{"Content-MD5": md5_b64(b"something else")})
+    assert response.status_code == 400
+    message = error_message(response)
+    assert message.startswith("BadDigest: part 1 arrived with MD5 781e5e245d69b566979b86e28d23f2c7")
+    assert "upload the part again" in message
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []
+    assert wait_for_event(access_log, "part_put_failed")["status"] == 400
+    assert events(access_log, "part_put") == []
+
+
+def test_failed_re_put_removes_the_earlier_record(store: LocalStore, client: httpx.Client) -> None:
+    upload_id, parts = upload_parts(store, OBJECT_KEY, b"0123456789", 10)
+    url = part_url(store, OBJECT_KEY, upload_id, parts[0], 10)
+    assert put(client, url, b"0123456789").status_code == 200
+    assert put(client, url, b"9876543210", **{"Content-MD5": md5_b64(b"0123456789")}).status_code == 400
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []  # bytes on disk no longer match
+
+
+def test_re_put_overwrites_the_part(store: LocalStore, client: httpx.Client) -> None:
+    upload_id, parts = upload_parts(store, OBJECT_KEY, b"0123456789", 10)
+    url = part_url(store, OBJECT_KEY, upload_id, parts[0], 10)
+    assert put(client, url, b"abcdefghij").status_code == 200
+    assert put(client, url, b"0123456789").status_code == 200
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == parts
+    store.complete_upload(OBJECT_KEY, upload_id, parts)
+    assert store.read_document(OBJECT_KEY) == b"0123456789"
+
+
+def test_wrong_content_length_or_chunked_body_is_refused(store: LocalStore, client: httpx.Client) -> None:
+    upload_id, parts = upload_parts(store, OBJECT_KEY, b"0123456789", 10)
+    url = part_url(store, OBJECT_KEY, upload_id, parts[0], 10)
+    short = put(client, url, b"012345678")
+    assert short.status_code == 400
+    assert "must be sent with Content-Length: 10" in error_message(short)
+    assert "got 9" in error_message(short)
+    chunked = client.put(url, content=iter([b"01234", b"56789"]))
+    assert chunked.status_code == 400
+    assert "got none" in error_message(chunked)
+    bad_md5 = put(client, url, b"0123456789", **{"Content-MD5": "not-base64"})
+    assert bad_md5.status_code == 400
+    assert error_message(bad_md5).startswith("InvalidDigest")
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []
+
+
+def test_body_cut_short_is_not_recorded(store: LocalStore, live: Live, access_log: pytest.LogCaptureFixture) -> None:
+    upload_id, parts = upload_parts(store, OBJECT_KEY, b"x" * 2 * MiB, 2 * MiB)
+    target = urlsplit(part_url(store, OBJECT_KEY, upload_id, parts[0], 2 * MiB))
+    with socket.create_connection(("127.0.0.1", live.port)) as raw:
+        head = f"PUT {target.path}?{target.query} HTTP/1.1\r\nHost: x\r\nContent-Length: {2 * MiB}\r\n\r\n"
+        raw.sendall(head.encode() + b"x" * (MiB + 5))
+        time.sleep(0.2)
+    line = wait_for_event(access_log, "part_put_aborted")
+    assert line["bytes"] <= MiB + 5 and line["partNumber"] == 1
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []
+
+
+def test_tampered_or_expired_part_urls_are_refused_before_reading(store: LocalStore, client: httpx.Client) -> None:
+    upload_id, parts = upload_parts(store, OBJECT_KEY, b"0123456789", 10)
+    url = part_url(store, OBJECT_KEY, upload_id, parts[0], 10)
+    for tampered in (url.replace("offset=0", "offset=1"), url[:-4] + "0000", url.replace("/data/", "/data/x")):
+        response = put(client, tampered, b"0123456789")
+        assert response.status_code == 403
+        assert error_message(response).startswith("signature does not match")
+        assert response.json()["error"] == "Forbidden"
+    query = store.signer.sign(
+        "PUT", OBJECT_KEY, {"op": "put", "uploadId": upload_id, "partNumber": 1, "offset": 0, "size": 10}, 1_000
+    )
+    expired = f"{store.base_url}/_store/{OBJECT_KEY}?" + "&".join(f"{k}={v}" for k, v in query.items())
+    response = put(client, expired, b"0123456789")
+    assert response.status_code == 403
+    assert error_message(response) == "URL expired at 1970-01-01T00:16:40+00:00; ask the server for a new URL"
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []
+
+
+def test_put_to_unknown_or_completed_upload_is_404(store: LocalStore, client: httpx.Client) -> None:
+    unknown = store.sign_upload_part(OBJECT_KEY, "e" * 32, 1, 0, 10, 60)
+    response = put(client, unknown, b"0123456789")
+    assert response.status_code == 404
+    assert "does not exist" in error_message(response)
+    upload_id, parts = upload_parts(store, OBJECT_KEY, b"0123456789", 10)
+    url = part_url(store, OBJECT_KEY, upload_id, parts[0], 10)
+    assert put(client, url, b"0123456789").status_code == 200
+    store.complete_upload(OBJECT_KEY, upload_id, parts)
+    late = put(client, url, b"XXXXXXXXXX")
+    assert late.status_code == 404
+    assert store.read_document(OBJECT_KEY) == b"0123456789"
+
+
+def test_concurrent_parts_assemble_into_the_exact_object(
+    store: LocalStore, client: httpx.Client, access_log: pytest.LogCaptureFixture
+) -> None:
+    payload = os.urandom(9 * MiB + 4321)
+    upload_id, parts = upload_parts(store, OBJECT_KEY, payload, MiB)
+
+    def send(part: UploadedPart) -> int:
+        offset = (part.part_number - 1) * MiB
+        url = part_url(store, OBJECT_KEY, upload_id, part, MiB)
+        return put(client, url, payload[offset : offset + part.size]).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(send, parts)) == [200] * len(parts)
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == parts
+    store.complete_upload(OBJECT_KEY, upload_id, parts)
+    assert md5_hex(store.path_of(OBJECT_KEY).read_bytes()) == md5_hex(payload)
+    puts = [e for e in events(access_log, "part_put") if e["uploadId"] == upload_id]
+    assert sorted(e["partNumber"] for e in puts) == list(range(1, 11))
+    assert sum(e["bytes"] for e in puts) == len(payload)
+
+
+# -- GET / HEAD over HTTP ------------------------------------------------------------------------
+
+
+PAYLOAD = bytes(range(256)) * 40  # 10240 bytes, every offset recognisable
+
+
+@pytest.fixture
+def stored(store: LocalStore) -> str:
+    store.write_document(OBJECT_KEY, PAYLOAD)
+    return store.sign_read(OBJECT_KEY, None, None, 60)
+
+
+def assert_common_headers(response: httpx.Response, length: int) -> None:
+    assert response.headers["accept-ranges"] == "bytes"
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-length"] == str(length)
+    assert "last-modified" in response.headers
+
+
+def test_get_without_range_returns_the_whole_object(
+    stored: str, client: httpx.Client, access_log: pytest.LogCaptureFixture
+) -> None:
+    response = client.get(stored)
+    assert response.status_code == 200
+    assert response.content == PAYLOAD
+    assert_common_headers(response, len(PAYLOAD))
+    assert "content-range" not in response.headers
+    line = wait_for_event(access_log, "get")
+    assert line == {"event": "get", "key": OBJECT_KEY, "range": "0-10239", "bytes": 10240, "status": 200}
+
+
+@pytest.mark.parametrize(
+    ("header", "start", "end"),
+    [
+        ("bytes=100-199", 100, 200),
+        ("bytes=10000-", 10000, 10240),
+        ("bytes=-100", 10140, 10240),
+        ("bytes=-99999", 0, 10240),
+        ("bytes=10200-99999", 10200, 10240),
+        ("bytes=0-0", 0, 1),
+    ],
+)
+def test_get_with_range_returns_206(stored: str, client: httpx.Client, header: str, start: int, end: int) -> None:
+    response = client.get(stored, headers={"Range": header})
+    assert response.status_code == 206
+    assert response.content == PAYLOAD[start:end]
+    assert response.headers["content-range"] == f"bytes {start}-{end - 1}/10240"
+    assert_common_headers(response, end - start)
+
+
+def test_head_has_the_get_headers_and_no_body(
+    stored: str, client: httpx.Client, access_log: pytest.LogCaptureFixture
+) -> None:
+    whole = client.head(stored)
+    assert whole.status_code == 200 and whole.content == b""
+    assert_common_headers(whole, 10240)
+    ranged = client.head(stored, headers={"Range": "bytes=10-19"})
+    assert ranged.status_code == 206 and ranged.content == b""
+    assert ranged.headers["content-range"] == "bytes 10-19/10240"
+    assert_common_headers(ranged, 10)
+    assert wait_for_event(access_log, "head")["bytes"] == 0
+
+
+def test_unsatisfiable_range_is_416_with_the_size(stored: str, client: httpx.Client) -> None:
+    for header in ("bytes=10240-", "bytes=20000-30000", "bytes=-0"):
+        response = client.get(stored, headers={"Range": header})
+        assert response.status_code == 416, header
+        assert response.headers["content-range"] == "bytes */10240"
+        assert "past the end of the object (10240 bytes)" in error_message(response)
+
+
+def test_malformed_or_multiple_ranges_are_400(stored: str, client: httpx.Client) -> None:
+    for header, text in (("bytes=abc", "malformed"), ("bytes=5-1", "end is before"), ("bytes=0-1,5-6", "multiple")):
+        response = client.get(stored, headers={"Range": header})
+        assert response.status_code == 400
+        assert text in error_message(response)
+
+
+def test_signed_window_limits_what_can_be_read(store: LocalStore, stored: str, client: httpx.Client) -> None:
+    url = store.sign_read(OBJECT_KEY, 1000, 500, 60)
+    whole = client.get(url)
+    assert whole.status_code == 200
+    assert whole.content == PAYLOAD[1000:1500]
+    assert_common_headers(whole, 500)
+    exact = client.get(url, headers={"Range": "bytes=1000-1499"})
+    assert (exact.status_code, exact.content) == (206, PAYLOAD[1000:1500])
+    inner = client.get(url, headers={"Range": "bytes=1100-1199"})
+    assert (inner.status_code, inner.content) == (206, PAYLOAD[1100:1200])
+    assert inner.headers["content-range"] == "bytes 1100-1199/10240"
+    for outside in ("bytes=900-1099", "bytes=1000-", "bytes=-10", "bytes=1400-1500"):
+        response = client.get(url, headers={"Range": outside})
+        assert response.status_code == 403, outside
+        assert error_message(response).startswith("range not covered by this URL's signature")
+    tail = client.get(store.sign_read(OBJECT_KEY, 10000, None, 60))
+    assert (tail.status_code, tail.content) == (200, PAYLOAD[10000:])
+
+
+def test_signed_window_past_the_end_is_416(store: LocalStore, stored: str, client: httpx.Client) -> None:
+    response = client.get(store.sign_read(OBJECT_KEY, 20000, 10, 60))
+    assert response.status_code == 416
+    assert response.headers["content-range"] == "bytes */10240"
+
+
+def test_zero_byte_object(store: LocalStore, client: httpx.Client) -> None:
+    store.put_empty(OBJECT_KEY)
+    url = store.sign_read(OBJECT_KEY, None, None, 60)
+    response = client.get(url)
+    assert (response.status_code, response.content) == (200, b"")
+    assert_common_headers(response, 0)
+    assert client.head(url).status_code == 200
+    assert client.get(url, headers={"Range": "bytes=0-"}).status_code == 416
+
+
+def test_missing_object_is_404(store: LocalStore, client: httpx.Client) -> None:
+    response = client.get(store.sign_read(OBJECT_KEY, None, None, 60))
+    assert response.status_code == 404
+    assert error_message(response) == (
+        f"object {OBJECT_KEY} does not exist (never uploaded, or deleted); check the object id"
+    )
+
+
+def test_bad_or_expired_read_urls_are_403(store: LocalStore, stored: str, client: httpx.Client) -> None:
+    ranged = store.sign_read(OBJECT_KEY, 0, 100, 60)
+    for tampered in (
+        ranged.replace("range=0-99", "range=0-9999"),
+        stored + "&extra=1",
+        stored.replace("op=get", "op=put"),
+    ):
+        response = client.get(tampered)
+        assert response.status_code == 403
+        assert error_message(response).startswith("signature does not match")
+    upload_id = store.start_upload("data/other", 10)
+    put_url = store.sign_upload_part("data/other", upload_id, 1, 0, 10, 60)
+    assert client.get(put_url).status_code == 403  # a PUT signature does not grant GET
+    query = store.signer.sign("GET", OBJECT_KEY, {"op": "get"}, int(time.time()) - 1)
+    expired = client.get(f"{store.base_url}/_store/{OBJECT_KEY}", params=query)
+    assert expired.status_code == 403
+    assert "ask the server for a new URL" in error_message(expired)
+
+
+def test_keys_with_marker_characters_are_served(store: LocalStore, client: httpx.Client) -> None:
+    store.write_document(MARKER_KEY, b"marker")
+    response = client.get(store.sign_read(MARKER_KEY, None, None, 60))
+    assert (response.status_code, response.content) == (200, b"marker")
+
+
+def test_client_disconnect_is_logged_as_aborted_without_errors(
+    store: LocalStore, client: httpx.Client, access_log: pytest.LogCaptureFixture
+) -> None:
+    size = 64 * MiB
+    with open(store.objects / "big", "wb") as handle:
+        handle.truncate(size)
+    url = store.sign_read("big", None, None, 60)
+    with client.stream("GET", url) as response:
+        assert response.status_code == 200
+        next(response.iter_raw(64 * 1024))
+    line = wait_for_event(access_log, "get_aborted")
+    assert line["key"] == "big" and 0 < line["bytes"] < size and line["status"] == 200
+    assert [r for r in access_log.records if r.levelno >= logging.WARNING] == []
+    follow_up = client.get(url, headers={"Range": "bytes=0-9"})
+    assert (follow_up.status_code, follow_up.content) == (206, b"\0" * 10)
+
+
+# -- curl ------------------------------------------------------------------------------------------
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["curl", "-sS", *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_curl_upload_and_ranged_download(store: LocalStore, tmp_path: Path) -> None:
+    payload = os.urandom(32 * MiB + 17)
+    upload_id, parts = upload_parts(store, OBJECT_KEY, payload, 16 * MiB)
+    for part in parts:
+        offset = (part.part_number - 1) * 16 * MiB
+        (tmp_path / f"part{part.part_number}").write_bytes(payload[offset : offset + part.size])
+    put_seconds = 0.0
+    for part in parts:
+        md5_header = f"Content-MD5: {md5_b64(payload[(part.part_number - 1) * 16 * MiB :][: part.size])}"
+        url = part_url(store, OBJECT_KEY, upload_id, part, 16 * MiB)
+        started = time.perf_counter()
+        result = curl(
+            "-o", "/dev/null", "-w", "%{http_code}", "-H", md5_header, "-T", f"{tmp_path}/part{part.part_number}", url
+        )
+        put_seconds += time.perf_counter() - started
+        assert (result.stdout, result.stderr) == ("200", "")
+    store.complete_upload(OBJECT_KEY, upload_id, parts)
+    url = store.sign_read(OBJECT_KEY, None, None, 60)
+    target = tmp_path / "download.bin"
+    started = time.perf_counter()
+    result = curl("-o", str(target), "-w", "%{http_code}", url)
+    get_seconds = time.perf_counter() - started
+    assert result.stdout == "200"
+    assert md5_hex(target.read_bytes()) == md5_hex(payload)
+    ranged = curl("-r", "1000-1999", "-o", str(target), "-w", "%{http_code}", url)
+    assert ranged.stdout == "206"
+    assert target.read_bytes() == payload[1000:2000]
+    head = curl("-I", url)
+    assert head.stdout.startswith("HTTP/1.1 200")
+    assert f"content-length: {len(payload)}" in head.stdout.lower()
+    assert "accept-ranges: bytes" in head.stdout.lower()
+    put_rate, get_rate = len(payload) / put_seconds / 1e6, len(payload) / get_seconds / 1e6
+    print(f"curl over loopback: PUT {put_rate:.0f} MB/s, GET {get_rate:.0f} MB/s")
+
+
+def test_curl_sees_403_for_a_tampered_url(stored: str) -> None:
+    result = curl("-o", "-", "-w", "\n%{http_code}", stored.replace("op=get", "op=get&x=1"))
+    body, status = result.stdout.rsplit("\n", 1)
+    assert status == "403"
+    assert json.loads(body)["message"].startswith("signature does not match")
