@@ -582,6 +582,7 @@ def test_body_cut_short_is_not_recorded(store: LocalStore, live: Live, access_lo
     line = wait_for_event(access_log, "part_put_aborted")
     assert line["bytes"] <= MiB + 5 and line["partNumber"] == 1
     assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []
+    assert [r for r in access_log.records if r.levelno >= logging.WARNING] == []
 
 
 def test_tampered_or_expired_part_urls_are_refused_before_reading(store: LocalStore, client: httpx.Client) -> None:

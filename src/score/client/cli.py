@@ -158,7 +158,7 @@ def upload(
             + f" ({_rate(result.size, elapsed)})"
         )
     if failures:
-        raise ClientError(f"{failures} of {len(jobs)} uploads failed (see above); re-run to resume them")
+        raise ClientError(f"{failures} of {len(jobs)} uploads failed (see above); fix what is reported and re-run: interrupted uploads resume")
 
 
 # -- download --------------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def download(
                     f"{f', {result.parts_skipped} parts already done' if result.parts_skipped else ''}"
                     f" ({_rate(result.size, time.monotonic() - started)})")
     if failures:
-        raise ClientError(f"{failures} of {len(entities)} downloads failed (see above); re-run to resume them")
+        raise ClientError(f"{failures} of {len(entities)} downloads failed (see above); fix what is reported and re-run: interrupted downloads resume")
 
 
 def _entities(

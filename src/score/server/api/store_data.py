@@ -100,7 +100,8 @@ async def _receive_into(request: Request, writer: PartWriter) -> None:
     """Stream the body into the part in ~1 MiB batches.
 
     A worker thread hashes and writes one batch while the event loop receives the next (hashlib and
-    pwrite release the GIL), which roughly doubles the throughput of a strictly sequential loop.
+    pwrite release the GIL): ~20-25% faster than a strictly sequential loop on loopback. At most a few
+    batches are in memory per request (the stream buffers two), whatever the part size.
     """
     batches, pending = anyio.create_memory_object_stream[bytearray](max_buffer_size=2)
 
