@@ -46,9 +46,19 @@ class ScoreServer:
         env = {**os.environ, "SCORE_MIN_PART_SIZE": "1024", "SCORE_PUBLIC_URL": self.url, **self.extra_env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
-            [str(BIN / "score-server"), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
-             "--part-size", str(self.part_size)],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            [
+                str(BIN / "score-server"),
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--part-size",
+                str(self.part_size),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -79,7 +89,9 @@ class ScoreServer:
     def token(self, scopes: str, ttl: str = "1h") -> str:
         out = subprocess.run(
             [str(BIN / "score-server"), "token", "--scopes", scopes, "--ttl", ttl, "--data-dir", str(self.data_dir)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return out.stdout.strip()
 
@@ -89,7 +101,7 @@ class ScoreServer:
         for line in self.log_path.read_text(errors="replace").splitlines():
             if "score.store.access" not in line or "{" not in line:
                 continue
-            record = json.loads(line[line.index("{"):])
+            record = json.loads(line[line.index("{") :])
             if event is None or record.get("event") == event:
                 events.append(record)
         return events
@@ -100,25 +112,34 @@ class Registry:
 
     def __init__(self, server: ScoreServer, token: str) -> None:
         self.server = server
-        self.http = httpx.Client(base_url=f"{server.url}/song", headers={"Authorization": f"Bearer {token}"},
-                                 timeout=30)
+        self.http = httpx.Client(
+            base_url=f"{server.url}/song", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
 
     def study(self, study_id: str) -> None:
-        response = self.http.post(f"/studies/{study_id}/", json={"studyId": study_id, "name": study_id,
-                                                                  "organization": "test", "description": ""})
+        response = self.http.post(
+            f"/studies/{study_id}/",
+            json={"studyId": study_id, "name": study_id, "organization": "test", "description": ""},
+        )
         assert response.status_code in (200, 201, 409), response.text
 
-    def submit(self, study_id: str, files: list[Path], access: str = "controlled",
-               md5s: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    def submit(
+        self, study_id: str, files: list[Path], access: str = "controlled", md5s: dict[str, str] | None = None
+    ) -> tuple[str, dict[str, str]]:
         """Register an analysis of ``files``; return its id and {file name: object id}."""
         self.study(study_id)
         payload = {
             "studyId": study_id,
             "analysisType": {"name": "sequencingRead"},
             "files": [
-                {"fileName": f.name, "fileSize": f.stat().st_size,
-                 "fileMd5sum": (md5s or {}).get(f.name, md5_of(f)),
-                 "fileType": "BAM" if f.suffix == ".bam" else "TXT", "fileAccess": access, "dataType": "test"}
+                {
+                    "fileName": f.name,
+                    "fileSize": f.stat().st_size,
+                    "fileMd5sum": (md5s or {}).get(f.name, md5_of(f)),
+                    "fileType": "BAM" if f.suffix == ".bam" else "TXT",
+                    "fileAccess": access,
+                    "dataType": "test",
+                }
                 for f in files
             ],
         }
@@ -156,12 +177,19 @@ class Client:
         return [str(BIN / "score-client"), "--quiet", *args]
 
     def run(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(*args), cwd=self.workdir, env=self.env(**env), capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            self.command(*args), cwd=self.workdir, env=self.env(**env), capture_output=True, text=True, timeout=timeout
+        )
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.command(*args), cwd=self.workdir, env=self.env(**env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            self.command(*args),
+            cwd=self.workdir,
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
 
 @pytest.fixture

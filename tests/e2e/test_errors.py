@@ -52,22 +52,33 @@ def test_registered_md5_not_matching_the_bytes_is_refused_at_finalize(
     assert md5_of(source) in result.stderr and "1" * 32 in result.stderr and "nothing was stored" in result.stderr
     assert not _exists(server, client.token or "", oid)
     # the upload was cancelled, not left half-done
-    status = httpx.get(f"{server.url}/upload/{oid}/status", params={"fileSize": source.stat().st_size},
-                       headers=_auth(client.token))
+    status = httpx.get(
+        f"{server.url}/upload/{oid}/status", params={"fileSize": source.stat().st_size}, headers=_auth(client.token)
+    )
     assert status.status_code == 404
 
     # a client that lies about the MD5 at finalize is refused by the server itself
-    spec = httpx.post(f"{server.url}/upload/{oid}/uploads", params={"fileSize": source.stat().st_size},
-                      headers=_auth(client.token)).json()
+    spec = httpx.post(
+        f"{server.url}/upload/{oid}/uploads", params={"fileSize": source.stat().st_size}, headers=_auth(client.token)
+    ).json()
     for part in spec["parts"]:
         with open(source, "rb") as handle:
             handle.seek(part["offset"])
             put = httpx.put(part["url"], content=handle.read(part["partSize"]))
         etag = put.headers["etag"].strip('"')
-        assert httpx.post(f"{server.url}/upload/{oid}/parts", headers=_auth(client.token), params={
-            "uploadId": spec["uploadId"], "partNumber": part["partNumber"], "md5": etag, "etag": etag}).status_code == 200
-    final = httpx.post(f"{server.url}/upload/{oid}", params={"uploadId": spec["uploadId"], "md5": md5_of(source)},
-                       headers=_auth(client.token))
+        assert (
+            httpx.post(
+                f"{server.url}/upload/{oid}/parts",
+                headers=_auth(client.token),
+                params={"uploadId": spec["uploadId"], "partNumber": part["partNumber"], "md5": etag, "etag": etag},
+            ).status_code
+            == 200
+        )
+    final = httpx.post(
+        f"{server.url}/upload/{oid}",
+        params={"uploadId": spec["uploadId"], "md5": md5_of(source)},
+        headers=_auth(client.token),
+    )
     assert final.status_code == 400
     assert "MD5 mismatch" in final.json()["message"]
     assert not _exists(server, client.token or "", oid)
@@ -77,7 +88,7 @@ def test_file_changed_between_runs_needs_force(
     registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
 ) -> None:
     source = make_file(tmp_path / "f.bin", 300 * SMALL_PART, seed=3)
-    analysis_id, ids = registry.submit(STUDY, [source])
+    _analysis_id, ids = registry.submit(STUDY, [source])
     oid = ids["f.bin"]
     process = client.start("--parallel", "1", "upload", "--file", str(source), "--object-id", oid)
     deadline = time.monotonic() + 60
@@ -107,8 +118,9 @@ def test_overwrite_needs_force(registry: Registry, client: Client, server: Score
     again = client.run("upload", "--file", str(source), "--object-id", oid)
     assert again.returncode == 1 and "already exists; use --force" in again.stderr
 
-    refused = httpx.post(f"{server.url}/upload/{oid}/uploads", params={"fileSize": SMALL_PART + 5},
-                         headers=_auth(client.token))
+    refused = httpx.post(
+        f"{server.url}/upload/{oid}/uploads", params={"fileSize": SMALL_PART + 5}, headers=_auth(client.token)
+    )
     assert refused.status_code == 409
     assert refused.json()["message"].startswith(f"object {oid} already exists")
 
@@ -121,7 +133,7 @@ def test_download_before_publish_unknown_and_unregistered_ids(
     registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
 ) -> None:
     source = make_file(tmp_path / "f.bin", 10, seed=6)
-    analysis_id, ids = registry.submit(STUDY, [source])
+    _analysis_id, ids = registry.submit(STUDY, [source])
     oid = ids["f.bin"]
     out = tmp_path / "out"
 
@@ -135,8 +147,11 @@ def test_download_before_publish_unknown_and_unregistered_ids(
     spec = httpx.get(f"{server.url}/download/{oid}", params={"offset": 0, "length": -1}, headers=_auth(client.token))
     assert spec.status_code == 400 and "PUBLISHED" in spec.json()["message"]
     # Song's publish-time check works before publish
-    excluded = httpx.get(f"{server.url}/download/{oid}", headers=_auth(client.token),
-                         params={"offset": 0, "length": -1, "exclude-urls": "true"})
+    excluded = httpx.get(
+        f"{server.url}/download/{oid}",
+        headers=_auth(client.token),
+        params={"offset": 0, "length": -1, "exclude-urls": "true"},
+    )
     assert excluded.status_code == 200 and excluded.json()["objectMd5"] == md5_of(source)
     assert all(p["url"] is None for p in excluded.json()["parts"])
 
@@ -154,9 +169,7 @@ def test_download_before_publish_unknown_and_unregistered_ids(
     assert bad_api.status_code in (400, 404)
 
 
-def test_missing_token_and_missing_scope(
-    registry: Registry, server: ScoreServer, tmp_path: Path
-) -> None:
+def test_missing_token_and_missing_scope(registry: Registry, server: ScoreServer, tmp_path: Path) -> None:
     controlled = make_file(tmp_path / "c.bin", 100, seed=7)
     opened = make_file(tmp_path / "o.bin", 100, seed=8)
     analysis_c, ids_c = registry.submit(STUDY, [controlled], access="controlled")

@@ -28,8 +28,11 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-unty
 
 
 def _completed_parts(server: ScoreServer, token: str, object_id: str, size: int) -> set[int]:
-    response = httpx.get(f"{server.url}/upload/{object_id}/status", params={"fileSize": size},
-                         headers={"Authorization": f"Bearer {token}"})
+    response = httpx.get(
+        f"{server.url}/upload/{object_id}/status",
+        params={"fileSize": size},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert response.status_code == 200, response.text
     return {p["partNumber"] for p in response.json()["parts"] if p.get("sourceMd5")}
 
@@ -94,9 +97,12 @@ def test_client_killed_mid_download_resumes_and_never_exposes_partial_file(
     assert result.returncode == 0, result.stderr
     assert md5_of(out / "big.bin") == md5_of(source)
     gets_after = Counter(e["range"] for e in server.access_events("get") if e["key"] == f"data/{oid}")
-    refetched = [n for n in finished
-                 if gets_after[f"{(n - 1) * SMALL_PART}-{n * SMALL_PART - 1}"] > gets_before[
-                     f"{(n - 1) * SMALL_PART}-{n * SMALL_PART - 1}"]]
+    refetched = [
+        n
+        for n in finished
+        if gets_after[f"{(n - 1) * SMALL_PART}-{n * SMALL_PART - 1}"]
+        > gets_before[f"{(n - 1) * SMALL_PART}-{n * SMALL_PART - 1}"]
+    ]
     assert refetched == [], f"finished parts fetched again: {refetched}"
     assert sum(gets_after.values()) - sum(gets_before.values()) == 400 - len(finished)
     assert not state.exists()
@@ -127,8 +133,9 @@ def test_server_killed_mid_upload_restarts_and_upload_resumes(
 
 
 def test_expired_urls_are_renewed_not_restarted(registry: Registry, tmp_path: Path) -> None:
-    server = ScoreServer(tmp_path / "short-ttl", extra_env={"SCORE_DOWNLOAD_URL_TTL": "2",
-                                                             "SCORE_UPLOAD_URL_TTL": "2"}).start()
+    server = ScoreServer(
+        tmp_path / "short-ttl", extra_env={"SCORE_DOWNLOAD_URL_TTL": "2", "SCORE_UPLOAD_URL_TTL": "2"}
+    ).start()
     try:
         token = server.token("score.WRITE score.READ song.WRITE")
         registry = Registry(server, token)

@@ -22,7 +22,9 @@ def _files(root: Path) -> list[Path]:
 def _published(registry: Registry, client: Client, tmp_path: Path) -> tuple[str, dict[str, str], list[Path]]:
     files = _files(tmp_path / "in")
     analysis_id, object_ids = registry.submit(STUDY, files)
-    result = client.run("upload", "--analysis-id", analysis_id, "--study-id", STUDY, "--input-dir", str(files[0].parent))
+    result = client.run(
+        "upload", "--analysis-id", analysis_id, "--study-id", STUDY, "--input-dir", str(files[0].parent)
+    )
     assert result.returncode == 0, result.stderr
     assert registry.publish(STUDY, analysis_id).status_code == 200
     return analysis_id, object_ids, files
@@ -40,8 +42,17 @@ def test_upload_by_analysis_then_download_in_every_layout(
         "id": lambda f: Path(object_ids[f.name]),
     }.items():
         out = tmp_path / f"out-{layout}"
-        result = client.run("download", "--analysis-id", analysis_id, "--study-id", STUDY, "--output-dir", str(out),
-                            "--output-layout", layout)
+        result = client.run(
+            "download",
+            "--analysis-id",
+            analysis_id,
+            "--study-id",
+            STUDY,
+            "--output-dir",
+            str(out),
+            "--output-layout",
+            layout,
+        )
         assert result.returncode == 0, result.stderr
         for f in files:
             got = out / expected(f)
@@ -50,10 +61,8 @@ def test_upload_by_analysis_then_download_in_every_layout(
         assert leftovers == [], f"state left behind: {leftovers}"
 
 
-def test_download_by_object_ids_and_by_manifest(
-    registry: Registry, client: Client, tmp_path: Path
-) -> None:
-    analysis_id, object_ids, files = _published(registry, client, tmp_path)
+def test_download_by_object_ids_and_by_manifest(registry: Registry, client: Client, tmp_path: Path) -> None:
+    _analysis_id, object_ids, files = _published(registry, client, tmp_path)
     out = tmp_path / "by-id"
     ids = [object_ids[f.name] for f in files]
     result = client.run("download", "--object-id", *ids, "--output-dir", str(out), "--output-layout", "id")
@@ -61,9 +70,25 @@ def test_download_by_object_ids_and_by_manifest(
     for f in files:
         assert md5_of(out / object_ids[f.name]) == md5_of(f)
 
-    header = "repo_code\tfile_id\tobject_id\tfile_format\tfile_name\tfile_size\tmd5_sum\tindex_object_id\tdonor_id\tproject_id\tstudy"
-    rows = [f"local\tFI{i}\t{object_ids[f.name]}\tBAM\t{f.name}\t{f.stat().st_size}\t{md5_of(f)}\t\tDO1\tP\t{STUDY}"
-            for i, f in enumerate(files)]
+    header = "\t".join(
+        [
+            "repo_code",
+            "file_id",
+            "object_id",
+            "file_format",
+            "file_name",
+            "file_size",
+            "md5_sum",
+            "index_object_id",
+            "donor_id",
+            "project_id",
+            "study",
+        ]
+    )
+    rows = [
+        f"local\tFI{i}\t{object_ids[f.name]}\tBAM\t{f.name}\t{f.stat().st_size}\t{md5_of(f)}\t\tDO1\tP\t{STUDY}"
+        for i, f in enumerate(files)
+    ]
     manifest = tmp_path / "download-manifest.tsv"
     manifest.write_text("\n".join([header, *rows]) + "\n")
     out = tmp_path / "by-manifest"
@@ -73,11 +98,15 @@ def test_download_by_object_ids_and_by_manifest(
         assert (out / f.name).read_bytes() == f.read_bytes()
 
 
-def test_upload_by_file_and_by_manifest(registry: Registry, client: Client, server: ScoreServer, tmp_path: Path) -> None:
+def test_upload_by_file_and_by_manifest(
+    registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
+) -> None:
     files = _files(tmp_path / "in")
     analysis_id, object_ids = registry.submit(STUDY, files)
     single = files[2]
-    result = client.run("upload", "--file", str(single), "--object-id", object_ids[single.name], "--md5", md5_of(single))
+    result = client.run(
+        "upload", "--file", str(single), "--object-id", object_ids[single.name], "--md5", md5_of(single)
+    )
     assert result.returncode == 0, result.stderr
     assert "6 parts sent" in result.stderr
 
@@ -88,8 +117,11 @@ def test_upload_by_file_and_by_manifest(registry: Registry, client: Client, serv
     assert result.returncode == 0, result.stderr
     assert registry.publish(STUDY, analysis_id).status_code == 200
 
-    spec = httpx.get(f"{server.url}/download/{object_ids[single.name]}", params={"offset": 0, "length": -1},
-                     headers={"Authorization": f"Bearer {client.token}"}).json()
+    spec = httpx.get(
+        f"{server.url}/download/{object_ids[single.name]}",
+        params={"offset": 0, "length": -1},
+        headers={"Authorization": f"Bearer {client.token}"},
+    ).json()
     assert spec["objectMd5"] == md5_of(single)
     assert spec["objectSize"] == single.stat().st_size
     assert [p["sourceMd5"] for p in spec["parts"]] == [
@@ -106,14 +138,31 @@ def md5_of_range(path: Path, offset: int, size: int) -> str:
 
 
 def test_ranged_download_is_verified_and_exact(registry: Registry, client: Client, tmp_path: Path) -> None:
-    analysis_id, object_ids, files = _published(registry, client, tmp_path)
+    _analysis_id, object_ids, files = _published(registry, client, tmp_path)
     source = files[2].read_bytes()
     oid = object_ids["multi.bam"]
-    for offset, length, validate in [(100, 1000, "true"), (SMALL_PART, SMALL_PART, "true"),
-                                     (SMALL_PART - 10, 3 * SMALL_PART, "false"), (5 * SMALL_PART, -1, "true")]:
+    for offset, length, validate in [
+        (100, 1000, "true"),
+        (SMALL_PART, SMALL_PART, "true"),
+        (SMALL_PART - 10, 3 * SMALL_PART, "false"),
+        (5 * SMALL_PART, -1, "true"),
+    ]:
         out = tmp_path / f"range-{offset}-{length}-{validate}"
-        result = client.run("download", "--object-id", oid, "--output-dir", str(out), "--output-layout", "id",
-                            "--offset", str(offset), "--length", str(length), "--validate", validate)
+        result = client.run(
+            "download",
+            "--object-id",
+            oid,
+            "--output-dir",
+            str(out),
+            "--output-layout",
+            "id",
+            "--offset",
+            str(offset),
+            "--length",
+            str(length),
+            "--validate",
+            validate,
+        )
         assert result.returncode == 0, result.stderr
         end = len(source) if length == -1 else offset + length
         assert (out / oid).read_bytes() == source[offset:end]

@@ -30,8 +30,15 @@ from score.server.settings import ScopeConfig
 
 MD5_A = "0cc175b9c0f1b6a831c399e269772661"
 MD5_B = "92eb5ffee6ae2fec3ad71c777531578f"
-SONG_ERROR_FIELDS = {"errorId", "httpStatusCode", "httpStatusName", "message", "requestUrl", "debugMessage",
-                     "timestamp"}
+SONG_ERROR_FIELDS = {
+    "errorId",
+    "httpStatusCode",
+    "httpStatusName",
+    "message",
+    "requestUrl",
+    "debugMessage",
+    "timestamp",
+}
 
 
 @dataclass
@@ -101,19 +108,32 @@ def srv(tmp_path: Path) -> Iterator[Server]:
 
 
 def file_json(name: str, size: int = 1, md5: str = MD5_A, access: str = "controlled", **extra: Any) -> dict:
-    return {"fileName": name, "fileSize": size, "fileMd5sum": md5, "fileType": "BAM", "fileAccess": access,
-            "dataType": "Aligned Reads", **extra}
+    return {
+        "fileName": name,
+        "fileSize": size,
+        "fileMd5sum": md5,
+        "fileType": "BAM",
+        "fileAccess": access,
+        "dataType": "Aligned Reads",
+        **extra,
+    }
 
 
 def payload(study: str, *files: dict, **extra: Any) -> dict:
-    return {"studyId": study, "analysisType": {"name": "sequencingRead"},
-            "files": list(files) or [file_json("a.bam")], **extra}
+    return {
+        "studyId": study,
+        "analysisType": {"name": "sequencingRead"},
+        "files": list(files) or [file_json("a.bam")],
+        **extra,
+    }
 
 
 def create_study(s: Server, study: str = "S1") -> None:
-    r = s.client.post(f"/song/studies/{study}/", json={"studyId": study, "name": "Study one",
-                                                        "organization": "OICR", "info": {"k": "v"}},
-                      headers=s.admin)
+    r = s.client.post(
+        f"/song/studies/{study}/",
+        json={"studyId": study, "name": "Study one", "organization": "OICR", "info": {"k": "v"}},
+        headers=s.admin,
+    )
     assert r.status_code == 200, r.text
 
 
@@ -147,12 +167,19 @@ def test_is_alive(srv: Server) -> None:
 
 
 def test_create_read_and_list_studies(srv: Server) -> None:
-    r = srv.client.post("/song/studies/S1/", json={"studyId": "S1", "name": "Study one", "organization": "OICR",
-                                                   "description": "d", "info": {"k": "v"}}, headers=srv.admin)
+    r = srv.client.post(
+        "/song/studies/S1/",
+        json={"studyId": "S1", "name": "Study one", "organization": "OICR", "description": "d", "info": {"k": "v"}},
+        headers=srv.admin,
+    )
     assert r.status_code == 200
     assert r.text == "S1"
     assert srv.client.get("/song/studies/S1").json() == {
-        "studyId": "S1", "name": "Study one", "organization": "OICR", "description": "d", "info": {"k": "v"}
+        "studyId": "S1",
+        "name": "Study one",
+        "organization": "OICR",
+        "description": "d",
+        "info": {"k": "v"},
     }
     # without the trailing slash and without studyId in the body: the path decides
     assert srv.client.post("/song/studies/S2", json={"name": "two"}, headers=srv.admin).status_code == 200
@@ -250,17 +277,23 @@ def test_submit_and_read_analysis(srv: Server) -> None:
     assert [f["fileName"] for f in files] == ["reads.bam", "reads.bam.bai"]
     first = files[0]
     assert first == {
-        "objectId": object_id_for(aid, "reads.bam"), "studyId": "S1", "analysisId": aid, "fileName": "reads.bam",
-        "fileSize": 1234, "fileType": "BAM", "fileMd5sum": MD5_A, "fileAccess": "controlled",
-        "dataType": "Aligned Reads", "info": {"lane": 1},
+        "objectId": object_id_for(aid, "reads.bam"),
+        "studyId": "S1",
+        "analysisId": aid,
+        "fileName": "reads.bam",
+        "fileSize": 1234,
+        "fileType": "BAM",
+        "fileMd5sum": MD5_A,
+        "fileAccess": "controlled",
+        "dataType": "Aligned Reads",
+        "info": {"lane": 1},
     }
     assert srv.client.get(f"/song/studies/S1/analysis/{aid}/files").json() == files
 
     # Score's MetadataSource view of the same data
     entity = srv.registry.entity(first["objectId"])
     assert entity is not None
-    assert (entity.gnosId, entity.projectCode, entity.fileName, entity.access) == (aid, "S1", "reads.bam",
-                                                                                   "controlled")
+    assert (entity.gnosId, entity.projectCode, entity.fileName, entity.access) == (aid, "S1", "reads.bam", "controlled")
     assert (entity.fileSize, entity.fileMd5sum) == (1234, MD5_A)
     assert srv.registry.analysis_state("S1", aid) == UNPUBLISHED
     assert srv.registry.analysis_state("S2", aid) is None
@@ -311,8 +344,9 @@ def test_submit_needs_analysis_type(srv: Server) -> None:
 
 def test_submit_invalid_json_is_payload_parsing(srv: Server) -> None:
     create_study(srv)
-    r = srv.client.post("/song/submit/S1", content=b"{not json", headers={**srv.admin,
-                                                                           "Content-Type": "application/json"})
+    r = srv.client.post(
+        "/song/submit/S1", content=b"{not json", headers={**srv.admin, "Content-Type": "application/json"}
+    )
     assert_song_error(r, 422, "payload.parsing", "JSON")
 
 
@@ -334,16 +368,16 @@ def test_submit_invalid_json_is_payload_parsing(srv: Server) -> None:
 )
 def test_submit_rejects_bad_files(srv: Server, bad_file: dict, fragment: str) -> None:
     create_study(srv)
-    r = srv.client.post("/song/submit/S1", json=payload("S1", {**file_json("a.bam"), **bad_file}),
-                        headers=srv.admin)
+    r = srv.client.post("/song/submit/S1", json=payload("S1", {**file_json("a.bam"), **bad_file}), headers=srv.admin)
     assert_song_error(r, 400, "schema.violation", fragment, "fix these fields")
     assert srv.client.get("/song/studies/S1/analysis?analysisStates=UNPUBLISHED").json() == []
 
 
 def test_submit_rejects_duplicate_names_and_empty_file_list(srv: Server) -> None:
     create_study(srv)
-    r = srv.client.post("/song/submit/S1", json=payload("S1", file_json("a.bam"), file_json("a.bam")),
-                        headers=srv.admin)
+    r = srv.client.post(
+        "/song/submit/S1", json=payload("S1", file_json("a.bam"), file_json("a.bam")), headers=srv.admin
+    )
     assert_song_error(r, 400, "schema.violation", "'a.bam' appears more than once")
     r = srv.client.post("/song/submit/S1", json={**payload("S1"), "files": []}, headers=srv.admin)
     assert_song_error(r, 400, "schema.violation", "at least one file")
@@ -364,11 +398,16 @@ def test_analysis_lookups_that_fail(srv: Server) -> None:
     aid = submit(srv, "S1", payload("S1"))
     missing = str(uuid.uuid4())
     assert_song_error(srv.client.get(f"/song/studies/S1/analysis/{missing}"), 404, "analysis.id.not.found", missing)
-    assert_song_error(srv.client.get(f"/song/studies/S2/analysis/{aid}"), 400, "entity.not.related.to.study",
-                      "actually related to studyId 'S1'")
+    assert_song_error(
+        srv.client.get(f"/song/studies/S2/analysis/{aid}"),
+        400,
+        "entity.not.related.to.study",
+        "actually related to studyId 'S1'",
+    )
     assert_song_error(srv.client.get(f"/song/studies/S9/analysis/{aid}"), 404, "study.id.does.not.exist")
-    assert_song_error(srv.client.get("/song/studies/S1/analysis/bad..id"), 400, "malformed.parameter",
-                      "invalid analysisId")
+    assert_song_error(
+        srv.client.get("/song/studies/S1/analysis/bad..id"), 400, "malformed.parameter", "invalid analysisId"
+    )
     assert_song_error(srv.client.get(f"/song/studies/S1/analysis/{missing}/files"), 404, "analysis.id.not.found")
 
 
@@ -455,8 +494,9 @@ def test_publish_unpublish_suppress_lifecycle(srv: Server) -> None:
     r = srv.client.put(f"/song/studies/S1/analysis/unpublish/{aid}", headers=srv.admin)
     assert_song_error(r, 400, "suppressed.state.transition", "UNPUBLISHED")
     assert srv.registry.analysis_state("S1", aid) == SUPPRESSED
-    states = [h["updatedState"] for h in srv.client.get(f"/song/studies/S1/analysis/{aid}").json()
-              ["analysisStateHistory"]]
+    states = [
+        h["updatedState"] for h in srv.client.get(f"/song/studies/S1/analysis/{aid}").json()["analysisStateHistory"]
+    ]
     assert states == [PUBLISHED, UNPUBLISHED, SUPPRESSED]
 
 
@@ -476,8 +516,9 @@ def test_list_analyses_by_state(srv: Server) -> None:
     assert ids("?analysisStates=UNPUBLISHED") == {a2}
     assert ids("?analysisStates=PUBLISHED,UNPUBLISHED") == {a1, a2}
     assert ids("?analysisStates=SUPPRESSED") == set()
-    assert_song_error(srv.client.get("/song/studies/S1/analysis?analysisStates=DONE"), 400, "malformed.parameter",
-                      "'DONE'")
+    assert_song_error(
+        srv.client.get("/song/studies/S1/analysis?analysisStates=DONE"), 400, "malformed.parameter", "'DONE'"
+    )
     assert_song_error(srv.client.get("/song/studies/NOPE/analysis"), 404, "study.id.does.not.exist")
 
 
@@ -537,8 +578,10 @@ def test_entity_paging(srv: Server) -> None:
     assert seen == all_ids  # ordered by id, no duplicates, nothing missed
 
     # study filter, trailing slash (Score's mount), field selection
-    r = srv.client.get("/song/entities/", params=[("projectCode", "S2"), ("fields", "id"), ("fields", "fileName"),
-                                                  ("size", "2000"), ("page", "0")])
+    r = srv.client.get(
+        "/song/entities/",
+        params=[("projectCode", "S2"), ("fields", "id"), ("fields", "fileName"), ("size", "2000"), ("page", "0")],
+    )
     assert r.status_code == 200, r.text
     assert r.json()["content"] == [{"id": object_id_for(other, "g.bam"), "fileName": "g.bam"}]
     r = srv.client.get("/song/entities", params={"gnosId": aid, "projectCode": "S1", "fileName": "f3.bam"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from score.core.parts import MAX_PARTS, SCORE_MIN_PART_SIZE, calculate_parts, part_size_for, slice_parts
@@ -21,7 +23,7 @@ def test_parts_cover_range_consecutively() -> None:
     assert [p.partNumber for p in parts] == list(range(1, 12))
     assert parts[-1].partSize == 3 and parts[-1].offset == 10 * MiB
     assert sum(p.partSize for p in parts) == 10 * MiB + 3
-    assert all(a.end == b.offset for a, b in zip(parts, parts[1:], strict=False))
+    assert all(a.end == b.offset for a, b in itertools.pairwise(parts))
 
 
 def test_zero_length_has_no_parts_and_offsets_are_absolute() -> None:

@@ -28,8 +28,7 @@ def _payload(study: str, *names: str) -> dict:
         "studyId": study,
         "analysisType": {"name": "t", "version": 1},
         "files": [
-            {"fileName": n, "fileSize": 1, "fileMd5sum": MD5, "fileType": "BAM", "fileAccess": "open",
-             "dataType": "d"}
+            {"fileName": n, "fileSize": 1, "fileMd5sum": MD5, "fileType": "BAM", "fileAccess": "open", "dataType": "d"}
             for n in names or ("a.bam",)
         ],
     }

@@ -20,8 +20,14 @@ def test_part_fields_in_order_and_source_md5_omitted_when_null() -> None:
 
 
 def test_object_specification_shape() -> None:
-    spec = ObjectSpecification(objectKey="data/x", objectId="x", uploadId="u", objectSize=10, objectMd5=None,
-                               parts=[Part(partNumber=1, partSize=10, offset=0)])
+    spec = ObjectSpecification(
+        objectKey="data/x",
+        objectId="x",
+        uploadId="u",
+        objectSize=10,
+        objectMd5=None,
+        parts=[Part(partNumber=1, partSize=10, offset=0)],
+    )
     wire = spec.to_wire()
     assert list(wire) == ["objectKey", "objectId", "uploadId", "parts", "objectSize", "objectMd5"]
     assert wire["objectMd5"] is None

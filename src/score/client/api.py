@@ -33,8 +33,11 @@ def _message(response: httpx.Response) -> str:
 
 def _explain(status: int, message: str, what: str, has_token: bool) -> str:
     if status == 401:
-        hint = ("set ACCESSTOKEN to a valid token" if not has_token
-                else "the token is missing, expired or invalid; get a new one")
+        hint = (
+            "set ACCESSTOKEN to a valid token"
+            if not has_token
+            else "the token is missing, expired or invalid; get a new one"
+        )
         return f"{what}: not authenticated ({message}); {hint}"
     if status == 403:
         return f"{what}: permission denied ({message})"
@@ -63,8 +66,11 @@ class _Service:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                error = ServerError(f"{what}: cannot reach {self.base_url} ({exc.__class__.__name__}: {exc}); "
-                                    "check the URL and that the server is running", 0)
+                error = ServerError(
+                    f"{what}: cannot reach {self.base_url} ({exc.__class__.__name__}: {exc}); "
+                    "check the URL and that the server is running",
+                    0,
+                )
             else:
                 if response.status_code in ok:
                     return response
@@ -96,20 +102,29 @@ class ScoreApi(_Service):
     def status(self, object_id: str, size: int) -> UploadProgress | None:
         """The upload in progress, or None when there is none (404)."""
         response = self.call(
-            "GET", f"/upload/{object_id}/status", f"checking the upload in progress of {object_id}",
-            ok=(200, 404), params={"fileSize": size},
+            "GET",
+            f"/upload/{object_id}/status",
+            f"checking the upload in progress of {object_id}",
+            ok=(200, 404),
+            params={"fileSize": size},
         )
         return None if response.status_code == 404 else UploadProgress.model_validate(response.json())
 
     def finalize_part(self, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
         self.call(
-            "POST", f"/upload/{object_id}/parts", f"recording part {part_number} of {object_id}",
+            "POST",
+            f"/upload/{object_id}/parts",
+            f"recording part {part_number} of {object_id}",
             params={"uploadId": upload_id, "partNumber": part_number, "md5": md5, "etag": etag},
         )
 
     def finalize(self, object_id: str, upload_id: str, md5: str) -> None:
-        self.call("POST", f"/upload/{object_id}", f"finalizing the upload of {object_id}",
-                  params={"uploadId": upload_id, "md5": md5})
+        self.call(
+            "POST",
+            f"/upload/{object_id}",
+            f"finalizing the upload of {object_id}",
+            params={"uploadId": upload_id, "md5": md5},
+        )
 
     def cancel(self, object_id: str) -> None:
         self.call("DELETE", f"/upload/{object_id}", f"cancelling the upload of {object_id}", ok=(200, 404))
@@ -117,8 +132,12 @@ class ScoreApi(_Service):
     def download_spec(
         self, object_id: str, offset: int = 0, length: int = -1, external: bool = False, exclude_urls: bool = False
     ) -> ObjectSpecification:
-        params = {"offset": offset, "length": length, "external": str(external).lower(),
-                  "exclude-urls": str(exclude_urls).lower()}
+        params = {
+            "offset": offset,
+            "length": length,
+            "external": str(external).lower(),
+            "exclude-urls": str(exclude_urls).lower(),
+        }
         response = self.call("GET", f"/download/{object_id}", f"getting download URLs for {object_id}", params=params)
         return ObjectSpecification.model_validate(response.json())
 
@@ -149,8 +168,13 @@ class MetadataApi(_Service):
     def entity(self, object_id: str) -> FileEntity:
         what = f"looking up object {object_id} in the metadata server"
         body = self.call("GET", f"/entities/{object_id}", what).json()
-        return FileEntity(body["id"], body.get("gnosId", ""), body.get("fileName", ""), body.get("projectCode", ""),
-                          body.get("access", ""))
+        return FileEntity(
+            body["id"],
+            body.get("gnosId", ""),
+            body.get("fileName", ""),
+            body.get("projectCode", ""),
+            body.get("access", ""),
+        )
 
     def analysis_entities(self, analysis_id: str, study_id: str | None = None) -> list[FileEntity]:
         """Every file of an analysis, through the legacy paged ``/entities`` call Score uses."""
@@ -162,19 +186,37 @@ class MetadataApi(_Service):
                 params["projectCode"] = study_id
             body = self.call("GET", "/entities", f"listing the files of analysis {analysis_id}", params=params).json()
             for item in body.get("content", []):
-                entities.setdefault(item["id"], FileEntity(item["id"], item.get("gnosId", ""), item.get("fileName", ""),
-                                                           item.get("projectCode", ""), item.get("access", "")))
+                entities.setdefault(
+                    item["id"],
+                    FileEntity(
+                        item["id"],
+                        item.get("gnosId", ""),
+                        item.get("fileName", ""),
+                        item.get("projectCode", ""),
+                        item.get("access", ""),
+                    ),
+                )
             if body.get("last", True):
                 return list(entities.values())
             page += 1
 
     def analysis_files(self, study_id: str, analysis_id: str) -> list[FileEntity]:
         """Files with their registered sizes and MD5s (``GET /studies/{s}/analysis/{a}/files``)."""
-        body = self.call("GET", f"/studies/{study_id}/analysis/{analysis_id}/files",
-                         f"listing the files of analysis {analysis_id} in study {study_id}").json()
+        body = self.call(
+            "GET",
+            f"/studies/{study_id}/analysis/{analysis_id}/files",
+            f"listing the files of analysis {analysis_id} in study {study_id}",
+        ).json()
         return [
-            FileEntity(f["objectId"], f.get("analysisId", analysis_id), f["fileName"], f.get("studyId", study_id),
-                       f.get("fileAccess", ""), f.get("fileSize"), f.get("fileMd5sum"))
+            FileEntity(
+                f["objectId"],
+                f.get("analysisId", analysis_id),
+                f["fileName"],
+                f.get("studyId", study_id),
+                f.get("fileAccess", ""),
+                f.get("fileSize"),
+                f.get("fileMd5sum"),
+            )
             for f in body
         ]
 

@@ -88,8 +88,9 @@ pass_session = click.make_pass_decorator(Session)
 @click.pass_context
 def main(ctx: click.Context, quiet: bool, verbose: bool, config_file: str | None, parallel: int | None) -> None:
     """Upload and download files through a Score server, verified and resumable."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs full URLs, signatures included
     ctx.obj = Session(ClientConfig.load(config_file, parallel=parallel), quiet)
 
@@ -102,18 +103,34 @@ def main(ctx: click.Context, quiet: bool, verbose: bool, config_file: str | None
 @click.option("--manifest", help="Song upload manifest (file or URL): object id, path, md5 per line.")
 @click.option("--analysis-id", help="Upload every file registered in this analysis ...")
 @click.option("--study-id", help="... of this study ...")
-@click.option("--input-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="... found by registered file name in this directory.")
+@click.option(
+    "--input-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="... found by registered file name in this directory.",
+)
 @click.option("--force", is_flag=True, help="Replace existing objects and discard uploads in progress.")
 @click.option("--verify-connection", type=BOOL, default=True, show_default=True)
 @pass_session
 def upload(
-    session: Session, file_path: Path | None, object_id: str | None, md5: str | None, manifest: str | None,
-    analysis_id: str | None, study_id: str | None, input_dir: Path, force: bool, verify_connection: bool,
+    session: Session,
+    file_path: Path | None,
+    object_id: str | None,
+    md5: str | None,
+    manifest: str | None,
+    analysis_id: str | None,
+    study_id: str | None,
+    input_dir: Path,
+    force: bool,
+    verify_connection: bool,
 ) -> None:
     """Upload files: parallel parts, MD5-verified, resumable after any interruption."""
-    chosen = [name for name, value in (("--object-id", object_id), ("--manifest", manifest),
-                                       ("--analysis-id", analysis_id)) if value]
+    chosen = [
+        name
+        for name, value in (("--object-id", object_id), ("--manifest", manifest), ("--analysis-id", analysis_id))
+        if value
+    ]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --object-id (with --file), --manifest or --analysis-id")
     jobs: list[tuple[Path, str, str | None]]
@@ -158,7 +175,10 @@ def upload(
             + f" ({_rate(result.size, elapsed)})"
         )
     if failures:
-        raise ClientError(f"{failures} of {len(jobs)} uploads failed (see above); fix what is reported and re-run: interrupted uploads resume")
+        raise ClientError(
+            f"{failures} of {len(jobs)} uploads failed (see above); fix what is reported and re-run: "
+            "interrupted uploads resume"
+        )
 
 
 # -- download --------------------------------------------------------------------------------------
@@ -178,9 +198,20 @@ def upload(
 @click.option("--verify-connection", type=BOOL, default=True, show_default=True)
 @pass_session
 def download(
-    session: Session, object_ids: tuple[str, ...], more_object_ids: tuple[str, ...], manifest: str | None,
-    analysis_id: str | None, study_id: str | None, output_dir: Path, output_layout: str, offset: int, length: int,
-    index: bool, force: bool, validate: bool, verify_connection: bool,
+    session: Session,
+    object_ids: tuple[str, ...],
+    more_object_ids: tuple[str, ...],
+    manifest: str | None,
+    analysis_id: str | None,
+    study_id: str | None,
+    output_dir: Path,
+    output_layout: str,
+    offset: int,
+    length: int,
+    index: bool,
+    force: bool,
+    validate: bool,
+    verify_connection: bool,
 ) -> None:
     """Download objects: parallel parts, MD5-verified, resumable; files appear only when complete."""
     ids = [_uuid(i) for raw in object_ids + more_object_ids for i in raw.split(",") if i]
@@ -225,11 +256,16 @@ def download(
             session.say(f"skipped {entity.object_id}: {target} already exists (use --force to replace it)")
             continue
         check = "verified" if result.verified else "NOT verified (--validate false)" if not validate else "unverified"
-        session.say(f"downloaded {entity.object_id} to {target}: {result.size} bytes, {check}"
-                    f"{f', {result.parts_skipped} parts already done' if result.parts_skipped else ''}"
-                    f" ({_rate(result.size, time.monotonic() - started)})")
+        session.say(
+            f"downloaded {entity.object_id} to {target}: {result.size} bytes, {check}"
+            f"{f', {result.parts_skipped} parts already done' if result.parts_skipped else ''}"
+            f" ({_rate(result.size, time.monotonic() - started)})"
+        )
     if failures:
-        raise ClientError(f"{failures} of {len(entities)} downloads failed (see above); fix what is reported and re-run: interrupted downloads resume")
+        raise ClientError(
+            f"{failures} of {len(entities)} downloads failed (see above); fix what is reported and re-run: "
+            "interrupted downloads resume"
+        )
 
 
 def _entities(

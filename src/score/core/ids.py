@@ -23,7 +23,5 @@ def is_safe_id(value: str) -> bool:
 
 def require_safe_id(value: str, what: str = "id") -> str:
     if not is_safe_id(value):
-        raise ValueError(
-            f"invalid {what} {value!r}: use 1-128 letters, digits, '_', '.' or '-' (no '..', no '/')"
-        )
+        raise ValueError(f"invalid {what} {value!r}: use 1-128 letters, digits, '_', '.' or '-' (no '..', no '/')")
     return value

@@ -30,8 +30,9 @@ class DownloadEntry:
 
 def _rows(text: str, source: str) -> list[tuple[int, list[str]]]:
     lines = text.splitlines()
-    rows = [(n, [cell.strip() for cell in line.split("\t")]) for n, line in enumerate(lines[1:], start=2)
-            if line.strip()]
+    rows = [
+        (n, [cell.strip() for cell in line.split("\t")]) for n, line in enumerate(lines[1:], start=2) if line.strip()
+    ]
     if not rows:
         raise ManifestError(f"manifest {source} is empty: it needs a header line and at least one entry")
     return rows
@@ -60,7 +61,8 @@ def parse_download_manifest(text: str, source: str = "") -> list[DownloadEntry]:
                 f"found {len(cells)}"
             )
         entries.append(
-            DownloadEntry(object_id=cells[2], file_name=cells[4], file_size=cells[5], md5=cells[6],
-                          index_object_id=cells[7])
+            DownloadEntry(
+                object_id=cells[2], file_name=cells[4], file_size=cells[5], md5=cells[6], index_object_id=cells[7]
+            )
         )
     return entries

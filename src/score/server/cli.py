@@ -32,23 +32,35 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to listen on [default: 8087].")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Where data and state live [./score-data].")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None, help="Where data and state live [./score-data]."
+)
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None, help="TOML settings file.")
 @click.option("--public-url", default=None, help="URL clients use to reach this server (for signed URLs).")
 @click.option("--part-size", type=int, default=None, help="Upload part size in bytes [20 MiB].")
 @click.option("--workers", type=int, default=1, show_default=True, help="Server processes (state is shared on disk).")
 def serve(
-    host: str | None, port: int | None, data_dir: Path | None, config: str | None, public_url: str | None,
-    part_size: int | None, workers: int,
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    config: str | None,
+    public_url: str | None,
+    part_size: int | None,
+    workers: int,
 ) -> None:
     """Run the server on its embedded default (local disk, built-in tokens, embedded registry)."""
     import uvicorn
 
     from score.server.settings import ServerSettings
 
-    overrides = {"HOST": host, "PORT": port, "DATA_DIR": data_dir, "PUBLIC_URL": public_url, "PART_SIZE": part_size,
-                 "CONFIG": config}
+    overrides = {
+        "HOST": host,
+        "PORT": port,
+        "DATA_DIR": data_dir,
+        "PUBLIC_URL": public_url,
+        "PART_SIZE": part_size,
+        "CONFIG": config,
+    }
     for name, value in overrides.items():
         if value is not None:
             os.environ[f"SCORE_{name}"] = str(Path(value).resolve() if name in ("DATA_DIR", "CONFIG") else value)

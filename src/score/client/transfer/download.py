@@ -66,9 +66,17 @@ def plan(spec: ObjectSpecification, offset: int, length: int) -> list[PlannedPar
         lo, hi = max(part.offset, offset), min(part.end, end)
         if lo >= hi:
             continue
-        planned.append(PlannedPart(part.partNumber, part.offset, part.partSize,
-                                   part.sourceMd5 if md5s.known(part.sourceMd5) else None,
-                                   lo - part.offset, hi - lo, lo - offset))
+        planned.append(
+            PlannedPart(
+                part.partNumber,
+                part.offset,
+                part.partSize,
+                part.sourceMd5 if md5s.known(part.sourceMd5) else None,
+                lo - part.offset,
+                hi - lo,
+                lo - offset,
+            )
+        )
     return planned
 
 
@@ -79,7 +87,12 @@ class Downloader:
         self._progress = progress or NoProgress()
 
     def download(
-        self, object_id: str, target: Path, offset: int = 0, length: int = -1, validate: bool = True,
+        self,
+        object_id: str,
+        target: Path,
+        offset: int = 0,
+        length: int = -1,
+        validate: bool = True,
         force: bool = False,
     ) -> DownloadResult | None:
         """Download to ``target``; None if it already exists and ``force`` is off."""
@@ -97,8 +110,15 @@ class Downloader:
         state_dir = target.parent / f".{object_id}"
         if force and target.exists():
             target.unlink()
-        identity = {"objectId": object_id, "uploadId": spec.uploadId, "objectSize": size,
-                    "objectMd5": spec.objectMd5, "offset": offset, "length": span, "wholeParts": validate or whole}
+        identity = {
+            "objectId": object_id,
+            "uploadId": spec.uploadId,
+            "objectSize": size,
+            "objectMd5": spec.objectMd5,
+            "offset": offset,
+            "length": span,
+            "wholeParts": validate or whole,
+        }
         if (read_json(state_dir / "meta.json") or {}).get("identity") != identity or force:
             shutil.rmtree(state_dir, ignore_errors=True)  # a different object or range: start afresh
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -148,9 +168,15 @@ class Downloader:
         return DownloadResult(object_id, target, span, digest, len(todo), len(parts) - len(todo), verified)
 
     def _fetch(
-        self, object_id: str, spec_range: tuple[int, int], fd: int, todo: list[tuple[int, PlannedPart]],
+        self,
+        object_id: str,
+        spec_range: tuple[int, int],
+        fd: int,
+        todo: list[tuple[int, PlannedPart]],
         urls: dict[int, str | None],
-        state_dir: Path, validate: bool, hasher: OrderedRangeHasher | None,
+        state_dir: Path,
+        validate: bool,
+        hasher: OrderedRangeHasher | None,
     ) -> None:
         lock = threading.Lock()
         data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
@@ -179,8 +205,18 @@ class Downloader:
                 if not url:
                     raise ClientError(f"the server gave no URL for {what}")
                 try:
-                    digest = data.get_range(url, part.fetch_offset, part.fetch_size, fd, part.write_at, part.skip,
-                                            part.keep, validate and part.source_md5 is not None, count, what)
+                    digest = data.get_range(
+                        url,
+                        part.fetch_offset,
+                        part.fetch_size,
+                        fd,
+                        part.write_at,
+                        part.skip,
+                        part.keep,
+                        validate and part.source_md5 is not None,
+                        count,
+                        what,
+                    )
                 except UrlExpired:
                     refresh_urls()
                     raise

@@ -93,7 +93,12 @@ class Uploader:
         return UploadResult(object_id, size, computed, len(todo), len(parts) - len(todo))
 
     def _resume_or_start(
-        self, object_id: str, size: int, declared: str | None, force: bool, identity: dict[str, int],
+        self,
+        object_id: str,
+        size: int,
+        declared: str | None,
+        force: bool,
+        identity: dict[str, int],
         journal_path: Path,
     ) -> tuple[str, list[Part]]:
         if not force:
@@ -117,8 +122,7 @@ class Uploader:
                     )
                 if journal.get("file") != identity or (declared and journal.get("md5") not in (None, declared)):
                     raise ClientError(
-                        f"the file changed since the interrupted upload of {object_id} began; "
-                        "use --force to start over"
+                        f"the file changed since the interrupted upload of {object_id} began; use --force to start over"
                     )
                 log.info("resuming upload %s of %s", progress.uploadId, object_id)
                 return progress.uploadId, progress.parts
@@ -185,4 +189,3 @@ def run_parallel(work, items, parallel: int) -> None:  # type: ignore[no-untyped
         for future in futures:
             if future.done() and not future.cancelled() and future.exception() is not None:
                 raise future.exception()  # type: ignore[misc]
-

@@ -52,9 +52,7 @@ def enforce(decision: Decision) -> None:
         raise ApiError(decision.reason, status=decision.status)
 
 
-def authorize(
-    request: Request, action: Action, study_id: str | None = None, access: str | None = None
-) -> Principal:
+def authorize(request: Request, action: Action, study_id: str | None = None, access: str | None = None) -> Principal:
     context = get_context(request)
     principal = get_principal(request)
     enforce(decide(action, principal, context.settings.scopes.to_policy(), study_id, access))

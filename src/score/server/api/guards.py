@@ -55,7 +55,13 @@ def authorize_object(
     decision = decide(action, principal, context.settings.scopes.to_policy(), entity.projectCode, entity.access)
     if audit or not decision.allowed:
         context.audit.record(
-            request, principal, action.value, object_id, decision.allowed, decision.reason, entity.projectCode,
+            request,
+            principal,
+            action.value,
+            object_id,
+            decision.allowed,
+            decision.reason,
+            entity.projectCode,
             byte_range,
         )
     enforce(decision)

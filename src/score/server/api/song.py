@@ -113,13 +113,14 @@ class SongRoute(APIRoute):
             except RegistryError as exc:
                 return song_error_response(request, exc.code.error_id, exc.code.status, exc.message)
             except ApiError as exc:
-                return song_error_response(request, _api_error_id(exc.status), exc.status, exc.message,
-                                           exc.headers)
+                return song_error_response(request, _api_error_id(exc.status), exc.status, exc.message, exc.headers)
             except RequestValidationError as exc:
                 return song_error_response(request, MALFORMED_PARAMETER.error_id, 400, _validation_message(exc))
             except sqlite3.OperationalError as exc:
                 return song_error_response(
-                    request, SERVICE_UNAVAILABLE.error_id, 503,
+                    request,
+                    SERVICE_UNAVAILABLE.error_id,
+                    503,
                     f"the metadata registry database is unavailable ({exc}); retry shortly",
                 )
 
@@ -166,8 +167,11 @@ async def _json_body(request: Request) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _bad(PAYLOAD_PARSING, f"Unable to read the input payload as JSON ({exc}); send a JSON "
-                   "document with Content-Type: application/json") from None
+        raise _bad(
+            PAYLOAD_PARSING,
+            f"Unable to read the input payload as JSON ({exc}); send a JSON "
+            "document with Content-Type: application/json",
+        ) from None
 
 
 def _state_change_response(message: str) -> PlainTextResponse:
@@ -184,13 +188,18 @@ def _entity_query(request: Request) -> tuple[dict[str, str], list[str], int, int
     params = request.query_params
     unknown = sorted(set(params.keys()) - set(ENTITY_FILTERS) - _PAGING_PARAMS)
     if unknown:
-        raise _bad(ILLEGAL_QUERY_PARAMETER, f"unknown query parameter(s) {', '.join(unknown)}; use "
-                   f"{', '.join(sorted(ENTITY_FILTERS))}, fields, page and size")
+        raise _bad(
+            ILLEGAL_QUERY_PARAMETER,
+            f"unknown query parameter(s) {', '.join(unknown)}; use "
+            f"{', '.join(sorted(ENTITY_FILTERS))}, fields, page and size",
+        )
     fields = [f for value in params.getlist("fields") for f in value.split(",") if f]
     bad_fields = sorted(set(fields) - set(ENTITY_FILTERS))
     if bad_fields:
-        raise _bad(ILLEGAL_FILTER_PARAMETER, f"unknown field(s) {', '.join(bad_fields)} in 'fields'; "
-                   f"choose from {', '.join(sorted(ENTITY_FILTERS))}")
+        raise _bad(
+            ILLEGAL_FILTER_PARAMETER,
+            f"unknown field(s) {', '.join(bad_fields)} in 'fields'; choose from {', '.join(sorted(ENTITY_FILTERS))}",
+        )
     filters = {k: params[k] for k in ENTITY_FILTERS if k in params}
     page = max(_int_param(request, "page", 0), 0)
     size = _int_param(request, "size", DEFAULT_PAGE_SIZE)
@@ -264,8 +273,11 @@ def _add_study_routes(router: APIRouter) -> None:
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
         body = await _json_body(request)
         if not isinstance(body, dict):
-            raise _bad(SCHEMA_VIOLATION, "the body must be Song's Study JSON object: "
-                       "{\"studyId\", \"name\", \"organization\", \"description\", \"info\"}")
+            raise _bad(
+                SCHEMA_VIOLATION,
+                "the body must be Song's Study JSON object: "
+                '{"studyId", "name", "organization", "description", "info"}',
+            )
         study = await run_in_threadpool(_registry(request).create_study, studyId, body)
         return PlainTextResponse(study["studyId"])
 
@@ -334,6 +346,9 @@ def _add_entity_routes(router: APIRouter) -> None:
     def get_entity(entityId: str, request: Request) -> dict[str, Any]:
         entity = _registry(request).entity(entityId)
         if entity is None:
-            raise _bad(LEGACY_ENTITY_NOT_FOUND, f"The LegacyEntity with id '{entityId}' does not exist; "
-                       "check the object id (GET /entities?gnosId=<analysisId> lists an analysis' files)")
+            raise _bad(
+                LEGACY_ENTITY_NOT_FOUND,
+                f"The LegacyEntity with id '{entityId}' does not exist; "
+                "check the object id (GET /entities?gnosId=<analysisId> lists an analysis' files)",
+            )
         return entity.to_wire()

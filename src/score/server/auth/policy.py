@@ -72,8 +72,9 @@ def decide(
             return Decision.allow(f"study scope {settings.upload_study(study_id)}")
         wanted = settings.upload_study(study_id) if study_id else "a study WRITE scope"
         return Decision(
-            False, f"the token lacks the scope to upload to study {study_id}: needs {wanted} "
-            f"or {settings.upload_system}", 403,
+            False,
+            f"the token lacks the scope to upload to study {study_id}: needs {wanted} or {settings.upload_system}",
+            403,
         )
 
     if action is Action.REGISTRY_WRITE:
@@ -85,8 +86,10 @@ def decide(
         if study_id is not None and principal.has_scope(settings.upload_study(study_id)):
             return Decision.allow(f"study scope {settings.upload_study(study_id)}")
         return Decision(
-            False, f"the token lacks the scope to change study {study_id}: needs "
-            f"{settings.registry_system} or {settings.upload_study(study_id or '<study>')}", 403,
+            False,
+            f"the token lacks the scope to change study {study_id}: needs "
+            f"{settings.registry_system} or {settings.upload_study(study_id or '<study>')}",
+            403,
         )
 
     # Action.DOWNLOAD
@@ -104,6 +107,8 @@ def decide(
     if principal.anonymous:
         return _needs_token("downloading a controlled-access file")
     return Decision(
-        False, f"the token lacks the scope to download controlled-access files of study {study_id}: "
-        f"needs {settings.download_study(study_id or '<study>')} or {settings.download_system}", 403,
+        False,
+        f"the token lacks the scope to download controlled-access files of study {study_id}: "
+        f"needs {settings.download_study(study_id or '<study>')} or {settings.download_system}",
+        403,
     )

@@ -63,5 +63,4 @@ class StoredObject:
 class ObjectCatalog(Protocol):
     """Lets the registry ask Score, in-process, whether an object is uploaded (publish check)."""
 
-    def stored_object(self, object_id: str) -> StoredObject | None:
-        ...
+    def stored_object(self, object_id: str) -> StoredObject | None: ...

@@ -312,9 +312,7 @@ def _file_problems(index: int, raw: Any) -> list[str]:
 
 def _parse_files(raw_files: Any) -> list[_FileSpec]:
     if not isinstance(raw_files, list) or not raw_files:
-        raise RegistryError(
-            SCHEMA_VIOLATION, "files: the payload must list at least one file in a 'files' array"
-        )
+        raise RegistryError(SCHEMA_VIOLATION, "files: the payload must list at least one file in a 'files' array")
     problems = [p for i, raw in enumerate(raw_files) for p in _file_problems(i, raw)]
     seen: set[str] = set()
     for i, raw in enumerate(raw_files):
@@ -322,8 +320,9 @@ def _parse_files(raw_files: Any) -> list[_FileSpec]:
         if not isinstance(name, str):
             continue
         if name in seen:
-            problems.append(f"files[{i}].fileName: {name!r} appears more than once; file names must be "
-                            "unique within an analysis")
+            problems.append(
+                f"files[{i}].fileName: {name!r} appears more than once; file names must be unique within an analysis"
+            )
         seen.add(name)
     if problems:
         raise RegistryError(
@@ -346,8 +345,10 @@ def _parse_files(raw_files: Any) -> list[_FileSpec]:
 def _parse_analysis_type(raw: Any) -> dict[str, Any]:
     """Song's ``{"name", "version"}``; a bare string (Song 1.x payloads) is taken as the name."""
     if raw is None:
-        raise RegistryError(MALFORMED_PARAMETER, "The analysisType field cannot be null: add "
-                            "\"analysisType\": {\"name\": \"<type>\"} to the payload")
+        raise RegistryError(
+            MALFORMED_PARAMETER,
+            'The analysisType field cannot be null: add "analysisType": {"name": "<type>"} to the payload',
+        )
     if isinstance(raw, str) and raw.strip():
         return {"name": raw}
     if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and raw["name"].strip():
@@ -355,15 +356,17 @@ def _parse_analysis_type(raw: Any) -> dict[str, Any]:
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
             raise RegistryError(MALFORMED_PARAMETER, "analysisType.version must be an integer when present")
         return {"name": raw["name"]} if version is None else {"name": raw["name"], "version": version}
-    raise RegistryError(MALFORMED_PARAMETER, "The analysisType name field cannot be null: use "
-                        "\"analysisType\": {\"name\": \"<type>\"}")
+    raise RegistryError(
+        MALFORMED_PARAMETER, 'The analysisType name field cannot be null: use "analysisType": {"name": "<type>"}'
+    )
 
 
 def _check_payload_study(study_id: str, payload: Mapping[str, Any]) -> None:
     payload_study = payload.get("studyId")
     if payload_study is None:
-        raise RegistryError(STUDY_ID_MISSING, "The field 'studyId' is missing in the payload: add "
-                            f"\"studyId\": \"{study_id}\"")
+        raise RegistryError(
+            STUDY_ID_MISSING, f'The field \'studyId\' is missing in the payload: add "studyId": "{study_id}"'
+        )
     if payload_study != study_id:
         raise RegistryError(
             STUDY_ID_MISMATCH,
@@ -438,9 +441,7 @@ class Registry:
     # ---- connections -----------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(
-            self.db_path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
+        db = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint; safe with WAL
@@ -511,12 +512,15 @@ class Registry:
         """Create a study from Song's Study JSON; the body's studyId, if given, must match the path."""
         _require_id(study_id, "studyId")
         if study_id == "all":
-            raise RegistryError(MALFORMED_PARAMETER, "'all' is reserved (GET /studies/all lists studies); "
-                                "choose another studyId")
+            raise RegistryError(
+                MALFORMED_PARAMETER, "'all' is reserved (GET /studies/all lists studies); choose another studyId"
+            )
         body_id = study.get("studyId")
         if body_id is not None and body_id != study_id:
-            raise RegistryError(STUDY_ID_MISMATCH, f"The studyId in the URL path '{study_id}' should match "
-                                f"the studyId '{body_id}' in the body")
+            raise RegistryError(
+                STUDY_ID_MISMATCH,
+                f"The studyId in the URL path '{study_id}' should match the studyId '{body_id}' in the body",
+            )
         fields = {k: study.get(k) for k in ("name", "organization", "description")}
         for key, value in fields.items():
             if value is not None and not isinstance(value, str):
@@ -526,8 +530,9 @@ class Registry:
             raise RegistryError(SCHEMA_VIOLATION, "the study field 'info' must be a JSON object")
         with self._write() as db:
             if _study_exists(db, study_id):
-                raise RegistryError(STUDY_ALREADY_EXISTS, f"The studyId '{study_id}' already exists; "
-                                    "it was not changed")
+                raise RegistryError(
+                    STUDY_ALREADY_EXISTS, f"The studyId '{study_id}' already exists; it was not changed"
+                )
             db.execute(
                 "INSERT INTO study (study_id, name, organization, description, info, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -572,15 +577,33 @@ class Registry:
             db.execute(
                 "INSERT INTO analysis (analysis_id, study_id, state, analysis_type, data, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (analysis_id, study_id, UNPUBLISHED, _dumps(submission.analysis_type),
-                 _dumps(submission.data), now, now),
+                (
+                    analysis_id,
+                    study_id,
+                    UNPUBLISHED,
+                    _dumps(submission.analysis_type),
+                    _dumps(submission.data),
+                    now,
+                    now,
+                ),
             )
             db.executemany(
                 "INSERT INTO file (object_id, analysis_id, study_id, position, file_name, file_size, "
                 "file_md5sum, file_type, file_access, data_type, info) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (object_id_for(analysis_id, f.file_name), analysis_id, study_id, i, f.file_name,
-                     f.file_size, f.file_md5sum, f.file_type, f.file_access, f.data_type, _dumps(f.info))
+                    (
+                        object_id_for(analysis_id, f.file_name),
+                        analysis_id,
+                        study_id,
+                        i,
+                        f.file_name,
+                        f.file_size,
+                        f.file_md5sum,
+                        f.file_type,
+                        f.file_access,
+                        f.data_type,
+                        _dumps(f.info),
+                    )
                     for i, f in enumerate(submission.files)
                 ],
             )
@@ -602,8 +625,13 @@ class Registry:
         wanted = sorted(set(states)) or [PUBLISHED]
         unknown = [s for s in wanted if s not in ANALYSIS_STATES]
         if unknown:
-            raise RegistryError(MALFORMED_PARAMETER, "The following are not AnalysisStates: '"
-                                + "', '".join(unknown) + "'; use " + ", ".join(ANALYSIS_STATES))
+            raise RegistryError(
+                MALFORMED_PARAMETER,
+                "The following are not AnalysisStates: '"
+                + "', '".join(unknown)
+                + "'; use "
+                + ", ".join(ANALYSIS_STATES),
+            )
         _require_id(study_id, "studyId")
         with self._read() as db:
             if not _study_exists(db, study_id):
@@ -640,14 +668,19 @@ class Registry:
     def _stored_objects(self, files: Sequence[FileRecord]) -> dict[str, StoredObject | None]:
         catalog = self.catalog
         if catalog is None:
-            raise RegistryError(SERVICE_UNAVAILABLE, "the registry cannot reach Score's object catalog, so "
-                                "it cannot check the files before publishing; retry once the server has "
-                                "finished starting")
+            raise RegistryError(
+                SERVICE_UNAVAILABLE,
+                "the registry cannot reach Score's object catalog, so "
+                "it cannot check the files before publishing; retry once the server has "
+                "finished starting",
+            )
         try:
             return {f.objectId: catalog.stored_object(f.objectId) for f in files}
         except Exception as exc:
-            raise RegistryError(SERVICE_UNAVAILABLE, f"could not check the files in storage ({exc}); "
-                                "retry when the object store is reachable") from exc
+            raise RegistryError(
+                SERVICE_UNAVAILABLE,
+                f"could not check the files in storage ({exc}); retry when the object store is reachable",
+            ) from exc
 
     def _change_state(self, study_id: str, analysis_id: str, target: str) -> None:
         """Move an analysis to ``target`` in one transaction, recording the change as Song does."""
@@ -666,11 +699,11 @@ class Registry:
                     (target, now, now, now, analysis_id),
                 )
             else:
-                db.execute("UPDATE analysis SET state = ?, updated_at = ? WHERE analysis_id = ?",
-                           (target, now, analysis_id))
+                db.execute(
+                    "UPDATE analysis SET state = ?, updated_at = ? WHERE analysis_id = ?", (target, now, analysis_id)
+                )
             db.execute(
-                "INSERT INTO state_change (analysis_id, initial_state, updated_state, updated_at) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO state_change (analysis_id, initial_state, updated_state, updated_at) VALUES (?, ?, ?, ?)",
                 (analysis_id, current, target, now),
             )
 
@@ -680,8 +713,10 @@ class Registry:
         """A page of legacy entities matching every given filter exactly, ordered by id like Song."""
         unknown = sorted(set(filters) - set(ENTITY_FILTERS))
         if unknown:
-            raise RegistryError(ILLEGAL_QUERY_PARAMETER, f"unknown entity filter(s) {', '.join(unknown)}; "
-                                f"filter by {', '.join(ENTITY_FILTERS)}")
+            raise RegistryError(
+                ILLEGAL_QUERY_PARAMETER,
+                f"unknown entity filter(s) {', '.join(unknown)}; filter by {', '.join(ENTITY_FILTERS)}",
+            )
         # Column names come from the fixed ENTITY_FILTERS map, never from the caller; values are bound.
         where = " AND ".join(f"{ENTITY_FILTERS[k]} = ?" for k in filters) or "1 = 1"
         values = list(filters.values())
@@ -703,8 +738,10 @@ def _study_exists(db: sqlite3.Connection, study_id: str) -> bool:
 
 
 def _no_study(study_id: str) -> RegistryError:
-    return RegistryError(STUDY_ID_DOES_NOT_EXIST, f"The studyId '{study_id}' does not exist; create it with "
-                         f"POST /studies/{study_id}/ first")
+    return RegistryError(
+        STUDY_ID_DOES_NOT_EXIST,
+        f"The studyId '{study_id}' does not exist; create it with POST /studies/{study_id}/ first",
+    )
 
 
 def _related_analysis(db: sqlite3.Connection, study_id: str, analysis_id: str) -> sqlite3.Row:
@@ -717,8 +754,9 @@ def _related_analysis(db: sqlite3.Connection, study_id: str, analysis_id: str) -
     if not _study_exists(db, study_id):
         raise _no_study(study_id)
     if row is None:
-        raise RegistryError(ANALYSIS_ID_NOT_FOUND, f"The analysisId '{analysis_id}' was not found in "
-                            f"study '{study_id}'")
+        raise RegistryError(
+            ANALYSIS_ID_NOT_FOUND, f"The analysisId '{analysis_id}' was not found in study '{study_id}'"
+        )
     raise RegistryError(
         ENTITY_NOT_RELATED_TO_STUDY,
         f"The analysisId '{analysis_id}' is not related to the input studyId '{study_id}'. "

@@ -109,7 +109,7 @@ class UploadService:
         """The in-progress upload of an object: the first state folder (listing order) with a ``.meta``."""
         prefix = f"{UPLOAD_DIR}/{object_id}_"
         for head in guard(lambda: list(self._store.list(prefix))):
-            rest = head.key[len(prefix):]
+            rest = head.key[len(prefix) :]
             upload_id, _, name = rest.partition("/")
             if name == ".meta":
                 return upload_id
@@ -242,7 +242,7 @@ class UploadService:
                 f"part {part_number} of object {object_id} is not in the store with ETag {etag} and "
                 f"{expected.partSize} bytes; upload the part again"
             )
-        if md5s.is_hex(etag) and getattr(self._store, "etag_is_md5", False) and etag.lower() != md5:
+        if md5s.is_hex(etag) and self._store.etag_is_md5 and etag.lower() != md5:
             raise BadRequest(
                 f"part {part_number}: the store received bytes with MD5 {etag} but the client reports {md5}; "
                 "upload the part again"
@@ -291,8 +291,9 @@ class UploadService:
         if spec.objectSize == 0:
             guard(lambda: self._store.put_empty(key))
         else:
-            parts = [UploadedPart(m.partNumber, m.etag, p.partSize) for p in spec.parts
-                     for m in [completed[p.partNumber]]]
+            parts = [
+                UploadedPart(m.partNumber, m.etag, p.partSize) for p in spec.parts for m in [completed[p.partNumber]]
+            ]
             try:
                 guard(lambda: self._store.complete_upload(key, upload_id, parts))
             except UploadNotFound as exc:

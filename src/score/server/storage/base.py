@@ -53,6 +53,7 @@ class ObjectStore(Protocol):
     """One bucket-like namespace of keys such as ``data/{id}``, ``data/{id}.meta``, ``upload/...``."""
 
     name: str  # "local", "s3", "azure", "gcs": reported by GET /profile
+    etag_is_md5: bool  # True when a part's ETag is the MD5 of its bytes (not under SSE-KMS, not Azure)
 
     # -- multipart upload of a data object -------------------------------------------------------
     def start_upload(self, key: str, size: int) -> str:
@@ -86,12 +87,10 @@ class ObjectStore(Protocol):
         """A GET URL for ``key``; with offset/length the signature covers exactly that byte range."""
         ...
 
-    def head(self, key: str) -> ObjectHead | None:
-        ...
+    def head(self, key: str) -> ObjectHead | None: ...
 
     # -- small documents (``.meta`` JSON, upload state, markers) ---------------------------------
-    def read_document(self, key: str) -> bytes | None:
-        ...
+    def read_document(self, key: str) -> bytes | None: ...
 
     def write_document(self, key: str, body: bytes) -> None:
         """Write atomically and durably: a reader sees the old document, the new one, or none."""

@@ -350,6 +350,7 @@ class LocalStore:
     """ObjectStore over a local folder; its signed URLs point at this server's ``/_store`` endpoint."""
 
     name = "local"
+    etag_is_md5 = True  # part ETags are the MD5 of the bytes this server received
 
     def __init__(self, root: Path, base_url: str, signing_key: bytes | None = None) -> None:
         self.root = Path(root).absolute()
