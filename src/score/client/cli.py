@@ -278,9 +278,12 @@ def _entities(
     else:
         entities = [session.metadata.entity(i) for i in dict.fromkeys(ids)]
     if with_index and not analysis_id:
+        siblings: dict[str, list[FileEntity]] = {}  # one lookup per analysis, however many of its files
         for entity in list(entities):
             names = {(entity.file_name + ext).lower() for ext in INDEX_EXTENSIONS}
-            for sibling in session.metadata.analysis_entities(entity.analysis_id):
+            if entity.analysis_id not in siblings:
+                siblings[entity.analysis_id] = session.metadata.analysis_entities(entity.analysis_id)
+            for sibling in siblings[entity.analysis_id]:
                 if sibling.file_name.lower() in names and sibling.object_id not in {e.object_id for e in entities}:
                     entities.append(sibling)
     return entities

@@ -12,18 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from score.client.api import ScoreApi, with_retries
+from score.client.api import ScoreApi
 from score.client.config import ClientConfig
-from score.client.errors import ClientError, IntegrityError, ServerError
-from score.client.transfer.data import DataClient, UrlExpired
+from score.client.errors import ClientError, IntegrityError
+from score.client.transfer.data import DataClient
 from score.client.transfer.hashing import OrderedRangeHasher
 from score.client.transfer.journal import fsync_dir, read_json, write_json
+from score.client.transfer.parallel import PartTally, UrlBook, run_parallel, transfer_part
 from score.client.transfer.progress import NoProgress, Progress
-from score.client.transfer.upload import run_parallel
 from score.core import md5 as md5s
 from score.core.models import ObjectSpecification
 
@@ -108,6 +107,7 @@ class Downloader:
         whole = offset == 0 and span == size
 
         state_dir = target.parent / f".{object_id}"
+        _check_free_space(target.parent, span, state_dir / "data.partial")
         if force and target.exists():
             target.unlink()
         identity = {
@@ -178,52 +178,34 @@ class Downloader:
         validate: bool,
         hasher: OrderedRangeHasher | None,
     ) -> None:
-        lock = threading.Lock()
-        data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
+        def fresh_urls() -> dict[int, str | None]:
+            return {p.partNumber: p.url for p in self._api.download_spec(object_id, *spec_range).parts}
 
-        def refresh_urls() -> None:
-            fresh = self._api.download_spec(object_id, *spec_range)
-            with lock:
-                urls.update({p.partNumber: p.url for p in fresh.parts})
+        book = UrlBook(urls, fresh_urls)
+        data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
 
         def fetch(item: tuple[int, PlannedPart]) -> None:
             index, part = item
             what = f"part {part.number} of {object_id}"
-            written = 0
 
-            def count(n: int) -> None:
-                nonlocal written
-                written += n
-                self._progress.advance(n)
-
-            def attempt() -> None:
-                nonlocal written
-                self._progress.advance(-written)
-                written = 0
-                with lock:
-                    url = urls.get(part.number)
-                if not url:
-                    raise ClientError(f"the server gave no URL for {what}")
-                try:
-                    digest = data.get_range(
-                        url,
-                        part.fetch_offset,
-                        part.fetch_size,
-                        fd,
-                        part.write_at,
-                        part.skip,
-                        part.keep,
-                        validate and part.source_md5 is not None,
-                        count,
-                        what,
-                    )
-                except UrlExpired:
-                    refresh_urls()
-                    raise
+            def get(url: str, tally: PartTally) -> None:
+                hashing = validate and part.source_md5 is not None
+                digest = data.get_range(
+                    url,
+                    part.fetch_offset,
+                    part.fetch_size,
+                    fd,
+                    part.write_at,
+                    part.skip,
+                    part.keep,
+                    hashing,
+                    tally,
+                    what,
+                )
                 if digest is not None and not md5s.equal(digest, part.source_md5):
                     raise IntegrityError(f"{what}: received bytes hash to {digest}, expected {part.source_md5}")
 
-            with_retries(attempt, max(self._config.retries, 1), what, (ServerError, IntegrityError))
+            transfer_part(get, part.number, what, book, self._progress, self._config.retries)
             write_json(state_dir / f"part-{part.number:08x}", {"partNumber": part.number, "md5": part.source_md5})
             if hasher is not None:
                 hasher.mark_done(index)
@@ -232,3 +214,15 @@ class Downloader:
             run_parallel(fetch, todo, self._config.parallel)
         finally:
             data.close()
+
+
+def _check_free_space(directory: Path, needed: int, partial: Path) -> None:
+    """Refuse up front rather than fail (or fill the disk) half-way through."""
+    directory.mkdir(parents=True, exist_ok=True)
+    have = shutil.disk_usage(directory).free
+    already = partial.stat().st_blocks * 512 if partial.exists() else 0
+    if needed - already > have:
+        raise ClientError(
+            f"not enough free space in {directory}: the download needs {needed - already} more bytes, "
+            f"{have} are free; free some space or choose another --output-dir"
+        )

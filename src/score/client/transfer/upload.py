@@ -9,19 +9,20 @@ finalize (which checks it again against the declared and registered MD5s).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import shutil
-import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from score.client.api import ScoreApi, with_retries
+from score.client.api import ScoreApi
 from score.client.config import ClientConfig
 from score.client.errors import ClientError, IntegrityError, ServerError
-from score.client.transfer.data import DataClient, UrlExpired
+from score.client.transfer.data import DataClient
 from score.client.transfer.hashing import SequentialFileHasher
 from score.client.transfer.journal import read_json, write_json
+from score.client.transfer.parallel import PartTally, UrlBook, run_parallel, transfer_part
 from score.client.transfer.progress import NoProgress, Progress
 from score.core import md5 as md5s
 from score.core.models import Part
@@ -44,8 +45,13 @@ def _file_identity(path: Path) -> dict[str, int]:
 
 
 def state_dir_for(path: Path, object_id: str, config: ClientConfig) -> Path:
-    base = Path(config.upload_state_dir) if config.upload_state_dir else path.parent
-    return base / f".{object_id}"
+    """Beside the file (Score's place), unless configured otherwise or the file's folder is read-only."""
+    if config.upload_state_dir:
+        return Path(config.upload_state_dir) / f".{object_id}"
+    if os.access(path.parent, os.W_OK):
+        return path.parent / f".{object_id}"
+    folder = hashlib.sha256(str(path.resolve().parent).encode()).hexdigest()[:16]
+    return Path.home() / ".cache" / "score" / "uploads" / folder / f".{object_id}"
 
 
 class Uploader:
@@ -131,61 +137,29 @@ class Uploader:
         return spec.uploadId or "", spec.parts
 
     def _send_parts(self, path: Path, object_id: str, upload_id: str, parts: list[Part]) -> None:
-        urls = {p.partNumber: p.url for p in parts}
-        urls_lock = threading.Lock()
         size = path.stat().st_size
-        data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
 
-        def refresh_urls() -> None:
+        def fresh_urls() -> dict[int, str | None]:
             progress = self._api.status(object_id, size)
             if progress is None or progress.uploadId != upload_id:
                 raise ClientError(f"the upload of {object_id} was cancelled or replaced on the server; upload again")
-            with urls_lock:
-                urls.update({p.partNumber: p.url for p in progress.parts if p.url})
+            return {p.partNumber: p.url for p in progress.parts}
+
+        urls = UrlBook({p.partNumber: p.url for p in parts}, fresh_urls)
+        data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
 
         def send(part: Part) -> None:
             what = f"part {part.partNumber} of {object_id}"
-            sent = 0
 
-            def count(n: int) -> None:
-                nonlocal sent
-                sent += n
-                self._progress.advance(n)
-
-            def attempt() -> None:
-                nonlocal sent
-                self._progress.advance(-sent)
-                sent = 0
-                with urls_lock:
-                    url = urls[part.partNumber]
-                if not url:
-                    raise ClientError(f"the server gave no URL for {what}")
-                try:
-                    md5, etag = data.put_part(url, path, part.offset, part.partSize, count, what)
-                except UrlExpired:
-                    refresh_urls()
-                    raise
+            def put(url: str, tally: PartTally) -> None:
+                md5, etag = data.put_part(url, path, part.offset, part.partSize, tally, what)
                 if etag and md5s.is_hex(etag) and etag.lower() != md5:
                     raise IntegrityError(f"{what}: the store received bytes hashing to {etag}, we sent {md5}")
                 self._api.finalize_part(object_id, upload_id, part.partNumber, md5, etag or md5)
 
-            with_retries(attempt, max(self._config.retries, 1), what, (ServerError, IntegrityError))
+            transfer_part(put, part.partNumber, what, urls, self._progress, self._config.retries)
 
         try:
             run_parallel(send, parts, self._config.parallel)
         finally:
             data.close()
-
-
-def run_parallel(work, items, parallel: int) -> None:  # type: ignore[no-untyped-def]
-    """Run ``work(item)`` with bounded concurrency; the first failure cancels what has not started."""
-    if not items:
-        return
-    with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="part") as pool:
-        futures = [pool.submit(work, item) for item in items]
-        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]

@@ -7,8 +7,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from score.core.models import ObjectSpecification
 from score.server.api.deps import get_context
-from score.server.api.guards import authorize_object, require_published
+from score.server.api.guards import authorize_object, require_state
 from score.server.auth.policy import Action
+from score.server.metadata.base import PUBLISHED
 
 router = APIRouter(prefix="/download", tags=["download"])
 
@@ -30,6 +31,6 @@ def download(
     byte_range = None if (offset == 0 and length == -1) else f"{offset}+{length}"
     _, entity = authorize_object(request, Action.DOWNLOAD, object_id, audit=not exclude_urls, byte_range=byte_range)
     if not exclude_urls:
-        require_published(request, entity)
+        require_state(request, entity, PUBLISHED)
     spec = get_context(request).downloads.specification(object_id, offset, length, external, exclude_urls)
     return JSONResponse(spec.to_wire())

@@ -9,7 +9,7 @@ from score.server.api.deps import enforce, get_context, get_principal
 from score.server.auth.policy import Action, decide
 from score.server.auth.principal import Principal
 from score.server.errors import BadRequest, NotFound, Unavailable
-from score.server.metadata.base import PUBLISHED, UNPUBLISHED, Entity, MetadataUnavailable
+from score.server.metadata.base import UNPUBLISHED, Entity, MetadataUnavailable
 
 
 def valid_object_id(object_id: str) -> str:
@@ -68,19 +68,16 @@ def authorize_object(
     return principal, entity
 
 
-def require_unpublished(request: Request, entity: Entity) -> None:
+def require_state(request: Request, entity: Entity, wanted: str) -> None:
+    """Score's analysis-state gates: upload only while UNPUBLISHED, download only once PUBLISHED."""
     state = analysis_state(request, entity)
-    if state != UNPUBLISHED:
-        raise BadRequest(
-            f"analysis {entity.gnosId} of object {entity.id} is {state}: files can only be uploaded while the "
-            "analysis is UNPUBLISHED; unpublish it first"
+    if state == wanted:
+        return
+    if wanted == UNPUBLISHED:
+        rule = "files can only be uploaded while the analysis is UNPUBLISHED; unpublish it first"
+    else:
+        rule = (
+            "files can only be downloaded once the analysis is PUBLISHED "
+            "(Song's publish check may use exclude-urls=true)"
         )
-
-
-def require_published(request: Request, entity: Entity) -> None:
-    state = analysis_state(request, entity)
-    if state != PUBLISHED:
-        raise BadRequest(
-            f"analysis {entity.gnosId} of object {entity.id} is {state}: files can only be downloaded once the "
-            "analysis is PUBLISHED (Song's publish check may use exclude-urls=true)"
-        )
+    raise BadRequest(f"analysis {entity.gnosId} of object {entity.id} is {state}: {rule}")

@@ -7,8 +7,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from score.core.models import ObjectSpecification, UploadProgress
 from score.server.api.deps import get_context
-from score.server.api.guards import authorize_object, require_unpublished
+from score.server.api.guards import authorize_object, require_state
 from score.server.auth.policy import Action
+from score.server.metadata.base import UNPUBLISHED
 
 router = APIRouter(prefix="/upload", tags=["upload"])
 
@@ -22,7 +23,7 @@ def initiate(
     overwrite: bool = Query(False, description="Replace an existing object"),
 ) -> Response:
     _, entity = authorize_object(request, Action.UPLOAD, object_id, audit=True)
-    require_unpublished(request, entity)
+    require_state(request, entity, UNPUBLISHED)
     spec = get_context(request).uploads.initiate(object_id, fileSize, md5, overwrite, entity)
     return JSONResponse(spec.to_wire())
 
@@ -61,7 +62,7 @@ def finalize(
     md5: str | None = Query(None, description="MD5 (hex) the client computed over the whole file"),
 ) -> Response:
     _, entity = authorize_object(request, Action.UPLOAD, object_id)
-    require_unpublished(request, entity)
+    require_state(request, entity, UNPUBLISHED)
     get_context(request).uploads.finalize(object_id, uploadId, md5, entity)
     return Response(status_code=200)
 
@@ -69,7 +70,7 @@ def finalize(
 @router.get("/{object_id}/status", response_model=UploadProgress, summary="Progress of the upload in progress")
 def status(request: Request, object_id: str, fileSize: int = Query(..., ge=0)) -> Response:
     _, entity = authorize_object(request, Action.UPLOAD, object_id, audit=True)
-    require_unpublished(request, entity)
+    require_state(request, entity, UNPUBLISHED)
     return JSONResponse(get_context(request).uploads.status(object_id, fileSize).to_wire())
 
 
