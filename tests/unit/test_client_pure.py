@@ -1,0 +1,70 @@
+"""Client logic without I/O: configuration precedence, manifests, download planning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from score.client.config import ClientConfig
+from score.client.errors import ClientError
+from score.client.transfer.download import plan
+from score.core.manifest import ManifestError, parse_download_manifest, parse_upload_manifest
+from score.core.models import ObjectSpecification
+from score.core.parts import calculate_parts
+
+
+def test_config_precedence_file_env_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("STORAGE_URL", "METADATA_URL", "ACCESSTOKEN", "TRANSPORT_PARALLEL", "SCORE_CLIENT_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    config_file = tmp_path / "client.toml"
+    config_file.write_text('storage_url = "http://file:1/"\naccess_token = "from-file"\nparallel = 3\n')
+    config = ClientConfig.load(str(config_file))
+    assert (config.storage_url, config.metadata_url, config.parallel) == ("http://file:1", "http://file:1/song", 3)
+    monkeypatch.setenv("STORAGE_URL", "http://env:2")
+    monkeypatch.setenv("ACCESSTOKEN", "from-env")
+    config = ClientConfig.load(str(config_file), parallel=9)
+    assert (config.storage_url, config.access_token, config.parallel) == ("http://env:2", "from-env", 9)
+    assert "from-env" not in repr(config)  # the token never shows in reprs or logs
+    config_file.write_text("colour = 1\n")
+    with pytest.raises(ClientError, match="unknown configuration keys"):
+        ClientConfig.load(str(config_file))
+    with pytest.raises(ClientError, match="does not exist"):
+        ClientConfig.load(str(tmp_path / "missing.toml"))
+
+
+def test_upload_manifest_skips_header_and_checks_columns() -> None:
+    entries = parse_upload_manifest("analysis-1\t\t\nid-1\t a.bam \tmd5a\nid-2\tb.bai\tmd5b\n", "m")
+    assert [(e.object_id, e.file_path, e.md5) for e in entries] == [
+        ("id-1", "a.bam", "md5a"),
+        ("id-2", "b.bai", "md5b"),
+    ]
+    with pytest.raises(ManifestError, match="line 2: expected 3"):
+        parse_upload_manifest("header\nkey=value\n", "m")
+    with pytest.raises(ManifestError, match="is empty"):
+        parse_upload_manifest("header only\n", "m")
+
+
+def test_download_manifest_uses_object_id_column() -> None:
+    row = "\t".join(["collab", "FI1", "obj-1", "BAM", "a.bam", "10", "md5", "idx-1", "DO1", "P", "S"])
+    entries = parse_download_manifest("header\n" + row + "\n", "m")
+    assert (entries[0].object_id, entries[0].file_name, entries[0].index_object_id) == ("obj-1", "a.bam", "idx-1")
+    with pytest.raises(ManifestError, match="expected 11"):
+        parse_download_manifest("header\na\tb\n", "m")
+
+
+def test_plan_fetches_whole_parts_and_keeps_only_the_range() -> None:
+    parts = calculate_parts(0, 35, 10, minimum=1)
+    for p in parts:
+        p.sourceMd5 = f"{p.partNumber:032x}"
+    spec = ObjectSpecification(objectKey="k", objectId="o", parts=parts, objectSize=35)
+    planned = plan(spec, 5, 20)  # bytes 5..24: parts 1, 2 and 3
+    assert [(p.number, p.fetch_offset, p.fetch_size, p.skip, p.keep, p.write_at) for p in planned] == [
+        (1, 0, 10, 5, 5, 0),
+        (2, 10, 10, 0, 10, 5),
+        (3, 20, 10, 0, 5, 15),
+    ]
+    assert sum(p.keep for p in planned) == 20
+    assert [p.number for p in plan(spec, 0, 35)] == [1, 2, 3, 4]
+    legacy = parts[0].model_copy(update={"sourceMd5": "<missing>"})
+    assert plan(spec.model_copy(update={"parts": [legacy]}), 0, 10)[0].source_md5 is None
