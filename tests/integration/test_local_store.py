@@ -848,3 +848,19 @@ def test_curl_sees_403_for_a_tampered_url(stored: str) -> None:
     body, status = result.stdout.rsplit("\n", 1)
     assert status == "403"
     assert json.loads(body)["message"].startswith("signature does not match")
+
+
+def test_same_part_cannot_be_written_by_two_requests_at_once(store: LocalStore, client: httpx.Client) -> None:
+    upload_id = store.start_upload("data/busy", 20)
+    first = store.begin_part_write("data/busy", upload_id, 1, 0, 10)
+    try:
+        url = store.sign_upload_part("data/busy", upload_id, 1, 0, 10, 60)
+        refused = put(client, url, b"b" * 10)
+        assert refused.status_code == 409
+        assert "being uploaded by another request" in error_message(refused)
+        other_part = put(client, store.sign_upload_part("data/busy", upload_id, 2, 10, 10, 60), b"c" * 10)
+        assert other_part.status_code == 200  # other parts are not held up
+    finally:
+        first.close()
+    again = put(client, url, b"b" * 10)
+    assert again.status_code == 200 and again.headers["etag"] == f'"{md5_hex(b"b" * 10)}"'

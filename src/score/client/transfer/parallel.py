@@ -13,6 +13,7 @@ from score.client.transfer.data import UrlExpired
 from score.client.transfer.progress import Progress
 
 T = TypeVar("T")
+FINAL_STATUSES = (404, 410, 416)  # the upload or object is gone, or the range cannot exist
 
 
 def run_parallel(work: Callable[[T], None], items: Sequence[T], parallel: int) -> None:
@@ -78,6 +79,10 @@ def transfer_part(
             action(urls.get(number, what), tally)
         except UrlExpired:
             urls.renew()
+            raise
+        except ServerError as exc:
+            if exc.status in FINAL_STATUSES:
+                raise ClientError(str(exc)) from exc  # retrying cannot help: stop now
             raise
 
     with_retries(attempt, max(retries, 1), what, (ServerError, IntegrityError))

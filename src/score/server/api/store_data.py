@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from score.core.md5 import base64_to_hex
 from score.server.errors import NotFound, error_response
 from score.server.storage.base import UploadNotFound
-from score.server.storage.local import BadDigest, LocalStore, OpenObject, PartWriter
+from score.server.storage.local import BadDigest, LocalStore, OpenObject, PartBusy, PartWriter
 from score.server.storage.url_signing import SignatureError
 
 ACCESS_LOG = logging.getLogger("score.store.access")
@@ -144,6 +144,8 @@ async def put_part(request: Request, key: str) -> Response:
         )
     except UploadNotFound as exc:
         return error_response(404, str(exc), path)
+    except PartBusy as exc:
+        return error_response(409, str(exc), path)
     except ValueError as exc:
         return error_response(400, str(exc), path)
     try:

@@ -247,6 +247,10 @@ def _gone(upload_id: str) -> str:
     )
 
 
+class PartBusy(StoreError):
+    """Another request is writing the same part right now (HTTP 409)."""
+
+
 class PartWriter:
     """Receives one part's bytes (in order), writes them in place and records the part when done.
 
@@ -254,8 +258,9 @@ class PartWriter:
     Not thread-safe itself (one writer per request); writers of different parts run concurrently.
     """
 
-    def __init__(self, upload: _UploadFile, part_number: int, offset: int, size: int) -> None:
+    def __init__(self, upload: _UploadFile, part_number: int, offset: int, size: int, part_lock: int = -1) -> None:
         self._upload = upload
+        self._part_lock = part_lock  # an fd holding this part's exclusive lock, released by close()
         self.part_number = part_number
         self.offset = offset
         self.size = size
@@ -299,6 +304,10 @@ class PartWriter:
         return etag
 
     def close(self) -> None:
+        if self._part_lock >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._part_lock)
+            self._part_lock = -1
         self._upload.close()
 
 
@@ -439,16 +448,29 @@ class LocalStore:
         if offset + size > total:
             raise ValueError(f"part {part_number} ({size} bytes at {offset}) ends past the upload's {total} bytes")
         upload = _UploadFile(self._upload_dir(upload_id), upload_id, os.O_WRONLY)
+        part_lock = -1
         try:
+            # One writer per part: two concurrent PUTs of the same part would interleave their bytes
+            # on disk while each recorded the MD5 of its own stream.
+            part_lock = os.open(upload.upload_dir / "parts" / f"{part_number:08d}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(part_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise PartBusy(
+                    f"part {part_number} of upload {upload_id} is being uploaded by another request; "
+                    "retry once it has finished"
+                ) from None
             with upload.locked():
                 record = upload.upload_dir / "parts" / _record_name(part_number)
                 if record.exists():
                     record.unlink()
                     fsync_dir(record.parent)
         except BaseException:
+            if part_lock >= 0:
+                os.close(part_lock)
             upload.close()
             raise
-        return PartWriter(upload, part_number, offset, size)
+        return PartWriter(upload, part_number, offset, size, part_lock)
 
     def _read_records(self, upload_id: str) -> dict[int, PartRecord]:
         parts_dir = self._upload_dir(upload_id) / "parts"
