@@ -160,6 +160,7 @@ class Sample:
     cpu: float
     rss_mib: float
     server_cpu: float
+    sys_cpu: float = 0.0  # the kernel's share of ``cpu``: copies, page cache, fsync
 
 
 @dataclass
@@ -168,6 +169,7 @@ class ChildResult:
     wall: float
     cpu: float
     rss_mib: float
+    sys_cpu: float
     stdout: str
     stderr: str
 
@@ -244,7 +246,7 @@ def run_measured(
             peak_kib = peak[0]
         out.seek(0)
         err.seek(0)
-        return ChildResult(process.returncode, wall, usage.ru_utime + usage.ru_stime, peak_kib / KiB,
+        return ChildResult(process.returncode, wall, usage.ru_utime + usage.ru_stime, peak_kib / KiB, usage.ru_stime,
                            out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
@@ -439,7 +441,7 @@ class Bench:
         with self.server_cpu(cpu):
             r = self._client("upload", "--object-id", item.object_id, "--file", str(item.path), "--md5", item.md5,
                              "--force")
-        return Sample(r.wall, r.cpu, r.rss_mib, cpu[0])
+        return Sample(r.wall, r.cpu, r.rss_mib, cpu[0], r.sys_cpu)
 
     def client_download(self, item: Registered, validate: bool) -> Sample:
         """Download into a fresh folder, check the MD5 here (not timed), then delete it to keep disk use flat."""
@@ -454,7 +456,7 @@ class Bench:
             check_md5(out / item.path.name, item.md5, f"score-client download{'' if validate else ' --validate false'}")
         finally:
             shutil.rmtree(out, ignore_errors=True)
-        return Sample(r.wall, r.cpu, r.rss_mib, cpu[0])
+        return Sample(r.wall, r.cpu, r.rss_mib, cpu[0], r.sys_cpu)
 
     def curl_download(self, item: Registered) -> Sample:
         """One curl, one stream, the external (unranged) signed URL: the simplest possible download."""
@@ -471,7 +473,7 @@ class Bench:
             check_md5(out, item.md5, "curl download")
         finally:
             out.unlink(missing_ok=True)
-        return Sample(r.wall, r.cpu, r.rss_mib, cpu[0])
+        return Sample(r.wall, r.cpu, r.rss_mib, cpu[0], r.sys_cpu)
 
     def curl_upload(self, item: Registered) -> Sample:
         """Upload through the same part URLs the client gets, one curl per part, strictly one after another.
@@ -487,7 +489,7 @@ class Bench:
         self.api.set_published(item, False)
         spec = self.api.initiate(item)
         upload_id = spec["uploadId"]
-        wall = cpu = rss = server = 0.0
+        wall = cpu = rss = server = sys_cpu = 0.0
         etags: dict[int, tuple[int, int, str]] = {}
         for part in spec["parts"]:
             number, offset, size = part["partNumber"], part["offset"], part["partSize"]
@@ -504,7 +506,7 @@ class Bench:
             server += self.server.cpu() - before
             if r.returncode != 0:
                 raise RuntimeError(f"curl PUT of part {number} failed ({r.returncode}): {r.stderr.strip()}")
-            wall, cpu, rss = wall + r.wall, cpu + r.cpu, max(rss, r.rss_mib)
+            wall, cpu, rss, sys_cpu = wall + r.wall, cpu + r.cpu, max(rss, r.rss_mib), sys_cpu + r.sys_cpu
             etag = r.stdout.strip().strip('"')
             etags[number] = (offset, size, etag)
             self.api.finalize_part(item, upload_id, number, etag, etag)
@@ -514,7 +516,7 @@ class Bench:
             item.part_md5s[(offset, size)] = expected
             if etag != expected:
                 raise Md5Mismatch(f"curl upload: the store's ETag of part {number} is {etag}, the file's is {expected}")
-        return Sample(wall, cpu, rss, server)
+        return Sample(wall, cpu, rss, server, sys_cpu)
 
     def md5sum_reference(self, item: Registered) -> Sample:
         """What hashing the file costs on this machine: the floor under any MD5-verifying transfer."""
@@ -522,7 +524,7 @@ class Bench:
         r = run_measured([self.md5sum, str(item.path)])
         if r.returncode != 0 or r.stdout.split()[0] != item.md5:
             raise Md5Mismatch(f"md5sum reports {r.stdout.strip()!r}, expected {item.md5}")
-        return Sample(r.wall, r.cpu, r.rss_mib, 0.0)
+        return Sample(r.wall, r.cpu, r.rss_mib, 0.0, r.sys_cpu)
 
 
 def _splicer(path: Path, offset: int, size: int, write_end: int) -> Callable[[], None]:
@@ -692,7 +694,7 @@ def _run(args: argparse.Namespace, work: Path, server: Server, apis: list[Api]) 
             sample = step()
             rows[key].samples.append(sample)
             say(f"run {run}/{args.runs}  {key[0]:<30} {key[1]:<12} {size / sample.wall / 1e6:7.0f} MB/s  "
-                f"{sample.wall:6.2f} s  cpu {sample.cpu:5.2f} s  rss {sample.rss_mib:4.0f} MiB  "
+                f"{sample.wall:6.2f} s  cpu {sample.cpu:5.2f} s (sys {sample.sys_cpu:4.2f})  rss {sample.rss_mib:4.0f} MiB  "
                 f"server cpu {sample.server_cpu:5.2f} s")
 
     say(f"memory check: one upload + download of {human(small)} ...")

@@ -197,3 +197,11 @@ def test_part_markers_recovery_and_superseded_upload(
     assert stale.status_code == 404, "the superseded upload must be aborted in the store"
     gone = api.http.post(f"/upload/{oid}", params={"uploadId": first["uploadId"]})
     assert gone.status_code == 404 and "start the upload again" in gone.json()["message"]
+
+
+def test_upload_ids_are_validated(server: ScoreServer, registry: Registry, api: Api, tmp_path: Path) -> None:
+    source = make_file(tmp_path / "a.bin", 10, seed=4)
+    _, ids = registry.submit(STUDY, [source])
+    for bad in ("../../etc", "a/b", ""):
+        response = api.http.post(f"/upload/{ids['a.bin']}", params={"uploadId": bad})
+        assert response.status_code == 400 and "uploadId" in response.json()["message"], bad

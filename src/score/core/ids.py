@@ -25,3 +25,11 @@ def require_safe_id(value: str, what: str = "id") -> str:
     if not is_safe_id(value):
         raise ValueError(f"invalid {what} {value!r}: use 1-128 letters, digits, '_', '.' or '-' (no '..', no '/')")
     return value
+
+
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9._~+=-]{1,1024}$")
+
+
+def is_upload_id(value: str) -> bool:
+    """Store-issued multipart upload ids (hex here, opaque base64-ish strings on S3): never a path."""
+    return bool(_UPLOAD_ID.match(value)) and ".." not in value

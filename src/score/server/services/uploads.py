@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from score.core import md5 as md5s
+from score.core.ids import is_upload_id
 from score.core.models import CompletedPart, ObjectSpecification, UploadProgress
 from score.core.parts import calculate_parts
 from score.server.errors import BadRequest, Conflict, NotFound, Unavailable
@@ -42,6 +43,8 @@ def meta_key(object_id: str) -> str:
 
 
 def upload_state_prefix(object_id: str, upload_id: str) -> str:
+    if not is_upload_id(upload_id):
+        raise BadRequest(f"invalid uploadId {upload_id!r}: use the uploadId the server returned at initiate")
     return f"{UPLOAD_DIR}/{object_id}_{upload_id}/"
 
 
