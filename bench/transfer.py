@@ -47,8 +47,22 @@ KiB, MiB, GiB = 1024, 1024**2, 1024**3
 GEN_BLOCK = 16 * MiB
 HASH_BLOCK = 8 * MiB
 ADMIN_SCOPES = "score.WRITE score.READ song.WRITE"
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-          "t": 1000**4, "tb": 1000**4, "kib": KiB, "mib": MiB, "gib": GiB, "tib": 1024**4}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": KiB,
+    "mib": MiB,
+    "gib": GiB,
+    "tib": 1024**4,
+}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -202,8 +216,11 @@ def _poll_hwm(pid: int, done: threading.Event, peak: list[int]) -> None:
 
 
 def run_measured(
-    argv: Sequence[str], env: dict[str, str] | None = None, stdin: int | None = None,
-    feed: Callable[[], None] | None = None, cwd: Path | None = None,
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
+    stdin: int | None = None,
+    feed: Callable[[], None] | None = None,
+    cwd: Path | None = None,
 ) -> ChildResult:
     """Run one child and reap it with ``os.wait4``: its user+sys CPU is exact, its peak RSS needs care.
 
@@ -215,13 +232,17 @@ def run_measured(
     the child's VmHWM instead. ``feed`` (optional) runs in a thread while the child runs, e.g. to splice a
     file slice into its stdin. Output goes to temporary files, never pipes, so nothing can block.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile(prefix="rss-", suffix=".txt") as rss_file:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile(prefix="rss-", suffix=".txt") as rss_file,
+    ):
         wrapped = [GNU_TIME, "-f", "%M", "-o", rss_file.name, *argv] if GNU_TIME else list(argv)
         started = time.perf_counter()
         # Own process group: cleanup kills the child and (under GNU time) its grandchild together.
-        process = subprocess.Popen(wrapped, env=env, stdin=stdin, stdout=out, stderr=err, cwd=cwd,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            wrapped, env=env, stdin=stdin, stdout=out, stderr=err, cwd=cwd, start_new_session=True
+        )
         _live_children.add(process.pid)
         feeder = poller = None
         done, peak = threading.Event(), [0]
@@ -246,8 +267,15 @@ def run_measured(
             peak_kib = peak[0]
         out.seek(0)
         err.seek(0)
-        return ChildResult(process.returncode, wall, usage.ru_utime + usage.ru_stime, peak_kib / KiB, usage.ru_stime,
-                           out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        return ChildResult(
+            process.returncode,
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            peak_kib / KiB,
+            usage.ru_stime,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
 
 
 def kill_live_children() -> None:
@@ -282,8 +310,7 @@ class Server:
         env = {**os.environ, "SCORE_PUBLIC_URL": self.url}
         with open(self.log_path, "ab") as log:
             # Its own session: a Ctrl-C in the terminal reaches only us, and we stop the server in order.
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self._ps = psutil.Process(self.process.pid)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -318,7 +345,9 @@ class Server:
     def token(self, scopes: str) -> str:
         out = subprocess.run(
             [find_tool("score-server"), "token", "--scopes", scopes, "--ttl", "12h", "--data-dir", str(self.data_dir)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return out.stdout.strip()
 
@@ -364,18 +393,29 @@ class Api:
 
     def register(self, path: Path, size: int, md5: str, study: str) -> Registered:
         """Create the study, submit an analysis with this one controlled file, return its object id."""
-        response = self.http.post(f"/song/studies/{study}/", json={
-            "studyId": study, "name": study, "organization": "bench", "description": "score transfer benchmark"})
+        response = self.http.post(
+            f"/song/studies/{study}/",
+            json={"studyId": study, "name": study, "organization": "bench", "description": "score transfer benchmark"},
+        )
         if response.status_code not in (200, 201, 409):
             self._ok(response, f"create study {study}")
         payload = {
             "studyId": study,
             "analysisType": {"name": "sequencingRead"},
-            "files": [{"fileName": path.name, "fileSize": size, "fileMd5sum": md5, "fileType": "BAM",
-                       "fileAccess": "controlled", "dataType": "bench"}],
+            "files": [
+                {
+                    "fileName": path.name,
+                    "fileSize": size,
+                    "fileMd5sum": md5,
+                    "fileType": "BAM",
+                    "fileAccess": "controlled",
+                    "dataType": "bench",
+                }
+            ],
         }
         analysis = self._ok(self.http.post(f"/song/submit/{study}", json=payload), "submit analysis").json()[
-            "analysisId"]
+            "analysisId"
+        ]
         files = self._ok(self.http.get(f"/song/studies/{study}/analysis/{analysis}/files"), "list files").json()
         self.published[analysis] = False
         return Registered(path, size, md5, study, analysis, files[0]["objectId"])
@@ -419,8 +459,11 @@ class Bench:
         self.curl = shutil.which("curl")
         self.md5sum = shutil.which("md5sum")
         self.global_opts = ["--quiet"] + (["--parallel", str(parallel)] if parallel else [])
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("ACCESSTOKEN", "METADATA_URL", "TRANSPORT_PARALLEL", "CLIENT_UPLOADSTATEDIR")}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("ACCESSTOKEN", "METADATA_URL", "TRANSPORT_PARALLEL", "CLIENT_UPLOADSTATEDIR")
+        }
         self.env.update({"STORAGE_URL": server.url, "ACCESSTOKEN": token, "SCORE_CLIENT_CONFIG": ""})
 
     @contextmanager
@@ -439,8 +482,9 @@ class Bench:
         self.api.set_published(item, False)
         cpu: list[float] = []
         with self.server_cpu(cpu):
-            r = self._client("upload", "--object-id", item.object_id, "--file", str(item.path), "--md5", item.md5,
-                             "--force")
+            r = self._client(
+                "upload", "--object-id", item.object_id, "--file", str(item.path), "--md5", item.md5, "--force"
+            )
         return Sample(r.wall, r.cpu, r.rss_mib, cpu[0], r.sys_cpu)
 
     def client_download(self, item: Registered, validate: bool) -> Sample:
@@ -451,8 +495,7 @@ class Bench:
         try:
             extra = [] if validate else ["--validate", "false"]
             with self.server_cpu(cpu):
-                r = self._client("download", "--object-id", item.object_id, "--output-dir", str(out), "--force",
-                                 *extra)
+                r = self._client("download", "--object-id", item.object_id, "--output-dir", str(out), "--force", *extra)
             check_md5(out / item.path.name, item.md5, f"score-client download{'' if validate else ' --validate false'}")
         finally:
             shutil.rmtree(out, ignore_errors=True)
@@ -494,9 +537,26 @@ class Bench:
         for part in spec["parts"]:
             number, offset, size = part["partNumber"], part["offset"], part["partSize"]
             read_end, write_end = os.pipe()
-            argv = [self.curl, "-sS", "--fail-with-body", "-T", "-", "-o", os.devnull, "-w", "%header{etag}",
-                    "-H", f"Content-Length: {size}", "-H", "Transfer-Encoding:", "-H", "Expect:",
-                    "-H", "Content-Type: application/octet-stream", part["url"]]
+            argv = [
+                self.curl,
+                "-sS",
+                "--fail-with-body",
+                "-T",
+                "-",
+                "-o",
+                os.devnull,
+                "-w",
+                "%header{etag}",
+                "-H",
+                f"Content-Length: {size}",
+                "-H",
+                "Transfer-Encoding:",
+                "-H",
+                "Expect:",
+                "-H",
+                "Content-Type: application/octet-stream",
+                part["url"],
+            ]
             feed = _splicer(item.path, offset, size, write_end)
             before = self.server.cpu()
             try:
@@ -569,8 +629,17 @@ class Row:
 
 def print_table(rows: list[Row], size: int, peers: dict[str, Row]) -> None:
     """Medians per step; the last column divides score-client's MB/s by curl's in the same direction."""
-    header = ("tool", "direction", "MB/s", "(min-max)", "wall s", "client CPU-s/GiB", "peak RSS MiB",
-              "server CPU-s", "vs curl")
+    header = (
+        "tool",
+        "direction",
+        "MB/s",
+        "(min-max)",
+        "wall s",
+        "client CPU-s/GiB",
+        "peak RSS MiB",
+        "server CPU-s",
+        "vs curl",
+    )
     lines = [header]
     for row in rows:
         rates = row.rates(size)
@@ -578,15 +647,26 @@ def print_table(rows: list[Row], size: int, peers: dict[str, Row]) -> None:
         peer = peers.get(row.direction)
         if row.tool.startswith("score-client") and peer is not None:
             ratio = f"{statistics.median(rates) / statistics.median(peer.rates(size)):.2f}x"
-        lines.append((
-            row.tool, row.direction, f"{statistics.median(rates):.0f}", f"({min(rates):.0f}-{max(rates):.0f})",
-            f"{row.median('wall'):.2f}", f"{row.median('cpu') / (size / GiB):.2f}", f"{row.median('rss_mib'):.0f}",
-            f"{row.median('server_cpu'):.2f}" if row.direction != "read (local)" else "-", ratio,
-        ))
+        lines.append(
+            (
+                row.tool,
+                row.direction,
+                f"{statistics.median(rates):.0f}",
+                f"({min(rates):.0f}-{max(rates):.0f})",
+                f"{row.median('wall'):.2f}",
+                f"{row.median('cpu') / (size / GiB):.2f}",
+                f"{row.median('rss_mib'):.0f}",
+                f"{row.median('server_cpu'):.2f}" if row.direction != "read (local)" else "-",
+                ratio,
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for index, line in enumerate(lines):
-        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths,
-                                                                                                    strict=True))))
+        print(
+            "  ".join(
+                cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
         if index == 0:
             print("  ".join("-" * w for w in widths))
 
@@ -595,8 +675,9 @@ def print_table(rows: list[Row], size: int, peers: dict[str, Row]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=parse_size, default=GiB, help="file size, e.g. 64MiB, 1GiB, 4GiB [1GiB]")
     parser.add_argument("--runs", type=int, default=3, help="runs per step; the table shows medians [3]")
     parser.add_argument("--parallel", type=int, default=None, help="score-client --parallel [client default]")
@@ -676,11 +757,17 @@ def _run(args: argparse.Namespace, work: Path, server: Server, apis: list[Api]) 
     big = api.register(big_path, size, make_random_file(big_path, size), "BENCH")
     little = api.register(small_path, small, make_random_file(small_path, small), "BENCH")
 
-    rows = {key: Row(*key) for key in [
-        ("score-client", "upload"), ("curl (parts, 1 stream)", "upload"),
-        ("score-client", "download"), ("score-client --validate false", "download"),
-        ("curl (external URL)", "download"), ("md5sum (reference)", "read (local)"),
-    ]}
+    rows = {
+        key: Row(*key)
+        for key in [
+            ("score-client", "upload"),
+            ("curl (parts, 1 stream)", "upload"),
+            ("score-client", "download"),
+            ("score-client --validate false", "download"),
+            ("curl (external URL)", "download"),
+            ("md5sum (reference)", "read (local)"),
+        ]
+    }
     steps: list[tuple[tuple[str, str], Callable[[], Sample]]] = [
         (("curl (parts, 1 stream)", "upload"), lambda: bench.curl_upload(big)),
         (("score-client", "upload"), lambda: bench.client_upload(big)),  # last upload: what the downloads read
@@ -693,30 +780,42 @@ def _run(args: argparse.Namespace, work: Path, server: Server, apis: list[Api]) 
         for key, step in steps:
             sample = step()
             rows[key].samples.append(sample)
-            say(f"run {run}/{args.runs}  {key[0]:<30} {key[1]:<12} {size / sample.wall / 1e6:7.0f} MB/s  "
-                f"{sample.wall:6.2f} s  cpu {sample.cpu:5.2f} s (sys {sample.sys_cpu:4.2f})  rss {sample.rss_mib:4.0f} MiB  "
-                f"server cpu {sample.server_cpu:5.2f} s")
+            say(
+                f"run {run}/{args.runs}  {key[0]:<30} {key[1]:<12} {size / sample.wall / 1e6:7.0f} MB/s  "
+                f"{sample.wall:6.2f} s  cpu {sample.cpu:5.2f} s (sys {sample.sys_cpu:4.2f})  "
+                f"rss {sample.rss_mib:4.0f} MiB  server cpu {sample.server_cpu:5.2f} s"
+            )
 
     say(f"memory check: one upload + download of {human(small)} ...")
     small_up = bench.client_upload(little)
     small_down = bench.client_download(little, validate=True)
 
     parallel = args.parallel or "default"
-    print(f"\nscore transfer benchmark: {human(size)} random file, {args.runs} run(s), medians; "
-          f"score-client --parallel {parallel}; server part size "
-          f"{human(args.part_size) if args.part_size else 'default'}; MB = 1e6 bytes; all on 127.0.0.1\n")
-    peers = {"upload": rows[("curl (parts, 1 stream)", "upload")],
-             "download": rows[("curl (external URL)", "download")]}
+    print(
+        f"\nscore transfer benchmark: {human(size)} random file, {args.runs} run(s), medians; "
+        f"score-client --parallel {parallel}; server part size "
+        f"{human(args.part_size) if args.part_size else 'default'}; MB = 1e6 bytes; all on 127.0.0.1\n"
+    )
+    peers = {
+        "upload": rows[("curl (parts, 1 stream)", "upload")],
+        "download": rows[("curl (external URL)", "download")],
+    }
     print_table(list(rows.values()), size, peers)
-    print(f"\npeak RSS via {RSS_METHOD}. client CPU-s/GiB = user+sys of the tool's process(es) per GiB moved"
-          "\n(curl upload: summed over its per-part processes). server CPU-s = score-server user+sys during the"
-          "\nstep. curl upload times only the part PUTs; score-client rows time the whole command.")
+    print(
+        f"\npeak RSS via {RSS_METHOD}. client CPU-s/GiB = user+sys of the tool's process(es) per GiB moved"
+        "\n(curl upload: summed over its per-part processes). server CPU-s = score-server user+sys during the"
+        "\nstep. curl upload times only the part PUTs; score-client rows time the whole command."
+    )
     big_up, big_down = rows[("score-client", "upload")], rows[("score-client", "download")]
     print("\npeak client RSS vs file size (score-client, MiB):")
-    print(f"  upload:   {human(small):>8} {small_up.rss_mib:6.1f}   {human(size):>8} {big_up.median('rss_mib'):6.1f}   "
-          f"ratio {big_up.median('rss_mib') / small_up.rss_mib:.2f}")
-    print(f"  download: {human(small):>8} {small_down.rss_mib:6.1f}   {human(size):>8} "
-          f"{big_down.median('rss_mib'):6.1f}   ratio {big_down.median('rss_mib') / small_down.rss_mib:.2f}")
+    print(
+        f"  upload:   {human(small):>8} {small_up.rss_mib:6.1f}   {human(size):>8} {big_up.median('rss_mib'):6.1f}   "
+        f"ratio {big_up.median('rss_mib') / small_up.rss_mib:.2f}"
+    )
+    print(
+        f"  download: {human(small):>8} {small_down.rss_mib:6.1f}   {human(size):>8} "
+        f"{big_down.median('rss_mib'):6.1f}   ratio {big_down.median('rss_mib') / small_down.rss_mib:.2f}"
+    )
     peak = server.peak_rss_mib()
     if peak is not None:
         print(f"score-server peak RSS over the whole benchmark: {peak:.0f} MiB")
