@@ -9,6 +9,7 @@ the final name. Expired URLs are renewed by asking the server again, never by st
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -79,6 +80,32 @@ def plan(spec: ObjectSpecification, offset: int, length: int) -> list[PlannedPar
     return planned
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One download in progress: what to fetch, from where, into which partial file."""
+
+    object_id: str
+    spec_range: tuple[int, int]  # (offset, length) of the specification the URLs come from
+    parts: list[PlannedPart]
+    urls: dict[int, str | None]
+    state_dir: Path
+    partial: Path
+    name: str
+    span: int
+
+
+def _md5_at(fd: int, offset: int, length: int) -> str:
+    md5 = hashlib.md5()  # noqa: S324 - integrity, not security
+    position, end = offset, offset + length
+    while position < end:
+        data = os.pread(fd, min(4 << 20, end - position), position)
+        if not data:
+            break
+        md5.update(data)
+        position += len(data)
+    return md5.hexdigest()
+
+
 class Downloader:
     def __init__(self, config: ClientConfig, api: ScoreApi, progress: Progress | None = None) -> None:
         self._config = config
@@ -132,31 +159,12 @@ class Downloader:
         parts = plan(spec, offset, span)
         finished = {p.number for p in parts if (state_dir / f"part-{p.number:08x}").exists()}
         urls = {p.partNumber: p.url for p in spec.parts}
+        check_whole = validate and whole and md5s.known(spec.objectMd5)
+        job = _Job(object_id, spec_range, parts, urls, state_dir, partial, target.name, span)
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             os.ftruncate(fd, span)
-            check_whole = validate and whole and md5s.known(spec.objectMd5)
-            hasher = OrderedRangeHasher(partial, [(p.write_at, p.keep) for p in parts]) if check_whole else None
-            for index, part in enumerate(parts):
-                if part.number in finished and hasher is not None:
-                    hasher.mark_done(index)
-            todo = [(i, p) for i, p in enumerate(parts) if p.number not in finished]
-            self._progress.start(target.name, span, sum(p.keep for p in parts if p.number in finished))
-            try:
-                self._fetch(object_id, spec_range, fd, todo, urls, state_dir, validate, hasher)
-                digest = hasher.result() if hasher is not None else None
-            except BaseException:
-                if hasher is not None:
-                    hasher.cancel()
-                raise
-            finally:
-                self._progress.finish()
-            if digest is not None and not md5s.equal(digest, spec.objectMd5):
-                shutil.rmtree(state_dir, ignore_errors=True)
-                raise IntegrityError(
-                    f"object {object_id}: the downloaded bytes hash to {digest} but the object's MD5 is "
-                    f"{spec.objectMd5}; the partial download was discarded, download it again"
-                )
+            fetched, digest = self._fetch_verified(job, fd, finished, validate, spec.objectMd5 if check_whole else None)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -165,31 +173,79 @@ class Downloader:
         fsync_dir(target.parent)
         shutil.rmtree(state_dir, ignore_errors=True)
         verified = digest is not None or (validate and all(p.source_md5 for p in parts))
-        return DownloadResult(object_id, target, span, digest, len(todo), len(parts) - len(todo), verified)
+        return DownloadResult(object_id, target, span, digest, fetched, len(finished), verified)
+
+    def _fetch_verified(
+        self, job: _Job, fd: int, finished: set[int], validate: bool, object_md5: str | None
+    ) -> tuple[int, str | None]:
+        """Fetch the missing parts and verify; return (parts fetched, whole-object MD5 or None).
+
+        With a whole-object MD5 to check, every byte is hashed once, for that check; parts are hashed
+        against their ``sourceMd5`` only if it fails, to find and re-fetch just the corrupt ones.
+        Without one (ranges, legacy objects), each part is checked against its ``sourceMd5`` as it arrives.
+        """
+        pending = {p.number for p in job.parts} - finished
+        fetched = 0
+        for attempt in (1, 2):
+            hasher = None
+            if object_md5 is not None:
+                hasher = OrderedRangeHasher(job.partial, [(p.write_at, p.keep) for p in job.parts])
+                for index, part in enumerate(job.parts):
+                    if part.number not in pending:
+                        hasher.mark_done(index)
+            todo = [(i, p) for i, p in enumerate(job.parts) if p.number in pending]
+            self._progress.start(job.name, job.span, sum(p.keep for p in job.parts if p.number not in pending))
+            try:
+                self._fetch(job, fd, todo, validate and object_md5 is None, hasher)
+                digest = hasher.result() if hasher is not None else None
+            except BaseException:
+                if hasher is not None:
+                    hasher.cancel()
+                raise
+            finally:
+                self._progress.finish()
+            fetched += len(todo)
+            if digest is None or md5s.equal(digest, object_md5):
+                return fetched, digest
+            corrupt = [
+                p for p in job.parts if p.source_md5 and not md5s.equal(_md5_at(fd, p.write_at, p.keep), p.source_md5)
+            ]
+            if not corrupt or attempt == 2:
+                break
+            log.warning(
+                "object %s: %d corrupt part(s) found after the MD5 check; fetching them again",
+                job.object_id,
+                len(corrupt),
+            )
+            for part in corrupt:
+                (job.state_dir / f"part-{part.number:08x}").unlink(missing_ok=True)
+            pending = {p.number for p in corrupt}
+        shutil.rmtree(job.state_dir, ignore_errors=True)
+        raise IntegrityError(
+            f"object {job.object_id}: the downloaded bytes hash to {digest} but the object's MD5 is {object_md5}; "
+            "the partial download was discarded. If this repeats, the stored object is damaged: tell its owner"
+        )
 
     def _fetch(
         self,
-        object_id: str,
-        spec_range: tuple[int, int],
+        job: _Job,
         fd: int,
         todo: list[tuple[int, PlannedPart]],
-        urls: dict[int, str | None],
-        state_dir: Path,
-        validate: bool,
+        hash_parts: bool,
         hasher: OrderedRangeHasher | None,
     ) -> None:
         def fresh_urls() -> dict[int, str | None]:
-            return {p.partNumber: p.url for p in self._api.download_spec(object_id, *spec_range).parts}
+            return {p.partNumber: p.url for p in self._api.download_spec(job.object_id, *job.spec_range).parts}
 
-        book = UrlBook(urls, fresh_urls)
+        book = UrlBook(job.urls, fresh_urls)
         data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
 
         def fetch(item: tuple[int, PlannedPart]) -> None:
             index, part = item
-            what = f"part {part.number} of {object_id}"
+            what = f"part {part.number} of {job.object_id}"
 
             def get(url: str, tally: PartTally) -> None:
-                hashing = validate and part.source_md5 is not None
+                hashing = hash_parts and part.source_md5 is not None
                 digest = data.get_range(
                     url,
                     part.fetch_offset,
@@ -206,7 +262,7 @@ class Downloader:
                     raise IntegrityError(f"{what}: received bytes hash to {digest}, expected {part.source_md5}")
 
             transfer_part(get, part.number, what, book, self._progress, self._config.retries)
-            write_json(state_dir / f"part-{part.number:08x}", {"partNumber": part.number, "md5": part.source_md5})
+            write_json(job.state_dir / f"part-{part.number:08x}", {"partNumber": part.number, "md5": part.source_md5})
             if hasher is not None:
                 hasher.mark_done(index)
 
