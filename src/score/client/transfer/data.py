@@ -94,7 +94,7 @@ class DataClient:
                 if response.status_code not in (200, 206):
                     response.read()
                     raise _store_error(response, what)
-                for data in response.iter_bytes(self._chunk):
+                for data in response.iter_raw():
                     if received + len(data) > size:
                         raise IntegrityError(f"{what}: the store sent more bytes than asked for")
                     if md5 is not None:
