@@ -47,6 +47,16 @@ def _kill_after(process, server: ScoreServer, event: str, count: int) -> None:  
     process.wait()
 
 
+def _published(registry: Registry, client: Client, path: Path, size: int, seed: int) -> tuple[str, Path]:
+    """Register, upload and publish one file; return its object id and the source."""
+    source = make_file(path, size, seed=seed)
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids[path.name]
+    assert client.run("upload", "--file", str(source), "--object-id", oid).returncode == 0
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+    return oid, source
+
+
 def test_client_killed_mid_upload_resumes_without_resending(
     registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
 ) -> None:
@@ -78,11 +88,7 @@ def test_client_killed_mid_upload_resumes_without_resending(
 def test_client_killed_mid_download_resumes_and_never_exposes_partial_file(
     registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
 ) -> None:
-    source = make_file(tmp_path / "in" / "big.bin", SIZE, seed=8)
-    analysis_id, ids = registry.submit(STUDY, [source])
-    oid = ids["big.bin"]
-    assert client.run("upload", "--file", str(source), "--object-id", oid).returncode == 0
-    assert registry.publish(STUDY, analysis_id).status_code == 200
+    oid, source = _published(registry, client, tmp_path / "in" / "big.bin", SIZE, seed=8)
 
     out = tmp_path / "out"
     process = client.start("--parallel", "2", "download", "--object-id", oid, "--output-dir", str(out))
@@ -179,11 +185,7 @@ def _flip_byte(path: Path, position: int) -> None:
 def test_a_damaged_finished_part_is_found_and_fetched_again(
     registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
 ) -> None:
-    source = make_file(tmp_path / "in" / "big.bin", SIZE, seed=11)
-    analysis_id, ids = registry.submit(STUDY, [source])
-    oid = ids["big.bin"]
-    assert client.run("upload", "--file", str(source), "--object-id", oid).returncode == 0
-    assert registry.publish(STUDY, analysis_id).status_code == 200
+    oid, source = _published(registry, client, tmp_path / "in" / "big.bin", SIZE, seed=11)
     out = tmp_path / "out"
     process = client.start("--parallel", "2", "download", "--object-id", oid, "--output-dir", str(out))
     _kill_after(process, server, "get", 40)
@@ -207,11 +209,7 @@ def test_a_damaged_finished_part_is_found_and_fetched_again(
 def test_a_damaged_stored_object_is_never_delivered(
     registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
 ) -> None:
-    source = make_file(tmp_path / "in" / "f.bin", 10 * SMALL_PART, seed=12)
-    analysis_id, ids = registry.submit(STUDY, [source])
-    oid = ids["f.bin"]
-    assert client.run("upload", "--file", str(source), "--object-id", oid).returncode == 0
-    assert registry.publish(STUDY, analysis_id).status_code == 200
+    oid, _ = _published(registry, client, tmp_path / "in" / "f.bin", 10 * SMALL_PART, seed=12)
     _flip_byte(server.data_dir / "store" / "objects" / "data" / oid, 3 * SMALL_PART + 7)
 
     out = tmp_path / "out"
