@@ -191,3 +191,42 @@ def test_url_info_version_and_manifest_commands(registry: Registry, client: Clie
     manifest.write_text("header\nline\n")
     shown = client.run("manifest", "--manifest", str(manifest))
     assert shown.stdout == "header\nline\n"
+
+
+def test_download_brings_the_index_file_unless_told_not_to(registry: Registry, client: Client, tmp_path: Path) -> None:
+    files = [
+        make_file(tmp_path / "in" / "reads.bam", 3 * SMALL_PART, seed=5),
+        make_file(tmp_path / "in" / "reads.bam.bai", 100, seed=6),
+    ]
+    analysis_id, object_ids = registry.submit(STUDY, files)
+    upload = client.run(
+        "upload", "--analysis-id", analysis_id, "--study-id", STUDY, "--input-dir", str(files[0].parent)
+    )
+    assert upload.returncode == 0, upload.stderr
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+
+    with_index = tmp_path / "with-index"
+    result = client.run("download", "--object-id", object_ids["reads.bam"], "--output-dir", str(with_index))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in with_index.iterdir()) == ["reads.bam", "reads.bam.bai"]
+    assert (with_index / "reads.bam.bai").read_bytes() == files[1].read_bytes()
+
+    without = tmp_path / "without-index"
+    result = client.run(
+        "download",
+        "--object-id",
+        object_ids["reads.bam"],
+        "--output-dir",
+        str(without),
+        "--index",
+        "false",
+        "--verify-connection",
+        "false",
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in without.iterdir()) == ["reads.bam"]
+
+    again = client.run(
+        "download", "--object-id", object_ids["reads.bam"], "--output-dir", str(without), "--index", "false"
+    )
+    assert again.returncode == 0 and "already exists (use --force" in again.stderr
