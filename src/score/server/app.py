@@ -19,7 +19,7 @@ from score.server.metadata.registry import Registry
 from score.server.services.downloads import DownloadService
 from score.server.services.uploads import UploadService, data_key
 from score.server.settings import ServerSettings
-from score.server.storage.local import LocalStore
+from score.server.storage.factory import build_store
 
 DESCRIPTION = (
     "Score brokers authenticated access to object storage: it checks who is asking and hands out "
@@ -31,9 +31,8 @@ DESCRIPTION = (
 def build_context(settings: ServerSettings) -> ServerContext:
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = LocalStore(data_dir / "store", settings.base_url)
-    if store.head(data_key(settings.sentinel)) is None:
-        store.write_document(data_key(settings.sentinel), b"heliograph\n")
+    store = build_store(settings)
+    store.check_ready(data_key(settings.sentinel))
     uploads = UploadService(store, settings)
     registry = Registry(data_dir / "registry.sqlite", catalog=uploads)
     return ServerContext(
@@ -54,7 +53,8 @@ def build_app(settings: ServerSettings) -> FastAPI:
     for router in (upload.router, download.router, listing.router, health.router):
         app.include_router(router)
     app.include_router(build_song_router(), prefix="/song")
-    app.include_router(build_store_data_router())
+    if settings.storage == "local":
+        app.include_router(build_store_data_router())  # the local store serves its own signed URLs
     return app
 
 

@@ -68,6 +68,14 @@ def serve(
         settings = ServerSettings()
     except (ValidationError, ValueError) as exc:
         raise click.ClickException(f"invalid settings: {exc}") from exc
+    from score.server.services.uploads import data_key
+    from score.server.storage.base import StoreError
+    from score.server.storage.factory import build_store
+
+    try:
+        build_store(settings).check_ready(data_key(settings.sentinel))
+    except (StoreError, ValueError) as exc:
+        raise click.ClickException(f"storage backend {settings.storage!r} is not ready: {exc}") from exc
     click.echo(
         f"score-server {__version__}: storage={settings.storage} data-dir={settings.data_dir} "
         f"listening on {settings.host}:{settings.port} (docs at {settings.base_url}/docs)",

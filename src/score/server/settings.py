@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from score.server.auth.policy import ScopeSettings
@@ -27,6 +27,37 @@ class ScopeConfig(BaseModel):
 
     def to_policy(self) -> ScopeSettings:
         return ScopeSettings(**self.model_dump())
+
+
+class S3Config(BaseModel):
+    """S3 and S3-compatible stores (reference §3.1 names in comments)."""
+
+    endpoint: str = "https://s3.amazonaws.com"  # s3.endpoint; path-style addressing always
+    region: str = "us-east-1"
+    access_key: str | None = None  # s3.accessKey; unset: the AWS credential chain
+    secret_key: SecretStr | None = None  # s3.secretKey
+    bucket: str = "score.data"  # bucket.name.object
+    state_bucket: str | None = None  # bucket.name.state; default: the object bucket
+    sigv2: bool = False  # s3.sigV4Enabled=false (old Ceph/RadosGW)
+    kms_key_id: str | None = None  # s3.masterEncryptionKeyId: SSE-KMS
+    presign_endpoint: str | None = None  # s3.preSignedUrl.override.host: the endpoint clients use
+    partition_pool: int = Field(0, ge=0)  # bucket.size.pool
+    partition_key: int = Field(2, ge=1, le=7)  # bucket.size.key
+    custom_md5_property: str = "md5chksum"  # s3.customMd5Property
+
+
+class AzureConfig(BaseModel):
+    account_name: str = ""
+    account_key: SecretStr | None = None
+    endpoint: str | None = None  # e.g. http://127.0.0.1:10000/devstoreaccount1 (Azurite); default: Azure's
+    container: str = "data"
+
+
+class GcsConfig(BaseModel):
+    bucket: str = "score-data"
+    project: str | None = None
+    endpoint: str | None = None  # emulator base URL; default: Google's
+    credentials_file: str | None = None  # service-account JSON, needed to sign V4 URLs
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
@@ -55,7 +86,10 @@ class ServerSettings(BaseSettings):
     public_url: str | None = Field(
         None, description="Base URL clients use to reach this server (for the local store's signed URLs)"
     )
-    storage: Literal["local"] = "local"
+    storage: Literal["local", "s3", "azure", "gcs"] = "local"
+    s3: S3Config = S3Config()
+    azure: AzureConfig = AzureConfig()
+    gcs: GcsConfig = GcsConfig()
     part_size: int = Field(20 * MiB, gt=0, description="Requested upload part size in bytes")
     min_part_size: int = Field(1 * MiB, gt=0, description="Smallest part size the calculator may choose")
     upload_url_ttl: int = Field(6 * DAY, gt=0, description="Seconds an upload part URL stays valid")

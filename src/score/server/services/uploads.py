@@ -240,7 +240,7 @@ class UploadService:
             raise BadRequest(f"upload {upload_id} of object {object_id} has no part {part_number}")
         stored = guard(lambda: self._uploaded_parts(object_id, upload_id))
         found = next((p for p in stored if p.part_number == part_number), None)
-        if found is None or found.etag.strip('"') != etag or found.size != expected.partSize:
+        if found is None or (found.etag and found.etag.strip('"') != etag) or found.size != expected.partSize:
             raise BadRequest(
                 f"part {part_number} of object {object_id} is not in the store with ETag {etag} and "
                 f"{expected.partSize} bytes; upload the part again"

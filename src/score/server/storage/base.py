@@ -29,9 +29,20 @@ class ObjectNotFound(StoreError):
     pass
 
 
+class StoreMisconfigured(StoreError):
+    """The store cannot serve as configured (missing bucket, bad credentials, unreachable endpoint).
+
+    Raised by ``check_ready`` at start-up; the message says what is wrong and which setting to fix.
+    """
+
+
 @dataclass(frozen=True)
 class UploadedPart:
-    """A part as the store recorded it: its number, the ETag it returned and its size in bytes."""
+    """A part as the store recorded it: its number, the ETag it returned and its size in bytes.
+
+    ``etag`` is empty when the store keeps no per-part checksum to compare (Azure's uncommitted block
+    list): such stores verify each part's ``Content-MD5`` when it is written instead.
+    """
 
     part_number: int
     etag: str
@@ -54,6 +65,10 @@ class ObjectStore(Protocol):
 
     name: str  # "local", "s3", "azure", "gcs": reported by GET /profile
     etag_is_md5: bool  # True when a part's ETag is the MD5 of its bytes (not under SSE-KMS, not Azure)
+
+    def check_ready(self, sentinel_key: str) -> None:
+        """Fail fast at start-up with StoreMisconfigured: buckets exist, credentials work, sentinel present."""
+        ...
 
     # -- multipart upload of a data object -------------------------------------------------------
     def start_upload(self, key: str, size: int) -> str:

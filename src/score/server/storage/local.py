@@ -398,6 +398,11 @@ class LocalStore:
         query = self.signer.sign(method, key, params, int(time.time()) + expires_in)
         return f"{self.base_url}/_store/{quote(key, safe='/')}?{urlencode(query)}"
 
+    def check_ready(self, sentinel_key: str) -> None:
+        """The embedded default owns its directory: create the sentinel instead of requiring it."""
+        if self.head(sentinel_key) is None:
+            self.write_document(sentinel_key, b"heliograph\n")
+
     # -- multipart upload ----------------------------------------------------------------------------
     def start_upload(self, key: str, size: int) -> str:
         validate_key(key)
