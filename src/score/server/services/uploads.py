@@ -146,7 +146,8 @@ class UploadService:
         key = data_key(object_id)
         # An empty object needs no multipart upload in the store (S3 cannot complete an empty one).
         upload_id = uuid.uuid4().hex if file_size == 0 else guard(lambda: self._store.start_upload(key, file_size))
-        parts = calculate_parts(0, file_size, self._settings.part_size, self._settings.min_part_size)
+        minimum = max(self._settings.min_part_size, self._store.min_part_size)
+        parts = calculate_parts(0, file_size, max(self._settings.part_size, minimum), minimum)
         spec = ObjectSpecification(
             objectKey=key,
             objectId=object_id,

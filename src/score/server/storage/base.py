@@ -65,6 +65,7 @@ class ObjectStore(Protocol):
 
     name: str  # "local", "s3", "azure", "gcs": reported by GET /profile
     etag_is_md5: bool  # True when a part's ETag is the MD5 of its bytes (not under SSE-KMS, not Azure)
+    min_part_size: int  # smallest part the store accepts but for the last (S3: 5 MiB; local: 1 byte)
 
     def check_ready(self, sentinel_key: str) -> None:
         """Fail fast at start-up with StoreMisconfigured: buckets exist, credentials work, sentinel present."""

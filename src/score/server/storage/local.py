@@ -360,6 +360,7 @@ class LocalStore:
 
     name = "local"
     etag_is_md5 = True  # part ETags are the MD5 of the bytes this server received
+    min_part_size = 1
 
     def __init__(self, root: Path, base_url: str, signing_key: bytes | None = None) -> None:
         self.root = Path(root).absolute()

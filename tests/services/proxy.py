@@ -1,0 +1,121 @@
+"""A small HTTP proxy between clients and an object store: it counts requests and can damage bodies.
+
+Signed URLs are issued for the proxy's address (the store's endpoint in the server's settings is the
+proxy), and requests are forwarded with their Host header unchanged, so SigV4 signatures still match.
+Tests read ``events`` to prove which parts crossed the wire, and set ``corrupt`` to flip one byte of a
+matching request body, as a faulty network or store would.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from tests.services.process import free_port
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
+
+
+@dataclass(frozen=True)
+class ProxyEvent:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    status: int
+    request_bytes: int
+    response_bytes: int
+
+
+class StoreProxy:
+    def __init__(self, upstream: str) -> None:
+        target = urlsplit(upstream)
+        self.upstream_host = target.hostname or "127.0.0.1"
+        self.upstream_port = target.port or 80
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.events: list[ProxyEvent] = []
+        self.corrupt: Callable[[str, str, dict[str, list[str]]], bool] | None = None
+        self.corrupted = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> StoreProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def requests(self, method: str, predicate: Callable[[ProxyEvent], bool] = lambda e: True) -> list[ProxyEvent]:
+        with self._lock:
+            return [e for e in self.events if e.method == method and predicate(e)]
+
+    def _should_corrupt(self, method: str, path: str, query: dict[str, list[str]]) -> bool:
+        with self._lock:
+            if self.corrupt is not None and self.corrupt(method, path, query):
+                self.corrupt = None  # one damaged request; the retry goes through intact
+                self.corrupted += 1
+                return True
+            return False
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+                pass
+
+            def _body(self) -> bytes:
+                if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return b"".join(chunks)
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                length = int(self.headers.get("content-length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _forward(self) -> None:
+                body = self._body()
+                split = urlsplit(self.path)
+                query = parse_qs(split.query, keep_blank_values=True)
+                if body and proxy._should_corrupt(self.command, split.path, query):
+                    body = body[:len(body) // 2] + bytes([body[len(body) // 2] ^ 0xFF]) + body[len(body) // 2 + 1:]
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                if body or self.command in ("PUT", "POST"):
+                    headers["Content-Length"] = str(len(body))
+                upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=120)
+                try:
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    payload = response.read()
+                    self.send_response(response.status, response.reason)
+                    for key, value in response.getheaders():
+                        if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                finally:
+                    upstream.close()
+                with proxy._lock:
+                    proxy.events.append(ProxyEvent(self.command, split.path, query, response.status, len(body),
+                                                   len(payload)))
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
+
+        return Handler
