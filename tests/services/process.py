@@ -20,8 +20,9 @@ def free_port() -> int:
 class ServiceProcess:
     """One child process with its log file; ``start`` waits until ``ready()`` answers True."""
 
-    def __init__(self, name: str, command: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, name: str, command: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.command = command
         self.log_path = log_path
@@ -31,8 +32,9 @@ class ServiceProcess:
 
     def start(self, ready: Callable[[], bool], timeout: float = 60.0) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                        cwd=self.cwd, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -40,7 +42,7 @@ class ServiceProcess:
             try:
                 if ready():
                     return
-            except Exception:  # noqa: S110 - not up yet
+            except Exception:
                 pass
             time.sleep(0.1)
         self.stop()

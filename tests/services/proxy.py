@@ -71,7 +71,7 @@ class StoreProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
             def _body(self) -> bytes:
@@ -93,7 +93,7 @@ class StoreProxy:
                 split = urlsplit(self.path)
                 query = parse_qs(split.query, keep_blank_values=True)
                 if body and proxy._should_corrupt(self.command, split.path, query):
-                    body = body[:len(body) // 2] + bytes([body[len(body) // 2] ^ 0xFF]) + body[len(body) // 2 + 1:]
+                    body = body[: len(body) // 2] + bytes([body[len(body) // 2] ^ 0xFF]) + body[len(body) // 2 + 1 :]
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 if body or self.command in ("PUT", "POST"):
                     headers["Content-Length"] = str(len(body))
@@ -113,9 +113,10 @@ class StoreProxy:
                 finally:
                     upstream.close()
                 with proxy._lock:
-                    proxy.events.append(ProxyEvent(self.command, split.path, query, response.status, len(body),
-                                                   len(payload)))
+                    proxy.events.append(
+                        ProxyEvent(self.command, split.path, query, response.status, len(body), len(payload))
+                    )
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
         return Handler

@@ -32,16 +32,37 @@ class SeaweedS3:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         config = workdir / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "tester", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "tester",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                        }
+                    ]
+                }
+            )
+        )
         ports = {flag: free_port() for flag in ("master.port", "volume.port", "filer.port", "admin.port")}
         self.service = ServiceProcess(
             "seaweedfs",
-            [weed_binary(), "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             "-master.telemetry=false", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
-             "-s3.port.lance=0", f"-s3.port={self.port}", f"-s3.config={config}",
-             *[f"-{flag}={port}" for flag, port in ports.items()]],
+            [
+                weed_binary(),
+                "mini",
+                f"-dir={workdir / 'data'}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-master.telemetry=false",
+                "-admin.ui=false",
+                "-webdav=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                f"-s3.port={self.port}",
+                f"-s3.config={config}",
+                *[f"-{flag}={port}" for flag, port in ports.items()],
+            ],
             workdir / "weed.log",
         )
 
@@ -57,9 +78,14 @@ class SeaweedS3:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
-                            aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
-                            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+        )
 
     def fresh_bucket(self, sentinel: bool = True) -> str:
         """A new bucket (with Score's ``data/heliograph`` sentinel) for one test."""
@@ -79,3 +105,10 @@ class SeaweedS3:
             "SCORE_S3__SECRET_KEY": SECRET_KEY,
             "SCORE_S3__BUCKET": bucket,
         }
+
+
+def part_number(event) -> int | None:  # type: ignore[no-untyped-def]
+    """The part number of a client's UploadPart request seen by the proxy, else None."""
+    if event.method == "PUT" and "partNumber" in event.query and "uploadId" in event.query:
+        return int(event.query["partNumber"][0])
+    return None

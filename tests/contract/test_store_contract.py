@@ -1,0 +1,230 @@
+"""The storage contract: the same behaviour, through the real server and client, on every backend."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import Client, Registry, make_file, md5_of
+from tests.contract.conftest import Deployment
+from tests.services.proxy import ProxyEvent
+
+STUDY = "CONTRACT"
+
+
+def _setup(deployment: Deployment, tmp_path: Path) -> tuple[Registry, Client, dict[str, str]]:
+    server = deployment.server
+    token = server.token("score.WRITE score.READ song.WRITE")
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return Registry(server, token), Client(server, token, work), {"Authorization": f"Bearer {token}"}
+
+
+def test_upload_and_download_empty_tiny_and_many_part_objects(deployment: Deployment, tmp_path: Path) -> None:
+    registry, client, auth = _setup(deployment, tmp_path)
+    part = deployment.part_size
+    files = [
+        make_file(tmp_path / "in" / "empty.txt", 0),
+        make_file(tmp_path / "in" / "one.bin", 1, seed=1),
+        make_file(tmp_path / "in" / "many.bam", 3 * part + part // 2, seed=2),  # four parts, the last short
+    ]
+    analysis_id, ids = registry.submit(STUDY, files)
+    result = client.run(
+        "upload", "--analysis-id", analysis_id, "--study-id", STUDY, "--input-dir", str(tmp_path / "in")
+    )
+    assert result.returncode == 0, result.stderr
+    # part 1 of one.bin and parts 1-4 of many.bam, each sent exactly once
+    assert deployment.part_puts() == Counter({1: 2, 2: 1, 3: 1, 4: 1})
+
+    server = deployment.server
+    for f in files:  # what Song asks at publish time
+        assert httpx.get(f"{server.url}/upload/{ids[f.name]}", headers=auth).json() is True
+        meta = httpx.get(
+            f"{server.url}/download/{ids[f.name]}",
+            headers=auth,
+            params={"offset": 0, "length": -1, "exclude-urls": "true"},
+        ).json()
+        assert (meta["objectSize"], meta["objectMd5"]) == (f.stat().st_size, md5_of(f))
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+
+    out = tmp_path / "out"
+    result = client.run(
+        "download",
+        "--analysis-id",
+        analysis_id,
+        "--study-id",
+        STUDY,
+        "--output-dir",
+        str(out),
+        "--output-layout",
+        "bundle",
+    )
+    assert result.returncode == 0, result.stderr
+    for f in files:
+        assert (out / analysis_id / f.name).read_bytes() == f.read_bytes()
+
+    listing = httpx.get(f"{server.url}/listing", headers=auth).json()
+    assert sorted(i["id"] for i in listing) == sorted(ids.values())
+    assert {i["id"]: i["size"] for i in listing} == {ids[f.name]: f.stat().st_size for f in files}
+    sentinel = httpx.get(httpx.get(f"{server.url}/download/ping").text.strip())
+    assert sentinel.status_code == 200
+
+
+def test_ranged_and_external_downloads(deployment: Deployment, tmp_path: Path) -> None:
+    registry, client, _ = _setup(deployment, tmp_path)
+    part = deployment.part_size
+    source = make_file(tmp_path / "in" / "r.bin", 2 * part + 100, seed=3)
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids["r.bin"]
+    assert client.run("upload", "--file", str(source), "--object-id", oid).returncode == 0
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+    data = source.read_bytes()
+    for offset, length, validate in [(10, part, "true"), (part - 5, 10, "false"), (2 * part, -1, "true")]:
+        out = tmp_path / f"range-{offset}-{validate}"
+        result = client.run(
+            "download",
+            "--object-id",
+            oid,
+            "--output-dir",
+            str(out),
+            "--offset",
+            str(offset),
+            "--length",
+            str(length),
+            "--validate",
+            validate,
+        )
+        assert result.returncode == 0, result.stderr
+        end = len(data) if length == -1 else offset + length
+        assert (out / "r.bin").read_bytes() == data[offset:end]
+
+    url = client.run("url", "--object-id", oid).stdout.strip()
+    ranged = httpx.get(url, headers={"Range": "bytes=5-24"})
+    assert ranged.status_code == 206 and ranged.content == data[5:25]
+    assert httpx.get(url).content == data
+
+
+def test_kill_mid_upload_resumes_without_resending_parts(deployment: Deployment, tmp_path: Path) -> None:
+    registry, client, auth = _setup(deployment, tmp_path)
+    parts = 12
+    source = make_file(tmp_path / "in" / "k.bin", parts * deployment.part_size, seed=4)
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids["k.bin"]
+    process = client.start("--parallel", "1", "upload", "--file", str(source), "--object-id", oid)
+    deadline = time.monotonic() + 120
+    while sum(deployment.part_puts().values()) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    status = httpx.get(
+        f"{deployment.server.url}/upload/{oid}/status", params={"fileSize": source.stat().st_size}, headers=auth
+    )
+    assert status.status_code == 200, status.text
+    done = {p["partNumber"] for p in status.json()["parts"] if p.get("sourceMd5")}
+    assert 3 <= len(done) < parts
+    before = deployment.part_puts()
+    result = client.run("upload", "--file", str(source), "--object-id", oid)
+    assert result.returncode == 0, result.stderr
+    after = deployment.part_puts()
+    assert [n for n in done if after[n] > before[n]] == []
+    assert set(after) == set(range(1, parts + 1))
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+
+
+def test_overwrite_cancel_status_recovery_exists(deployment: Deployment, tmp_path: Path) -> None:
+    registry, client, auth = _setup(deployment, tmp_path)
+    server = deployment.server
+    source = make_file(tmp_path / "in" / "o.bin", deployment.part_size + 7, seed=5)
+    size = source.stat().st_size
+    _, ids = registry.submit(STUDY, [source])
+    oid = ids["o.bin"]
+    api = httpx.Client(base_url=server.url, headers=auth)
+    assert api.get(f"/upload/{oid}/status", params={"fileSize": size}).status_code == 404
+    spec = api.post(f"/upload/{oid}/uploads", params={"fileSize": size}).json()
+    assert [p["partNumber"] for p in spec["parts"]] == [1, 2]
+    assert api.post(f"/upload/{oid}/recovery", params={"fileSize": size}).status_code == 200
+    assert api.post(f"/upload/{oid}/recovery", params={"fileSize": size + 1}).status_code == 400
+    assert api.delete(f"/upload/{oid}").status_code == 200
+    assert api.get(f"/upload/{oid}/status", params={"fileSize": size}).status_code == 404
+    assert api.post(f"/upload/{oid}/recovery", params={"fileSize": size}).status_code == 404
+    assert api.get(f"/upload/{oid}").json() is False
+
+    assert client.run("upload", "--file", str(source), "--object-id", oid).returncode == 0
+    assert api.get(f"/upload/{oid}").json() is True
+    refused = api.post(f"/upload/{oid}/uploads", params={"fileSize": size})
+    assert refused.status_code == 409 and "already exists" in refused.json()["message"]
+    again = client.run("upload", "--file", str(source), "--object-id", oid)
+    assert again.returncode == 1 and "--force" in again.stderr
+    assert client.run("upload", "--file", str(source), "--object-id", oid, "--force").returncode == 0
+
+
+def test_a_part_damaged_in_transit_never_becomes_visible(deployment: Deployment, tmp_path: Path) -> None:
+    registry, client, _ = _setup(deployment, tmp_path)
+    source = make_file(tmp_path / "in" / "c.bin", 3 * deployment.part_size, seed=6)
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids["c.bin"]
+    deployment.proxy.corrupt = lambda method, path, query: (
+        deployment.part_number(ProxyEvent(method, path, query, 0, 0, 0)) == 2
+    )
+    result = client.run("upload", "--file", str(source), "--object-id", oid)
+    assert deployment.proxy.corrupted == 1
+    assert result.returncode == 0, result.stderr  # the damaged part was refused and sent again
+    assert deployment.part_puts()[2] == 1  # only the intact copy was accepted
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+    out = tmp_path / "out"
+    assert client.run("download", "--object-id", oid, "--output-dir", str(out)).returncode == 0
+    assert md5_of(out / "c.bin") == md5_of(source)
+
+
+def test_replicas_share_all_state(deployment: Deployment, tmp_path: Path) -> None:
+    """Initiate on one server, record parts on a second, finalize on the first: no state in memory."""
+    registry, _, auth = _setup(deployment, tmp_path)
+    first = deployment.server
+    second = deployment.replica()
+    source = make_file(tmp_path / "in" / "s.bin", 2 * deployment.part_size + 3, seed=7)
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids["s.bin"]
+    data = source.read_bytes()
+    spec = httpx.post(f"{first.url}/upload/{oid}/uploads", params={"fileSize": len(data)}, headers=auth).json()
+    for part in spec["parts"]:
+        body = data[part["offset"] : part["offset"] + part["partSize"]]
+        put = httpx.put(part["url"], content=body, headers={"Content-Type": "application/octet-stream"})
+        assert put.status_code in (200, 201), put.text
+        etag = put.headers.get("etag", "").strip('"') or md5_of_bytes(body)
+        recorded = httpx.post(
+            f"{second.url}/upload/{oid}/parts",
+            headers=auth,
+            params={
+                "uploadId": spec["uploadId"],
+                "partNumber": part["partNumber"],
+                "md5": md5_of_bytes(body),
+                "etag": etag,
+            },
+        )
+        assert recorded.status_code == 200, recorded.text
+    progress = httpx.get(f"{first.url}/upload/{oid}/status", params={"fileSize": len(data)}, headers=auth).json()
+    assert all(p.get("sourceMd5") for p in progress["parts"])
+    final = httpx.post(
+        f"{first.url}/upload/{oid}", params={"uploadId": spec["uploadId"], "md5": md5_of(source)}, headers=auth
+    )
+    assert final.status_code == 200, final.text
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+    read = httpx.get(f"{second.url}/download/{oid}", headers=auth).json()
+    assert (
+        b"".join(
+            httpx.get(p["url"], headers={"Range": f"bytes={p['offset']}-{p['offset'] + p['partSize'] - 1}"}).content
+            for p in read["parts"]
+        )
+        == data
+    )
+
+
+def md5_of_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.md5(data).hexdigest()  # noqa: S324

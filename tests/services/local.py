@@ -1,0 +1,10 @@
+"""The embedded default seen through the store proxy: the server serves its own signed URLs at /_store."""
+
+from __future__ import annotations
+
+
+def part_number(event) -> int | None:  # type: ignore[no-untyped-def]
+    """The part number of a client's part PUT to the local store's data endpoint, else None."""
+    if event.method == "PUT" and event.path.startswith("/_store/") and event.query.get("op") == ["put"]:
+        return int(event.query["partNumber"][0])
+    return None
