@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -16,6 +20,7 @@ from score.server.auth.builtin import BuiltinIssuer
 from score.server.context import ServerContext
 from score.server.errors import install_error_handlers
 from score.server.metadata.registry import Registry
+from score.server.services.cleanup import clean_stale_uploads
 from score.server.services.downloads import DownloadService
 from score.server.services.uploads import UploadService, data_key
 from score.server.settings import ServerSettings
@@ -47,8 +52,17 @@ def build_context(settings: ServerSettings) -> ServerContext:
 
 
 def build_app(settings: ServerSettings) -> FastAPI:
-    app = FastAPIOffline(title="Score API", version=__version__, description=DESCRIPTION)
-    app.state.context = build_context(settings)
+    context = build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_stale_uploads(context)) if settings.cleanup_interval else None
+        yield
+        if sweeper is not None:
+            sweeper.cancel()
+
+    app = FastAPIOffline(title="Score API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.context = context
     install_error_handlers(app)
     for router in (upload.router, download.router, listing.router, health.router):
         app.include_router(router)
@@ -56,6 +70,17 @@ def build_app(settings: ServerSettings) -> FastAPI:
     if settings.storage == "local":
         app.include_router(build_store_data_router())  # the local store serves its own signed URLs
     return app
+
+
+async def _sweep_stale_uploads(context: ServerContext) -> None:
+    """Every replica may run this: the sweep is idempotent (see services/cleanup.py)."""
+    settings = context.settings
+    while True:
+        await asyncio.sleep(settings.cleanup_interval * random.uniform(0.9, 1.1))
+        try:
+            await asyncio.to_thread(clean_stale_uploads, context.store, context.uploads, settings.upload_url_ttl)
+        except Exception:  # a failed sweep is retried at the next interval
+            logging.getLogger("score.cleanup").exception("stale-upload sweep failed")
 
 
 def create_app() -> FastAPI:

@@ -107,5 +107,22 @@ def token(scopes: str, ttl: str, subject: str, data_dir: Path | None) -> None:
     click.echo(issuer.issue(scopes.split(), parse_duration(ttl), subject=subject))
 
 
+@main.command()
+@click.option("--older-than", default="6d", show_default=True, help="Abort uploads started longer ago than this.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data dir (embedded default).")
+def cleanup(older_than: str, data_dir: Path | None) -> None:
+    """Abort stale uploads once (the server also sweeps every cleanup_interval seconds)."""
+    from score.server.app import build_context
+    from score.server.services.cleanup import clean_stale_uploads
+    from score.server.settings import ServerSettings
+
+    settings = ServerSettings(**({"data_dir": data_dir} if data_dir else {}))
+    context = build_context(settings)
+    report = clean_stale_uploads(context.store, context.uploads, parse_duration(older_than))
+    for object_id, upload_id in report.aborted:
+        click.echo(f"aborted upload {upload_id} of object {object_id}")
+    click.echo(f"{len(report.aborted)} of {report.examined} stale uploads aborted", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

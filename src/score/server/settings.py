@@ -95,6 +95,9 @@ class ServerSettings(BaseSettings):
     upload_url_ttl: int = Field(6 * DAY, gt=0, description="Seconds an upload part URL stays valid")
     download_url_ttl: int = Field(1 * DAY, gt=0, description="Seconds a download URL stays valid")
     sentinel: str = "heliograph"
+    cleanup_interval: int = Field(
+        86400, ge=0, description="Seconds between sweeps of stale uploads (older than upload_url_ttl); 0 = never"
+    )
     scopes: ScopeConfig = ScopeConfig()
     log_level: str = "info"
 

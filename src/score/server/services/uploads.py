@@ -161,9 +161,9 @@ class UploadService:
 
     def _abandon_previous_uploads(self, object_id: str) -> None:
         while (previous := self.current_upload_id(object_id)) is not None:
-            self._discard(object_id, previous)
+            self.discard(object_id, previous)
 
-    def _discard(self, object_id: str, upload_id: str) -> None:
+    def discard(self, object_id: str, upload_id: str) -> None:
         """Abort the store's multipart upload and delete its state (the original leaked the former)."""
         guard(lambda: self._store.abort_upload(data_key(object_id), upload_id))
         self._discard_state_only(object_id, upload_id)
@@ -337,7 +337,7 @@ class UploadService:
         if computed is not None:
             for where, expected in candidates.items():
                 if expected is not None and expected != computed:
-                    self._discard(object_id, upload_id)
+                    self.discard(object_id, upload_id)
                     raise BadRequest(
                         f"MD5 mismatch for object {object_id}: the uploaded bytes hash to {computed} but the MD5 "
                         f"{where} is {expected}; nothing was stored. Check the file and its declared MD5, then "
@@ -356,4 +356,4 @@ class UploadService:
         upload_id = self.current_upload_id(object_id)
         if upload_id is None:
             raise NotFound(f"no upload in progress for object {object_id}")
-        self._discard(object_id, upload_id)
+        self.discard(object_id, upload_id)
