@@ -19,7 +19,7 @@ from tests.services.proxy import ProxyEvent, StoreProxy
 
 KiB = 1024
 MiB = 1024 * KiB
-BACKENDS = ["local"]  # each backend joins when its store lands
+BACKENDS = ["local", "s3", "azure", "gcs"]  # each backend joins when its store lands
 PART_SIZE = {"local": 64 * KiB, "s3": 5 * MiB, "azure": 64 * KiB, "gcs": 64 * KiB}  # S3 needs 5 MiB parts
 
 

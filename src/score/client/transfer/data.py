@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -64,11 +65,10 @@ class DataClient:
                     on_bytes(len(data))
                     yield data
 
-        headers = {
-            "Content-Length": str(size),
-            "Content-Type": "application/octet-stream",
-            "Content-MD5": base64.b64encode(bytes.fromhex(md5)).decode("ascii"),
-        }
+        headers = {"Content-Length": str(size)}
+        if not _is_sigv2(url):  # a SigV2 signature covers Content-MD5 and Content-Type: send neither
+            headers["Content-Type"] = "application/octet-stream"
+            headers["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
         try:
             response = self._http.put(url, content=body(), headers=headers)
         except httpx.TransportError as exc:
@@ -128,6 +128,12 @@ class DataClient:
             return self._http.get(url, timeout=timeout).status_code
         except httpx.TransportError:
             return 0
+
+
+def _is_sigv2(url: str) -> bool:
+    """S3 SigV2 presigned URLs (old Ceph/RadosGW) carry ``Signature`` and ``AWSAccessKeyId``."""
+    query = parse_qs(urlsplit(url).query)
+    return "Signature" in query and "AWSAccessKeyId" in query and "X-Amz-Signature" not in query
 
 
 def _md5_of_range(path: Path, offset: int, size: int, chunk: int) -> str:

@@ -18,13 +18,13 @@ router = APIRouter(tags=["listing"])
 def listing(request: Request) -> Response:
     authorize(request, Action.LIST)
     store = get_context(request).store
-    heads = guard(lambda: list(store.list(f"{DATA_DIR}/")))
-    finished = {h.key[len(DATA_DIR) + 1 : -len(".meta")] for h in heads if h.key.endswith(".meta")}
+    # As Score does: every UUID-named blob under data/. A blob exists only once its upload was verified
+    # and completed (in-progress parts live elsewhere), and blobs written by other tools are listed too.
     infos = [
         ObjectInfo(id=name, lastModified=h.last_modified_ms, size=h.size).to_wire()
-        for h in heads
+        for h in guard(lambda: list(store.list(f"{DATA_DIR}/")))
         for name in [h.key[len(DATA_DIR) + 1 :]]
-        if is_uuid(name) and name in finished  # an object is listed only once finalized
+        if is_uuid(name)
     ]
     return JSONResponse(infos)
 

@@ -103,10 +103,13 @@ class UploadService:
         return guard(lambda: self._store.head(meta_key(object_id)) is not None)
 
     def stored_object(self, object_id: str) -> StoredObject | None:
+        """Size and MD5 as Song's publish check sees them; blobs without ``.meta`` (uploaded by other
+        tools) answer from the store's own metadata, as the download endpoint does."""
         spec = guard(lambda: read_spec(self._store, meta_key(object_id)))
-        if spec is None:
-            return None
-        return StoredObject(object_id=object_id, size=spec.objectSize, md5=spec.objectMd5)
+        if spec is not None:
+            return StoredObject(object_id=object_id, size=spec.objectSize, md5=spec.objectMd5)
+        head = guard(lambda: self._store.head(data_key(object_id)))
+        return None if head is None else StoredObject(object_id=object_id, size=head.size, md5=head.md5)
 
     def current_upload_id(self, object_id: str) -> str | None:
         """The in-progress upload of an object: the first state folder (listing order) with a ``.meta``."""
