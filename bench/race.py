@@ -395,8 +395,8 @@ class Race:
             self.work / "server-data", self.work / "server.log", part_size, self.store.score_env(self.bucket)
         )
         self.server.start()
-        self.api = Api(self.server, self.server.token(ADMIN_SCOPES))
         token = self.server.token(ADMIN_SCOPES)
+        self.api = Api(self.server, token)
         self.client_env = {
             k: v
             for k, v in os.environ.items()
@@ -422,7 +422,7 @@ class Race:
         with self.watching(cpu):
             result = run_measured(argv, env=env, cwd=self.work)
         if result.returncode != 0:
-            raise ToolFailed(f"{what} failed (exit {result.returncode}):\n{(result.stderr or result.stdout)[-2000:]}")
+            raise ToolFailed(f"{what} failed (exit {result.returncode}):\n{(result.stderr or result.stdout)[-800:]}")
         return result, cpu[0], cpu[1]
 
     @staticmethod
@@ -585,8 +585,8 @@ def report(size: int, rows: dict[tuple[str, str], Row], md5ref: Row, pending: bo
     ]
     for (tool, direction), row in rows.items():
         if row.failed or not row.samples:
-            status = "pending (no S3 backend yet)" if pending and tool.startswith("score") else row.failed or "-"
-            lines.append((tool, direction, status.split("\n")[0][:60], "", "", "", "", "", ""))
+            status = "pending" if pending and tool.startswith("score") else "FAILED" if row.failed else "-"
+            lines.append((tool, direction, status, "", "", "", "", "", ""))
             continue
         rates = row.rates(size)
         lines.append(
@@ -603,6 +603,11 @@ def report(size: int, rows: dict[tuple[str, str], Row], md5ref: Row, pending: bo
             )
         )
     _table(lines)
+    for (tool, direction), row in rows.items():
+        if row.failed:
+            print(f"  {tool} {direction}: {row.failed.splitlines()[0]}")
+    if pending:
+        print(f"  score-client rows pending: {S3_BACKEND} does not exist yet")
 
     print("\nscore-client vs each peer (ratio of median MB/s, same direction):\n")
     peers = [(t, d) for (t, d) in rows if not t.startswith("score-client")]
@@ -818,12 +823,16 @@ def _run(args: argparse.Namespace, work: Path, store: SeaweedS3, keep: Callable[
     keep(race)
     race.peers = peers
     if "aws" in peers:
-        race.configure_aws(peers["aws"])
+        try:
+            race.configure_aws(peers["aws"])
+        except ToolFailed as exc:
+            say(f"SKIPPING aws: {exc}")
+            del peers["aws"]
 
     pending = "score" in tools and not S3_BACKEND.exists()
     run_score = "score" in tools and not pending
     if pending:
-        say(f"score-client rows PENDING: {S3_BACKEND.relative_to(REPO_ROOT)} does not exist yet")
+        say(f"score-client rows PENDING: {S3_BACKEND} does not exist yet (the S3 backend is not written)")
     if run_score:
         say(f"starting score-server on S3 (bucket {bucket}, part size {human(args.part_size)}) ...")
         race.start_server(args.part_size)
