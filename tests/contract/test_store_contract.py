@@ -233,3 +233,32 @@ def md5_of_bytes(data: bytes) -> str:
     import hashlib
 
     return hashlib.md5(data).hexdigest()  # noqa: S324
+
+
+def test_concurrent_uploads_of_one_object_never_corrupt_it(deployment: Deployment, tmp_path: Path) -> None:
+    """Two clients race to upload the same object id: whoever wins, the object is whole and verified."""
+    registry, client, auth = _setup(deployment, tmp_path)
+    source = make_file(tmp_path / "in" / "race.bin", 6 * deployment.part_size + 11, seed=8)
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids["race.bin"]
+    copies = []
+    for name in ("a", "b"):  # separate folders: separate resume journals, as on two machines
+        copy = tmp_path / name / "race.bin"
+        copy.parent.mkdir()
+        copy.write_bytes(source.read_bytes())
+        copies.append(copy)
+    racers = [
+        client.start("--parallel", "2", "upload", "--file", str(c), "--object-id", oid, "--force") for c in copies
+    ]
+    outcomes = [(r.wait(timeout=300), r.stderr.read() if r.stderr else "") for r in racers]
+    assert any(code == 0 for code, _ in outcomes), outcomes
+    for code, stderr in outcomes:
+        assert code == 0 or "error" in stderr  # a loser fails loudly, never silently
+    status = httpx.get(
+        f"{deployment.server.url}/upload/{oid}/status", params={"fileSize": source.stat().st_size}, headers=auth
+    )
+    assert status.status_code == 404  # no upload left behind
+    assert registry.publish(STUDY, analysis_id).status_code == 200  # size and MD5 check out
+    out = tmp_path / "out"
+    assert client.run("download", "--object-id", oid, "--output-dir", str(out)).returncode == 0
+    assert md5_of(out / "race.bin") == md5_of(source)
