@@ -38,6 +38,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -348,6 +349,7 @@ class Race:
         self.peer_env = self._peer_env()
         self.client_env: dict[str, str] = {}
         self.client_opts = ["--quiet"] + (["--parallel", str(args.parallel)] if args.parallel else [])
+        self._s3: Any = None  # a boto3 client for untimed housekeeping, made on first use
 
     # ---- environment
 
@@ -515,7 +517,15 @@ class Race:
         raise ValueError(tool)
 
     def peer_upload(self, tool: str, item: Registered) -> Sample:
-        """Upload to the peer's own key; the download that follows reads that key back and MD5-checks it."""
+        """Upload to the peer's own key; the download that follows reads that key back and MD5-checks it.
+
+        The key is deleted first (untimed): a sync tool skips a copy whose destination already matches
+        (rclone does, from run 2 on), which would time a HEAD request instead of an upload, and without
+        the object a skipped or failed upload cannot pass the download's MD5 check either.
+        """
+        if self._s3 is None:
+            self._s3 = self.store.client()
+        self._s3.delete_object(Bucket=self.bucket, Key=self.key_for(tool, item))
         argv = self.peer_argv(tool, "upload", item, item.path)
         return self._sample(*self._run(f"{tool} upload", argv, self.peer_env))
 
