@@ -42,16 +42,14 @@ class DataClient:
         self._http.close()
 
     def put_part(
-        self, url: str, path: Path, offset: int, size: int, on_bytes: Callable[[int], None], what: str
-    ) -> tuple[str, str]:
-        """Send ``size`` bytes of ``path`` from ``offset``; return (their MD5 hex, the store's ETag or "").
+        self, url: str, path: Path, offset: int, size: int, md5: str, on_bytes: Callable[[int], None], what: str
+    ) -> str:
+        """Send ``size`` bytes of ``path`` from ``offset``, whose MD5 is ``md5``; return the store's ETag or "".
 
-        The part is hashed first and sent with ``Content-MD5``, so the store itself refuses bytes damaged
-        in transit (S3, Azure, GCS and the local store all check it); the ETag is returned for the
-        caller's own comparison where the store's ETag is an MD5. Hashing first reads the part twice,
-        the second time from the page cache.
+        The part goes with ``Content-MD5``, so the store itself refuses bytes damaged in transit (S3,
+        Azure, GCS and the local store check it); the ETag is returned for the caller's own comparison
+        where the store's ETag is an MD5.
         """
-        md5 = _md5_of_range(path, offset, size, self._chunk)
 
         def body() -> Iterator[bytes]:
             with open(path, "rb", buffering=0) as handle:
@@ -78,7 +76,7 @@ class DataClient:
         etag = response.headers.get("etag", "").strip().strip('"')
         if response.headers.get("x-amz-server-side-encryption") == "aws:kms":
             etag = ""  # under SSE-KMS the ETag is not an MD5; Content-MD5 was checked by the store
-        return md5, etag
+        return etag
 
     def get_range(
         self,
@@ -134,20 +132,6 @@ def _is_sigv2(url: str) -> bool:
     """S3 SigV2 presigned URLs (old Ceph/RadosGW) carry ``Signature`` and ``AWSAccessKeyId``."""
     query = parse_qs(urlsplit(url).query)
     return "Signature" in query and "AWSAccessKeyId" in query and "X-Amz-Signature" not in query
-
-
-def _md5_of_range(path: Path, offset: int, size: int, chunk: int) -> str:
-    md5 = hashlib.md5()  # noqa: S324 - integrity, not security
-    with open(path, "rb", buffering=0) as handle:
-        handle.seek(offset)
-        remaining = size
-        while remaining:
-            data = handle.read(min(chunk, remaining))
-            if not data:
-                raise IntegrityError(f"{path} became shorter while it was being uploaded; upload it again")
-            md5.update(data)
-            remaining -= len(data)
-    return md5.hexdigest()
 
 
 def _pwrite_all(fd: int, data: memoryview, position: int) -> None:

@@ -14,11 +14,19 @@ from pathlib import Path
 CHUNK = 4 * 1024 * 1024
 
 
-class SequentialFileHasher:
-    """Hashes a whole file front to back in a background thread (uploads: the file is all there)."""
+class FileAndPartHasher:
+    """One front-to-back pass over a file computing the whole-file MD5 and every part's MD5 (uploads).
 
-    def __init__(self, path: Path) -> None:
+    Part senders need their part's MD5 before the first byte goes out (for ``Content-MD5``); this
+    thread runs ahead of them (hashing is faster than any store takes bytes), so a sender rarely waits,
+    and the file is read once for hashing instead of once per part plus once for the whole.
+    """
+
+    def __init__(self, path: Path, parts: list[tuple[int, int]]) -> None:
         self._path = path
+        self._parts = sorted(parts)  # (offset, size), covering the file in order
+        self._part_md5: dict[int, str] = {}
+        self._ready = threading.Condition()
         self._digest: str | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="md5-file", daemon=True)
@@ -26,15 +34,41 @@ class SequentialFileHasher:
 
     def _run(self) -> None:
         try:
-            md5 = hashlib.md5()  # noqa: S324 - integrity, not security
-            with open(self._path, "rb", buffering=0) as handle:
-                buffer = bytearray(CHUNK)
-                view = memoryview(buffer)
-                while n := handle.readinto(buffer):
-                    md5.update(view[:n])
-            self._digest = md5.hexdigest()
-        except BaseException as exc:  # reported by result()
+            whole = hashlib.md5()  # noqa: S324 - integrity, not security
+            fd = os.open(self._path, os.O_RDONLY)
+            try:
+                for offset, size in self._parts:
+                    part = hashlib.md5()  # noqa: S324
+                    position, end = offset, offset + size
+                    while position < end:
+                        data = os.pread(fd, min(CHUNK, end - position), position)
+                        if not data:
+                            raise OSError(f"{self._path} became shorter while it was being uploaded")
+                        whole.update(data)
+                        part.update(data)
+                        position += len(data)
+                    with self._ready:
+                        self._part_md5[offset] = part.hexdigest()
+                        self._ready.notify_all()
+            finally:
+                os.close(fd)
+            self._digest = whole.hexdigest()
+        except BaseException as exc:  # reported to whoever waits
             self._error = exc
+        finally:
+            with self._ready:
+                self._ready.notify_all()
+
+    def part_md5(self, offset: int) -> str:
+        """The MD5 of the part starting at ``offset``, waiting for the pass to reach it."""
+        with self._ready:
+            while offset not in self._part_md5 and self._error is None and self._thread.is_alive():
+                self._ready.wait(1.0)
+            if offset in self._part_md5:
+                return self._part_md5[offset]
+        if self._error is not None:
+            raise self._error
+        raise RuntimeError(f"no part starts at byte {offset}")
 
     def result(self) -> str:
         self._thread.join()

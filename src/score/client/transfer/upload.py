@@ -20,7 +20,7 @@ from score.client.api import ScoreApi
 from score.client.config import ClientConfig
 from score.client.errors import ClientError, IntegrityError, ServerError
 from score.client.transfer.data import DataClient
-from score.client.transfer.hashing import SequentialFileHasher
+from score.client.transfer.hashing import FileAndPartHasher
 from score.client.transfer.journal import read_json, write_json
 from score.client.transfer.parallel import PartTally, UrlBook, run_parallel, transfer_part
 from score.client.transfer.progress import NoProgress, Progress
@@ -75,13 +75,13 @@ class Uploader:
         journal_path = state_dir / "upload.json"
 
         upload_id, parts = self._resume_or_start(object_id, size, declared, force, identity, journal_path)
-        hasher = SequentialFileHasher(path)
+        hasher = FileAndPartHasher(path, [(p.offset, p.partSize) for p in parts])
         todo = [p for p in parts if not p.sourceMd5]
         done_bytes = sum(p.partSize for p in parts if p.sourceMd5)
         self._progress.start(path.name, size, done_bytes)
         try:
             if todo:
-                self._send_parts(path, object_id, upload_id, todo)
+                self._send_parts(path, object_id, upload_id, todo, hasher)
             computed = hasher.result()
         finally:
             self._progress.finish()
@@ -136,7 +136,9 @@ class Uploader:
         write_json(journal_path, {"objectId": object_id, "uploadId": spec.uploadId, "file": identity, "md5": declared})
         return spec.uploadId or "", spec.parts
 
-    def _send_parts(self, path: Path, object_id: str, upload_id: str, parts: list[Part]) -> None:
+    def _send_parts(
+        self, path: Path, object_id: str, upload_id: str, parts: list[Part], hasher: FileAndPartHasher
+    ) -> None:
         size = path.stat().st_size
 
         def fresh_urls() -> dict[int, str | None]:
@@ -152,7 +154,8 @@ class Uploader:
             what = f"part {part.partNumber} of {object_id}"
 
             def put(url: str, tally: PartTally) -> None:
-                md5, etag = data.put_part(url, path, part.offset, part.partSize, tally, what)
+                md5 = hasher.part_md5(part.offset)
+                etag = data.put_part(url, path, part.offset, part.partSize, md5, tally, what)
                 if etag and md5s.is_hex(etag) and etag.lower() != md5:
                     raise IntegrityError(f"{what}: the store received bytes hashing to {etag}, we sent {md5}")
                 self._api.finalize_part(object_id, upload_id, part.partNumber, md5, etag or md5)
