@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +85,8 @@ class _Job:
     """One download in progress: what to fetch, from where, into which partial file."""
 
     object_id: str
-    refresh: Callable[[], dict[int, str | None]]  # fresh URLs by part number, when the store refuses one
+    spec_range: tuple[int, int]  # (offset, length) of the specification the URLs come from
     parts: list[PlannedPart]
-    checks: list[PlannedPart]  # upload parts with their MD5s: where to look when the whole-object MD5 fails
     urls: dict[int, str | None]
     state_dir: Path
     partial: Path
@@ -106,13 +104,6 @@ def _md5_at(fd: int, offset: int, length: int) -> str:
         md5.update(data)
         position += len(data)
     return md5.hexdigest()
-
-
-SLICE = 16 * 1024 * 1024  # verified whole downloads move in slices this big, in order
-
-
-def _slices(size: int, slice_size: int) -> list[tuple[int, int]]:
-    return [(o, min(slice_size, size - o)) for o in range(0, size, slice_size)]
 
 
 class Downloader:
@@ -146,9 +137,6 @@ class Downloader:
         _check_free_space(target.parent, span, state_dir / "data.partial")
         if force and target.exists():
             target.unlink()
-        # A verified whole download is fetched in small slices, in order, through the object's unranged
-        # URL, so the whole-object MD5 keeps pace with the bytes instead of trailing whole parts.
-        check_whole = validate and whole and md5s.known(spec.objectMd5) and bool(spec.parts)
         identity = {
             "objectId": object_id,
             "uploadId": spec.uploadId,
@@ -157,7 +145,6 @@ class Downloader:
             "offset": offset,
             "length": span,
             "wholeParts": validate or whole,
-            "slice": min(SLICE, spec.parts[0].partSize) if check_whole else 0,
         }
         if (read_json(state_dir / "meta.json") or {}).get("identity") != identity or force:
             shutil.rmtree(state_dir, ignore_errors=True)  # a different object or range: start afresh
@@ -165,29 +152,15 @@ class Downloader:
         write_json(state_dir / "meta.json", {"identity": identity})
         partial = state_dir / "data.partial"
 
-        checks = plan(spec, 0, size) if check_whole else []
-        if check_whole:
-            parts = [
-                PlannedPart(n, o, length_, None, 0, length_, o)
-                for n, (o, length_) in enumerate(_slices(size, min(SLICE, spec.parts[0].partSize)), start=1)
-            ]
-
-            def refresh() -> dict[int, str | None]:
-                url = self._api.download_spec(object_id, external=True).parts[0].url
-                return dict.fromkeys((p.number for p in parts), url)
-        else:
-            # Verified ranges fetch whole upload parts (to check their MD5s); unverified ones only the range.
-            spec_range = (0, -1) if validate or whole else (offset, span)
-            if spec_range != (0, -1):
-                spec = self._api.download_spec(object_id, *spec_range)
-            parts = plan(spec, offset, span)
-
-            def refresh() -> dict[int, str | None]:
-                return {p.partNumber: p.url for p in self._api.download_spec(object_id, *spec_range).parts}
-
+        # Verified ranges fetch whole upload parts (to check their MD5s); unverified ones only the range.
+        spec_range = (0, -1) if validate or whole else (offset, span)
+        if spec_range != (0, -1):
+            spec = self._api.download_spec(object_id, *spec_range)
+        parts = plan(spec, offset, span)
         finished = {p.number for p in parts if (state_dir / f"part-{p.number:08x}").exists()}
-        urls = refresh() if check_whole else {p.partNumber: p.url for p in spec.parts}
-        job = _Job(object_id, refresh, parts, checks, urls, state_dir, partial, target.name, span)
+        urls = {p.partNumber: p.url for p in spec.parts}
+        check_whole = validate and whole and md5s.known(spec.objectMd5)
+        job = _Job(object_id, spec_range, parts, urls, state_dir, partial, target.name, span)
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             os.ftruncate(fd, span)
@@ -234,9 +207,8 @@ class Downloader:
             fetched += len(todo)
             if digest is None or md5s.equal(digest, object_md5):
                 return fetched, digest
-            checks = job.checks or job.parts
             corrupt = [
-                c for c in checks if c.source_md5 and not md5s.equal(_md5_at(fd, c.write_at, c.keep), c.source_md5)
+                p for p in job.parts if p.source_md5 and not md5s.equal(_md5_at(fd, p.write_at, p.keep), p.source_md5)
             ]
             if not corrupt or attempt == 2:
                 break
@@ -245,14 +217,9 @@ class Downloader:
                 job.object_id,
                 len(corrupt),
             )
-            pending = {
-                p.number
-                for p in job.parts
-                for c in corrupt
-                if p.write_at < c.write_at + c.keep and c.write_at < p.write_at + p.keep
-            }
-            for number in pending:
-                (job.state_dir / f"part-{number:08x}").unlink(missing_ok=True)
+            for part in corrupt:
+                (job.state_dir / f"part-{part.number:08x}").unlink(missing_ok=True)
+            pending = {p.number for p in corrupt}
         shutil.rmtree(job.state_dir, ignore_errors=True)
         raise IntegrityError(
             f"object {job.object_id}: the downloaded bytes hash to {digest} but the object's MD5 is {object_md5}; "
@@ -267,7 +234,10 @@ class Downloader:
         hash_parts: bool,
         hasher: OrderedRangeHasher | None,
     ) -> None:
-        book = UrlBook(job.urls, job.refresh)
+        def fresh_urls() -> dict[int, str | None]:
+            return {p.partNumber: p.url for p in self._api.download_spec(job.object_id, *job.spec_range).parts}
+
+        book = UrlBook(job.urls, fresh_urls)
         data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
 
         def fetch(item: tuple[int, PlannedPart]) -> None:
