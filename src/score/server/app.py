@@ -19,7 +19,9 @@ from score.server.audit import AuditLog
 from score.server.auth.builtin import BuiltinIssuer
 from score.server.context import ServerContext
 from score.server.errors import install_error_handlers
+from score.server.metadata.base import MetadataSource
 from score.server.metadata.registry import Registry
+from score.server.metadata.song import SongMetadata
 from score.server.services.cleanup import clean_stale_uploads
 from score.server.services.downloads import DownloadService
 from score.server.services.uploads import UploadService, data_key
@@ -39,11 +41,15 @@ def build_context(settings: ServerSettings) -> ServerContext:
     store = build_store(settings)
     store.check_ready(data_key(settings.sentinel))
     uploads = UploadService(store, settings)
-    registry = Registry(data_dir / "registry.sqlite", catalog=uploads)
+    metadata: MetadataSource = (
+        SongMetadata(settings.metadata_url, cache_ttl=settings.metadata_cache_ttl)
+        if settings.metadata_url
+        else Registry(data_dir / "registry.sqlite", catalog=uploads)
+    )
     return ServerContext(
         settings=settings,
         store=store,
-        metadata=registry,
+        metadata=metadata,
         verifier=BuiltinIssuer(data_dir),
         uploads=uploads,
         downloads=DownloadService(store, settings),
@@ -66,7 +72,8 @@ def build_app(settings: ServerSettings) -> FastAPI:
     install_error_handlers(app)
     for router in (upload.router, download.router, listing.router, health.router):
         app.include_router(router)
-    app.include_router(build_song_router(), prefix="/song")
+    if not settings.metadata_url:  # the embedded registry's Song API; a remote Song serves its own
+        app.include_router(build_song_router(), prefix="/song")
     if settings.storage == "local":
         app.include_router(build_store_data_router())  # the local store serves its own signed URLs
     return app

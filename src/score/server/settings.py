@@ -86,6 +86,12 @@ class ServerSettings(BaseSettings):
     public_url: str | None = Field(
         None, description="Base URL clients use to reach this server (for the local store's signed URLs)"
     )
+    metadata_url: str | None = Field(
+        None, description="Root URL of a remote Song server (Score's metadata.url); unset = the embedded registry"
+    )
+    metadata_cache_ttl: float = Field(
+        30.0, ge=0, description="Seconds a remote Song answer is reused (0 = ask every time)"
+    )
     storage: Literal["local", "s3", "azure", "gcs"] = "local"
     s3: S3Config = S3Config()
     azure: AzureConfig = AzureConfig()
@@ -101,7 +107,7 @@ class ServerSettings(BaseSettings):
     scopes: ScopeConfig = ScopeConfig()
     log_level: str = "info"
 
-    @field_validator("public_url")
+    @field_validator("public_url", "metadata_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value

@@ -1,0 +1,225 @@
+"""A ``MetadataSource`` backed by a remote Song server over HTTP (reference §5.1).
+
+Score asks Song two questions: which file entity an object id is (``GET /entities/{id}``), and which
+state its analysis is in (``GET /studies/{s}/analysis/{a}``). This client answers them the way Score
+does, with three deliberate additions:
+
+* it also reads the file's ``fileSize``/``fileMd5sum`` from the analysis, so Score can cross-check an
+  upload against Song's file record instead of trusting the client alone;
+* transient failures (connection errors, timeouts, 5xx) are retried a few times with a short back-off,
+  while 4xx answers are final: retrying a refusal only delays it;
+* answers are cached for a short TTL, so one download-spec request (authoriser + service + state check)
+  costs at most one Song round trip per resource. The price is staleness: a state change in Song (e.g. a
+  publish) is seen up to ``cache_ttl`` seconds late. Misses (404) are not cached, so a file registered
+  just after a failed lookup is found on the next call.
+
+No Authorization header is sent: Song's reads are public, and Score never forwards a caller's token.
+Every failure becomes ``MetadataUnavailable`` (the API answers 503, which clients retry).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+
+from score.core.ids import is_safe_id
+from score.server.metadata.base import Entity, MetadataUnavailable
+
+_BACKOFF_SECONDS = 0.2  # first retry delay; doubles per attempt, capped below
+_BACKOFF_CAP_SECONDS = 2.0
+_ENTITY_FIELDS = ("id", "gnosId", "fileName", "projectCode", "access")
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    """What Score keeps of Song's analysis JSON: the state and each file's (size, md5) by object id."""
+
+    state: str | None
+    files: dict[str, tuple[int | None, str | None]]
+
+
+class _TtlCache:
+    """A small thread-safe TTL cache with LRU eviction, so memory stays bounded whatever ids are asked."""
+
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: tuple[str, ...]) -> Any | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            if item[0] <= time.monotonic():
+                del self._items[key]
+                return None
+            self._items.move_to_end(key)
+            return item[1]
+
+    def put(self, key: tuple[str, ...], value: Any) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._items[key] = (time.monotonic() + self.ttl, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+
+def _redact(url: str) -> str:
+    """The URL without user info, so credentials embedded in a configured URL never reach a message."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+class SongMetadata:
+    """Reads entities and analysis states from a remote Song (``base_url`` is Song's root URL)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        retries: int = 2,
+        cache_ttl: float = 30.0,
+        max_cache_entries: int = 10_000,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = max(retries, 0)
+        self._shown_url = _redact(self.base_url)
+        self._cache = _TtlCache(cache_ttl, max_cache_entries)
+        self._http = httpx.Client(timeout=timeout, headers={"Accept": "application/json"}, follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SongMetadata:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ---- MetadataSource ---------------------------------------------------------------------------
+
+    def entity(self, object_id: str) -> Entity | None:
+        """The file entity, with Song's registered size and MD5 when the analysis lists the file."""
+        if not is_safe_id(object_id):
+            return None
+        cached = self._cache.get(("entity", object_id))
+        if cached is not None:
+            return cached
+        body = self._get_json(f"/entities/{quote(object_id)}", missing=(404,))
+        if body is None:
+            return None
+        entity = self._parse_entity(object_id, body)
+        analysis = self._analysis(entity.projectCode, entity.gnosId)
+        size, md5 = analysis.files.get(object_id, (None, None)) if analysis else (None, None)
+        entity = Entity(
+            id=entity.id,
+            gnosId=entity.gnosId,
+            fileName=entity.fileName,
+            projectCode=entity.projectCode,
+            access=entity.access,
+            fileSize=size,
+            fileMd5sum=md5,
+        )
+        self._cache.put(("entity", object_id), entity)
+        return entity
+
+    def analysis_state(self, study_id: str, analysis_id: str) -> str | None:
+        """Song's ``analysisState``; None when Song answers 404 or 400 (unknown / other study), as Score does."""
+        analysis = self._analysis(study_id, analysis_id)
+        if analysis is None:
+            return None
+        if analysis.state is None:
+            raise MetadataUnavailable(
+                f"Song at {self._shown_url} is failing: analysis {analysis_id} of study {study_id} "
+                "has no analysisState string"
+            )
+        return analysis.state
+
+    # ---- internals --------------------------------------------------------------------------------
+
+    def _analysis(self, study_id: str, analysis_id: str) -> _Analysis | None:
+        if not (is_safe_id(study_id) and is_safe_id(analysis_id)):
+            return None
+        key = ("analysis", study_id, analysis_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        body = self._get_json(f"/studies/{quote(study_id)}/analysis/{quote(analysis_id)}", missing=(400, 404))
+        if body is None:
+            return None
+        state = body.get("analysisState")
+        files: dict[str, tuple[int | None, str | None]] = {}
+        raw_files = body.get("files")
+        for record in raw_files if isinstance(raw_files, list) else []:
+            if isinstance(record, dict) and isinstance(record.get("objectId"), str):
+                size = record.get("fileSize")
+                md5 = record.get("fileMd5sum")
+                files[record["objectId"]] = (
+                    size if isinstance(size, int) and not isinstance(size, bool) else None,
+                    md5 if isinstance(md5, str) else None,
+                )
+        analysis = _Analysis(state=state if isinstance(state, str) else None, files=files)
+        self._cache.put(key, analysis)
+        return analysis
+
+    def _parse_entity(self, object_id: str, body: dict[str, Any]) -> Entity:
+        bad = [name for name in _ENTITY_FIELDS if not isinstance(body.get(name), str)]
+        if bad:
+            raise MetadataUnavailable(
+                f"Song at {self._shown_url} is failing: the entity for {object_id} lacks {', '.join(bad)}"
+            )
+        if body["id"] != object_id:
+            raise MetadataUnavailable(
+                f"Song at {self._shown_url} is failing: asked for entity {object_id} but got {body['id']}"
+            )
+        return Entity(
+            id=body["id"],
+            gnosId=body["gnosId"],
+            fileName=body["fileName"],
+            projectCode=body["projectCode"],
+            access=body["access"],
+        )
+
+    def _get_json(self, path: str, missing: tuple[int, ...]) -> dict[str, Any] | None:
+        """GET with retries on transport errors and 5xx; ``missing`` statuses mean "not there" (None)."""
+        attempts = self.retries + 1
+        problem = ""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(min(_BACKOFF_SECONDS * 2 ** (attempt - 1), _BACKOFF_CAP_SECONDS))
+            try:
+                response = self._http.get(self.base_url + path)
+            except httpx.TransportError as exc:
+                problem = f"unreachable ({type(exc).__name__}: {exc})"
+                continue
+            if response.status_code >= 500:
+                problem = f"failing (HTTP {response.status_code} on GET {path})"
+                continue
+            if response.status_code in missing:
+                return None
+            if response.status_code != 200:
+                raise MetadataUnavailable(
+                    f"Song at {self._shown_url} is failing: HTTP {response.status_code} on GET {path}"
+                )
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise MetadataUnavailable(
+                    f"Song at {self._shown_url} is failing: GET {path} did not answer a JSON object"
+                )
+            return body
+        raise MetadataUnavailable(f"Song at {self._shown_url} is {problem} after {attempts} attempt(s)")
