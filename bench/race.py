@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -39,8 +38,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -259,29 +256,9 @@ INSTALL_HINT = {
 # -- processes: SeaweedFS and a score-server on it ----------------------------------------------------
 
 
-class S3ScoreServer(Server):
+def s3_score_server(data_dir: Path, log_path: Path, part_size: int, env: dict[str, str]) -> Server:
     """transfer.py's score-server, started with the S3 backend settings in its environment."""
-
-    def __init__(self, data_dir: Path, log_path: Path, part_size: int, env: dict[str, str]) -> None:
-        super().__init__(data_dir, log_path, part_size)
-        self.extra_env = env
-
-    def start(self) -> None:
-        argv = [find_tool("score-server"), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        argv += ["--part-size", str(self.part_size)]
-        env = {**os.environ, "SCORE_PUBLIC_URL": self.url, **self.extra_env}
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self._ps = psutil.Process(self.process.pid)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"score-server (S3) exited at start:\n{self.log_tail()}")
-            with suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/actuator/health", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"score-server (S3) did not become healthy in 60 s:\n{self.log_tail()}")
+    return Server(data_dir, log_path, part_size, extra_env=env, start_timeout=60.0)
 
 
 def process_cpu(pid: int) -> float:
@@ -339,7 +316,7 @@ class Race:
         self.store = store
         self.bucket = bucket
         self.store_pid = store.service.process.pid if store.service.process else 0
-        self.server: S3ScoreServer | None = None
+        self.server: Server | None = None
         self.api: Api | None = None
         self.peers: dict[str, Peer] = {}
         self.parallel: int | None = args.parallel
@@ -393,7 +370,7 @@ class Race:
                 raise ToolFailed(f"aws configure set {key} failed: {done.stderr.decode(errors='replace').strip()}")
 
     def start_server(self, part_size: int) -> None:
-        self.server = S3ScoreServer(
+        self.server = s3_score_server(
             self.work / "server-data", self.work / "server.log", part_size, self.store.score_env(self.bucket)
         )
         self.server.start()

@@ -294,10 +294,19 @@ def kill_live_children() -> None:
 class Server:
     """A fresh ``score-server serve`` on a free port, stopped by PID whatever happens."""
 
-    def __init__(self, data_dir: Path, log_path: Path, part_size: int | None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path,
+        part_size: int | None,
+        extra_env: dict[str, str] | None = None,
+        start_timeout: float = 30.0,
+    ) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.part_size = part_size
+        self.extra_env = extra_env or {}  # e.g. another storage backend's settings
+        self.start_timeout = start_timeout
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -307,12 +316,12 @@ class Server:
         argv = [find_tool("score-server"), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         if self.part_size:
             argv += ["--part-size", str(self.part_size)]
-        env = {**os.environ, "SCORE_PUBLIC_URL": self.url}
+        env = {**os.environ, "SCORE_PUBLIC_URL": self.url, **self.extra_env}
         with open(self.log_path, "ab") as log:
             # Its own session: a Ctrl-C in the terminal reaches only us, and we stop the server in order.
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self._ps = psutil.Process(self.process.pid)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"score-server exited at start:\n{self.log_tail()}")
@@ -320,7 +329,7 @@ class Server:
                 if httpx.get(f"{self.url}/actuator/health", timeout=1).status_code == 200:
                     return
             time.sleep(0.1)
-        raise RuntimeError(f"score-server did not become healthy in 30 s:\n{self.log_tail()}")
+        raise RuntimeError(f"score-server did not become healthy in {self.start_timeout:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, chars: int = 3000) -> str:
         with suppress(OSError):
