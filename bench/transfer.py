@@ -38,6 +38,8 @@ from pathlib import Path
 
 import httpx
 
+from score.client.transfer.hashing import md5_of_range
+
 try:
     import psutil
 except ImportError:  # pragma: no cover - psutil is a dev dependency of the project
@@ -125,19 +127,11 @@ def md5_file(path: Path) -> str:
 
 
 def md5_range(path: Path, offset: int, size: int) -> str:
-    md5 = hashlib.md5()  # noqa: S324
     fd = os.open(path, os.O_RDONLY)
     try:
-        position, end = offset, offset + size
-        while position < end:
-            data = os.pread(fd, min(HASH_BLOCK, end - position), position)
-            if not data:
-                raise OSError(f"{path} ended at byte {position}, expected {end}")
-            md5.update(data)
-            position += len(data)
+        return md5_of_range(fd, offset, size)
     finally:
         os.close(fd)
-    return md5.hexdigest()
 
 
 def make_random_file(path: Path, size: int) -> str:

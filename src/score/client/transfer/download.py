@@ -9,7 +9,6 @@ the final name. Expired URLs are renewed by asking the server again, never by st
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -20,7 +19,7 @@ from score.client.api import ScoreApi
 from score.client.config import ClientConfig
 from score.client.errors import ClientError, IntegrityError
 from score.client.transfer.data import DataClient
-from score.client.transfer.hashing import OrderedRangeHasher
+from score.client.transfer.hashing import OrderedRangeHasher, md5_of_range
 from score.client.transfer.journal import fsync_dir, read_json, write_json
 from score.client.transfer.parallel import PartTally, UrlBook, run_parallel, transfer_part
 from score.client.transfer.progress import NoProgress, Progress
@@ -92,18 +91,6 @@ class _Job:
     partial: Path
     name: str
     span: int
-
-
-def _md5_at(fd: int, offset: int, length: int) -> str:
-    md5 = hashlib.md5()  # noqa: S324 - integrity, not security
-    position, end = offset, offset + length
-    while position < end:
-        data = os.pread(fd, min(4 << 20, end - position), position)
-        if not data:
-            break
-        md5.update(data)
-        position += len(data)
-    return md5.hexdigest()
 
 
 class Downloader:
@@ -208,7 +195,9 @@ class Downloader:
             if digest is None or md5s.equal(digest, object_md5):
                 return fetched, digest
             corrupt = [
-                p for p in job.parts if p.source_md5 and not md5s.equal(_md5_at(fd, p.write_at, p.keep), p.source_md5)
+                p
+                for p in job.parts
+                if p.source_md5 and not md5s.equal(md5_of_range(fd, p.write_at, p.keep), p.source_md5)
             ]
             if not corrupt or attempt == 2:
                 break

@@ -10,8 +10,27 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 CHUNK = 4 * 1024 * 1024
+
+
+def hash_range(fd: int, offset: int, length: int, *hashes: Any) -> None:
+    """Feed ``length`` bytes of ``fd`` from ``offset`` to every hash; a short file is an error."""
+    position, end = offset, offset + length
+    while position < end:
+        data = os.pread(fd, min(CHUNK, end - position), position)
+        if not data:
+            raise OSError(f"file ended at byte {position}, expected {end}")
+        for digest in hashes:
+            digest.update(data)
+        position += len(data)
+
+
+def md5_of_range(fd: int, offset: int, length: int) -> str:
+    md5 = hashlib.md5()  # noqa: S324 - integrity, not security
+    hash_range(fd, offset, length, md5)
+    return md5.hexdigest()
 
 
 class FileAndPartHasher:
@@ -39,14 +58,7 @@ class FileAndPartHasher:
             try:
                 for offset, size in self._parts:
                     part = hashlib.md5()  # noqa: S324
-                    position, end = offset, offset + size
-                    while position < end:
-                        data = os.pread(fd, min(CHUNK, end - position), position)
-                        if not data:
-                            raise OSError(f"{self._path} became shorter while it was being uploaded")
-                        whole.update(data)
-                        part.update(data)
-                        position += len(data)
+                    hash_range(fd, offset, size, whole, part)
                     with self._ready:
                         self._part_md5[offset] = part.hexdigest()
                         self._ready.notify_all()
@@ -112,13 +124,7 @@ class OrderedRangeHasher:
                     self._done[index].wait()
                     if self._stop.is_set():
                         return
-                    position, end = offset, offset + length
-                    while position < end:
-                        data = os.pread(fd, min(CHUNK, end - position), position)
-                        if not data:
-                            raise OSError(f"{self._path} is shorter than expected at byte {position}")
-                        md5.update(data)
-                        position += len(data)
+                    hash_range(fd, offset, length, md5)
             finally:
                 os.close(fd)
             self._digest = md5.hexdigest()
