@@ -23,7 +23,7 @@ import re
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -455,23 +455,19 @@ class Registry:
         finally:
             db.close()
 
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
         """A read transaction: one consistent snapshot for all the queries inside it."""
-        db = self._connect()
-        try:
-            db.execute("BEGIN")
-            yield db
-            db.execute("COMMIT")
-        finally:
-            db.close()
+        return self._transaction("BEGIN")
+
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction taken up front (IMMEDIATE) so concurrent writers queue, not deadlock."""
+        return self._transaction("BEGIN IMMEDIATE")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken up front (IMMEDIATE) so concurrent writers queue, not deadlock."""
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
         db = self._connect()
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.execute(begin)
             try:
                 yield db
             except BaseException:
