@@ -643,11 +643,15 @@ class S3Store:
             self._resolved.pop(key, None)
 
     def head(self, key: str) -> ObjectHead | None:
-        buckets = self.router.read_buckets(key)
-        for index, bucket in enumerate(buckets):
-            head = self._head_in(bucket, key, tolerate_no_bucket=index > 0)
-            if head is not None:
-                return head
+        return self._first_found(key, self._head_in)
+
+    def _first_found(self, key: str, read: Callable[[str, str, bool], T | None]) -> T | None:
+        """Read ``key`` from its partition bucket, then (relocated objects) the base bucket, whose absence
+        is tolerated."""
+        for index, bucket in enumerate(self.router.read_buckets(key)):
+            found = read(bucket, key, index > 0)
+            if found is not None:
+                return found
         return None
 
     def _head_in(self, bucket: str, key: str, tolerate_no_bucket: bool) -> ObjectHead | None:
@@ -672,12 +676,7 @@ class S3Store:
 
     # -- documents -------------------------------------------------------------------------------
     def read_document(self, key: str) -> bytes | None:
-        buckets = self.router.read_buckets(key)
-        for index, bucket in enumerate(buckets):
-            body = self._get_in(bucket, key, tolerate_no_bucket=index > 0)
-            if body is not None:
-                return body
-        return None
+        return self._first_found(key, self._get_in)
 
     def _get_in(self, bucket: str, key: str, tolerate_no_bucket: bool) -> bytes | None:
         def get() -> bytes:
