@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.services.process import free_port
+
 BIN = Path(sys.executable).parent
 SMALL_PART = 64 * 1024  # tests use small parts so that a few hundred KiB make many parts
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def md5_of(path: Path) -> str:

@@ -17,7 +17,8 @@ import pytest
 
 from score.server.metadata.base import PUBLISHED, UNPUBLISHED, MetadataUnavailable
 from score.server.metadata.song import SongMetadata
-from tests.conftest import Client, Registry, ScoreServer, free_port, make_file, md5_of
+from tests.conftest import Client, Registry, ScoreServer, make_file, md5_of
+from tests.services.process import free_port
 
 
 @pytest.fixture
