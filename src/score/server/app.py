@@ -16,7 +16,7 @@ from score.server.api import download, health, listing, upload
 from score.server.api.song import build_song_router
 from score.server.api.store_data import build_store_data_router
 from score.server.audit import AuditLog
-from score.server.auth.builtin import BuiltinIssuer
+from score.server.auth.factory import build_verifier
 from score.server.context import ServerContext
 from score.server.errors import install_error_handlers
 from score.server.metadata.base import MetadataSource
@@ -50,7 +50,7 @@ def build_context(settings: ServerSettings) -> ServerContext:
         settings=settings,
         store=store,
         metadata=metadata,
-        verifier=BuiltinIssuer(data_dir),
+        verifier=build_verifier(settings.auth, data_dir),
         uploads=uploads,
         downloads=DownloadService(store, settings),
         audit=AuditLog(data_dir / "logs" / "audit.log"),

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from score.server.auth.policy import ScopeSettings
@@ -60,6 +60,56 @@ class GcsConfig(BaseModel):
     credentials_file: str | None = None  # service-account JSON, needed to sign V4 URLs
 
 
+class KeycloakConfig(BaseModel):
+    """Keycloak mode: scopes are the permissions Keycloak's UMA endpoint grants (reference §4.2)."""
+
+    token_url: str  # {host}/realms/{realm}/protocol/openid-connect/token
+    client_id: str  # auth.server.clientID: the resource server whose permissions are asked for
+    cache_ttl: float = Field(60.0, ge=0, description="Seconds one token's permissions are reused")
+
+
+class JwtProviderConfig(BaseModel):
+    """One trusted issuer of JWT access tokens: keys from a JWKS URL or one PEM public key (Ego)."""
+
+    issuer: str
+    jwks_url: str | None = None  # Keycloak: {host}/realms/{realm}/protocol/openid-connect/certs
+    public_key: str | None = None  # PEM text
+    public_key_file: Path | None = None
+    public_key_url: str | None = None  # Ego: https://ego/oauth/token/public_key
+    audience: list[str] = Field(default_factory=list, description="Accepted 'aud' values; empty = not checked")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    scope_claims: list[str] = Field(default_factory=lambda: ["scope", "scp", "context.scope"])
+    keycloak: KeycloakConfig | None = None
+    jwks_cache_ttl: float = Field(3600.0, gt=0)
+    leeway: float = Field(10.0, ge=0, description="Seconds of clock skew tolerated on exp/nbf")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtProviderConfig:
+        sources = [self.jwks_url, self.public_key, self.public_key_file, self.public_key_url]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError(
+                f"JWT provider {self.issuer}: set exactly one of jwks_url, public_key, public_key_file, public_key_url"
+            )
+        return self
+
+
+class IntrospectionConfig(BaseModel):
+    """RFC 7662 introspection for opaque API keys (Score's auth.server.url/clientID/clientSecret/tokenName)."""
+
+    url: str
+    client_id: str
+    client_secret: SecretStr
+    token_field: str = "token"  # noqa: S105 - field name. The original's tokenName: apiToken (Score), apiKey (Keycloak plugin)
+    cache_ttl: float = Field(10.0, ge=0, description="Seconds an answer is reused; revocation shows within this")
+
+
+class AuthConfig(BaseModel):
+    builtin: bool = Field(True, description="Accept tokens of the built-in issuer (score-server token)")
+    jwt: list[JwtProviderConfig] = Field(default_factory=list)
+    introspection: IntrospectionConfig | None = None
+    timeout: float = Field(5.0, gt=0, description="Seconds to wait for an identity provider")
+
+
 class _TomlFileSource(PydanticBaseSettingsSource):
     """Reads the file named by ``SCORE_CONFIG`` (TOML), if any."""
 
@@ -105,6 +155,7 @@ class ServerSettings(BaseSettings):
         86400, ge=0, description="Seconds between sweeps of stale uploads (older than upload_url_ttl); 0 = never"
     )
     scopes: ScopeConfig = ScopeConfig()
+    auth: AuthConfig = AuthConfig()
     log_level: str = "info"
 
     @field_validator("public_url", "metadata_url")

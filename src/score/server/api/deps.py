@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import Request
 
 from score.server.auth.policy import Action, Decision, decide
-from score.server.auth.principal import ANONYMOUS, InvalidToken, Principal
+from score.server.auth.principal import ANONYMOUS, InvalidToken, Principal, ProviderUnavailable
 from score.server.context import ServerContext
-from score.server.errors import ApiError, Unauthorized
+from score.server.errors import ApiError, Unauthorized, Unavailable
 
 
 def get_context(request: Request) -> ServerContext:
@@ -40,6 +40,8 @@ def get_principal(request: Request) -> Principal:
             principal = get_context(request).verifier.verify(token)
         except InvalidToken as exc:
             raise Unauthorized(str(exc)) from exc
+        except ProviderUnavailable as exc:
+            raise Unavailable(f"cannot check the access token: {exc}; try again shortly") from exc
     request.state.principal = principal
     return principal
 

@@ -49,6 +49,8 @@ def _load_or_create_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
 
 
 class BuiltinIssuer(TokenVerifier):
+    issuer = ISSUER
+
     def __init__(self, data_dir: Path) -> None:
         self._key = _load_or_create_key(data_dir)
         self._public = self._key.public_key()

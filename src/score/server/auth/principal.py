@@ -31,6 +31,10 @@ class InvalidToken(Exception):
     """The bearer token could not be verified; the message says why, never what the token was."""
 
 
+class ProviderUnavailable(Exception):
+    """The identity provider (JWKS, introspection, Keycloak) could not be asked: a 503, never a 401."""
+
+
 class TokenVerifier:
     """Interface: turn a bearer token into a Principal or raise InvalidToken.
 
@@ -40,19 +44,3 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:  # pragma: no cover - interface
         raise NotImplementedError
-
-
-class VerifierChain(TokenVerifier):
-    """Tries verifiers in order; the first that recognises the token decides."""
-
-    def __init__(self, verifiers: list[TokenVerifier]) -> None:
-        self._verifiers = verifiers
-
-    def verify(self, token: str) -> Principal:
-        last: InvalidToken | None = None
-        for verifier in self._verifiers:
-            try:
-                return verifier.verify(token)
-            except InvalidToken as exc:
-                last = exc
-        raise last or InvalidToken("no token verifier is configured")

@@ -19,9 +19,7 @@ Every failure becomes ``MetadataUnavailable`` (the API answers 503, which client
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -30,6 +28,7 @@ import httpx
 
 from score.core.ids import is_safe_id
 from score.server.metadata.base import Entity, MetadataUnavailable
+from score.server.ttl_cache import TtlCache
 
 _BACKOFF_SECONDS = 0.2  # first retry delay; doubles per attempt, capped below
 _BACKOFF_CAP_SECONDS = 2.0
@@ -42,36 +41,6 @@ class _Analysis:
 
     state: str | None
     files: dict[str, tuple[int | None, str | None]]
-
-
-class _TtlCache:
-    """A small thread-safe TTL cache with LRU eviction, so memory stays bounded whatever ids are asked."""
-
-    def __init__(self, ttl: float, max_entries: int) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()
-
-    def get(self, key: tuple[str, ...]) -> Any | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            if item[0] <= time.monotonic():
-                del self._items[key]
-                return None
-            self._items.move_to_end(key)
-            return item[1]
-
-    def put(self, key: tuple[str, ...], value: Any) -> None:
-        if self.ttl <= 0:
-            return
-        with self._lock:
-            self._items[key] = (time.monotonic() + self.ttl, value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
 
 
 def _redact(url: str) -> str:
@@ -96,7 +65,7 @@ class SongMetadata:
         self.base_url = base_url.rstrip("/")
         self.retries = max(retries, 0)
         self._shown_url = _redact(self.base_url)
-        self._cache = _TtlCache(cache_ttl, max_cache_entries)
+        self._cache = TtlCache(cache_ttl, max_cache_entries)
         self._http = httpx.Client(timeout=timeout, headers={"Accept": "application/json"}, follow_redirects=False)
 
     def close(self) -> None:
