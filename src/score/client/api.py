@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -31,16 +34,37 @@ def _message(response: httpx.Response) -> str:
     return str(body)
 
 
-def _explain(status: int, message: str, what: str, has_token: bool) -> str:
+def token_claims(token: str) -> dict[str, Any] | None:
+    """A JWT access token's claims, read without verification (the server verifies); None if opaque."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def token_expiry(token: str) -> float | None:
+    claims = token_claims(token) or {}
+    try:
+        return float(claims["exp"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _explain(status: int, message: str, what: str, token: str) -> str:
+    """A refusal in the user's terms: no token at all, an expired one, a rejected one, or a missing scope."""
     if status == 401:
-        hint = (
-            "set ACCESSTOKEN to a valid token"
-            if not has_token
-            else "the token is missing, expired or invalid; get a new one"
-        )
+        if not token:
+            hint = "no access token was sent: set ACCESSTOKEN or access_token in the config file"
+        elif (expiry := token_expiry(token)) is not None and expiry < time.time():
+            stamp = datetime.fromtimestamp(expiry, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            hint = f"your access token expired at {stamp}: get a new one"
+        else:
+            hint = "the server rejected your access token: get a new one from your identity provider"
         return f"{what}: not authenticated ({message}); {hint}"
     if status == 403:
-        return f"{what}: permission denied ({message})"
+        return f"{what}: permission denied ({message}); ask for the scope named above or use a token that has it"
     return f"{what}: {message}"
 
 
@@ -50,7 +74,7 @@ class _Service:
         if config.access_token:
             headers["Authorization"] = f"Bearer {config.access_token}"
         self.base_url = base_url
-        self._has_token = bool(config.access_token)
+        self._token = config.access_token
         self._retries = max(config.retries, 0)
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=config.timeout)
 
@@ -75,7 +99,7 @@ class _Service:
                 if response.status_code in ok:
                     return response
                 error = ServerError(
-                    _explain(response.status_code, _message(response), what, self._has_token), response.status_code
+                    _explain(response.status_code, _message(response), what, self._token), response.status_code
                 )
             if not error.retryable or attempt > self._retries:
                 raise error

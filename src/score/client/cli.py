@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import sys
 import time
@@ -15,7 +13,7 @@ import click
 import httpx
 
 from score import __version__
-from score.client.api import FileEntity, MetadataApi, ScoreApi
+from score.client.api import FileEntity, MetadataApi, ScoreApi, token_claims, token_expiry
 from score.client.config import ClientConfig
 from score.client.errors import ClientError
 from score.client.transfer.data import DataClient
@@ -376,12 +374,11 @@ def _resolve(path: Path, manifest_dir: Path) -> Path:
 def _describe_token(token: str) -> str:
     if not token:
         return "not set (set ACCESSTOKEN or access_token in the config file)"
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        remaining = int(claims["exp"] - time.time())
-    except (IndexError, ValueError, KeyError, TypeError):
+    claims = token_claims(token)
+    expiry = token_expiry(token)
+    if claims is None or expiry is None:
         return f"set ({len(token)} characters, not a JWT)"
+    remaining = int(expiry - time.time())
     state = f"expires in {remaining // 60} min" if remaining > 0 else f"EXPIRED {-remaining // 60} min ago"
     return f"set (JWT for {claims.get('sub', '?')}, scopes: {claims.get('scope', '')}; {state})"
 

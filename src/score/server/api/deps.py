@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from score.server.auth.policy import Action, Decision, decide
-from score.server.auth.principal import ANONYMOUS, InvalidToken, Principal, ProviderUnavailable
+from score.server.auth.principal import ANONYMOUS, InvalidToken, Principal, ProviderUnavailable, token_fingerprint
 from score.server.context import ServerContext
 from score.server.errors import ApiError, Unauthorized, Unavailable
 
@@ -46,6 +46,19 @@ def get_principal(request: Request) -> Principal:
     return principal
 
 
+def audited_principal(request: Request, action: str, target: str, byte_range: str | None = None) -> Principal:
+    """``get_principal``, writing the audit line when the token itself is refused (a 401 decision)."""
+    try:
+        return get_principal(request)
+    except Unauthorized as refusal:
+        token = bearer_token(request)
+        unverified = Principal(subject="unverified", token_id=token_fingerprint(token) if token else "")
+        get_context(request).audit.record(
+            request, unverified, action, target, False, refusal.message, byte_range=byte_range
+        )
+        raise
+
+
 def enforce(decision: Decision) -> None:
     """Raise the API error a denial maps to (401/403/400) with the policy's reason as message."""
     if not decision.allowed:
@@ -55,7 +68,12 @@ def enforce(decision: Decision) -> None:
 
 
 def authorize(request: Request, action: Action, study_id: str | None = None, access: str | None = None) -> Principal:
+    """Apply the policy to a request that issues no URLs; only refusals are audited (target: the path)."""
     context = get_context(request)
-    principal = get_principal(request)
-    enforce(decide(action, principal, context.settings.scopes.to_policy(), study_id, access))
+    target = request.url.path
+    principal = audited_principal(request, action.value, target)
+    decision = decide(action, principal, context.settings.scopes.to_policy(), study_id, access)
+    if not decision.allowed:
+        context.audit.record(request, principal, action.value, target, False, decision.reason, study_id)
+    enforce(decision)
     return principal

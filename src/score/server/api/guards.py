@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from score.core.ids import is_safe_id
-from score.server.api.deps import enforce, get_context, get_principal
+from score.server.api.deps import audited_principal, enforce, get_context
 from score.server.auth.policy import Action, decide
 from score.server.auth.principal import Principal
 from score.server.errors import BadRequest, NotFound, Unavailable
@@ -46,7 +46,7 @@ def authorize_object(
     """Verify the caller, look the object up and apply the policy; audit when URLs may be issued."""
     context = get_context(request)
     valid_object_id(object_id)
-    principal = get_principal(request)
+    principal = audited_principal(request, action.value, object_id, byte_range)
     if action is Action.UPLOAD and principal.anonymous:
         decision = decide(action, principal, context.settings.scopes.to_policy())
         context.audit.record(request, principal, action.value, object_id, False, decision.reason, None, byte_range)
