@@ -28,6 +28,7 @@ from score.server.storage.base import (
     UploadNotFound,
 )
 from tests.conftest import Client, Registry, ScoreServer, make_file, md5_of
+from tests.integration.store_reads import check_ranged_document_reads
 from tests.services.azurite import ACCOUNT_KEY, ACCOUNT_NAME, SENTINEL_KEY, Azurite, part_number
 from tests.services.process import free_port
 from tests.services.proxy import ProxyEvent, StoreProxy
@@ -388,3 +389,7 @@ def test_server_and_client_round_trip_on_azurite(azurite: Azurite, tmp_path: Pat
     finally:
         server.stop()
         proxy.stop()
+
+
+def test_ranged_document_reads(store) -> None:  # type: ignore[no-untyped-def]
+    check_ranged_document_reads(store)

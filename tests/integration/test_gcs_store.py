@@ -32,6 +32,7 @@ from score.server.storage.base import (
 )
 from score.server.storage.gcs import MAX_SIGNED_TTL, GcsStore, part_object_name
 from tests.conftest import Client, Registry, ScoreServer, make_file, md5_of
+from tests.integration.store_reads import check_ranged_document_reads
 from tests.services.gcs import SENTINEL_KEY, GcsEmulator, part_number, write_service_account
 from tests.services.process import free_port
 from tests.services.proxy import ProxyEvent
@@ -512,3 +513,7 @@ def test_client_upload_publish_download_through_the_emulator(emulator: GcsEmulat
         assert (ranged_out / "many.bam").read_bytes() == source[65000:135000]
     finally:
         server.stop()
+
+
+def test_ranged_document_reads(store) -> None:  # type: ignore[no-untyped-def]
+    check_ranged_document_reads(store)

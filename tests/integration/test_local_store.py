@@ -31,6 +31,7 @@ from score.server.errors import install_error_handlers
 from score.server.storage import local as local_module
 from score.server.storage.base import ObjectStore, StoreError, UploadedPart, UploadNotFound
 from score.server.storage.local import LocalStore, load_or_create_signing_key, validate_key
+from tests.integration.store_reads import check_ranged_document_reads
 
 MiB = 1024 * 1024
 OBJECT_KEY = "data/0b7a7d3e-5c39-4b8f-9d4e-2f1a6c3b9e01"
@@ -864,3 +865,7 @@ def test_same_part_cannot_be_written_by_two_requests_at_once(store: LocalStore, 
         first.close()
     again = put(client, url, b"b" * 10)
     assert again.status_code == 200 and again.headers["etag"] == f'"{md5_hex(b"b" * 10)}"'
+
+
+def test_ranged_document_reads(store) -> None:  # type: ignore[no-untyped-def]
+    check_ranged_document_reads(store)

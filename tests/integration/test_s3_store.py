@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from score.server.settings import S3Config
 from score.server.storage.base import ObjectStore, StoreMisconfigured, StoreUnavailable, UploadedPart, UploadNotFound
 from score.server.storage.s3 import S3Store
+from tests.integration.store_reads import check_ranged_document_reads
 from tests.services.process import free_port
 from tests.services.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedS3
 
@@ -395,3 +396,7 @@ def test_unreachable_endpoint(bucket: str) -> None:
     assert SECRET_KEY not in str(info.value) and "Signature" not in str(info.value)
     with pytest.raises(StoreUnavailable):
         list(store.list("data/"))
+
+
+def test_ranged_document_reads(store) -> None:  # type: ignore[no-untyped-def]
+    check_ranged_document_reads(store)

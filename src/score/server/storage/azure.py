@@ -367,9 +367,13 @@ class AzureStore:
         )
 
     # -- documents -------------------------------------------------------------------------------------
-    def read_document(self, key: str) -> bytes | None:
+    def read_document(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
+        length = None if end is None else max(end - start, 0)
+        if length == 0:
+            return b"" if self.head(key) is not None else None
         try:
-            return self._blob(key).download_blob(max_concurrency=1).readall()
+            offset = start if start or length else None  # the SDK wants an offset whenever a length is given
+            return self._blob(key).download_blob(offset=offset, length=length, max_concurrency=1).readall()
         except ResourceNotFoundError:
             return None
         except AzureError as exc:

@@ -106,7 +106,9 @@ class ObjectStore(Protocol):
     def head(self, key: str) -> ObjectHead | None: ...
 
     # -- small documents (``.meta`` JSON, upload state, markers) ---------------------------------
-    def read_document(self, key: str) -> bytes | None: ...
+    def read_document(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
+        """The bytes of ``key`` (or of ``[start, end)``, e.g. a BAM header for htsget); None if absent."""
+        ...
 
     def write_document(self, key: str, body: bytes) -> None:
         """Write atomically and durably: a reader sees the old document, the new one, or none."""

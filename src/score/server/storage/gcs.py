@@ -303,10 +303,14 @@ class GcsStore:
             raise UploadNotFound(f"upload {upload_id} is for another object, not {key}; check the object id")
         return {**record, "size": size}
 
-    def _read(self, name: str, what: str) -> bytes | None:
+    def _read(self, name: str, what: str, start: int = 0, end: int | None = None) -> bytes | None:
         with _mapped(what):
+            if end is not None and end <= start:
+                return b"" if self._bucket().get_blob(name) is not None else None
             try:
-                return self._bucket().blob(name).download_as_bytes(retry=self._retry, timeout=TIMEOUT)
+                return self._bucket().blob(name).download_as_bytes(
+                    start=start or None, end=None if end is None else end - 1, retry=self._retry, timeout=TIMEOUT
+                )
             except api_exceptions.NotFound:
                 return None
 
@@ -498,8 +502,8 @@ class GcsStore:
         return _head(blob) if blob is not None else None
 
     # -- documents -----------------------------------------------------------------------------------
-    def read_document(self, key: str) -> bytes | None:
-        return self._read(validate_key(key), "read a document")
+    def read_document(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
+        return self._read(validate_key(key), "read a document", start, end)
 
     def write_document(self, key: str, body: bytes) -> None:
         """One upload request: GCS makes the new object visible atomically, never half-written."""

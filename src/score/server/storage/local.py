@@ -573,9 +573,11 @@ class LocalStore:
         return ObjectHead(key=key, size=info.st_size, last_modified_ms=info.st_mtime_ns // 1_000_000)
 
     # -- documents -----------------------------------------------------------------------------------
-    def read_document(self, key: str) -> bytes | None:
+    def read_document(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
         try:
-            return self.path_of(key).read_bytes()
+            with self.path_of(key).open("rb") as handle:
+                handle.seek(start)
+                return handle.read() if end is None else handle.read(max(end - start, 0))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
 

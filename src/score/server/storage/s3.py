@@ -675,12 +675,18 @@ class S3Store:
         )
 
     # -- documents -------------------------------------------------------------------------------
-    def read_document(self, key: str) -> bytes | None:
-        return self._first_found(key, self._get_in)
+    def read_document(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
+        if start == 0 and end is None:
+            return self._first_found(key, self._get_in)
+        if end is not None and end <= start:  # S3 has no empty range: bytes=10-9 is refused
+            return b"" if self.head(key) is not None else None
+        byte_range = f"bytes={start}-{'' if end is None else end - 1}"
+        return self._first_found(key, lambda bucket, k, tolerate: self._get_in(bucket, k, tolerate, byte_range))
 
-    def _get_in(self, bucket: str, key: str, tolerate_no_bucket: bool) -> bytes | None:
+    def _get_in(self, bucket: str, key: str, tolerate_no_bucket: bool, byte_range: str | None = None) -> bytes | None:
         def get() -> bytes:
-            response = self._client.get_object(Bucket=bucket, Key=key)
+            extra = {"Range": byte_range} if byte_range else {}
+            response = self._client.get_object(Bucket=bucket, Key=key, **extra)
             with response["Body"] as stream:
                 return bytes(stream.read())
 
