@@ -50,6 +50,10 @@ class MetadataSource(Protocol):
         """``UNPUBLISHED`` / ``PUBLISHED`` / ``SUPPRESSED``, or None if the analysis is unknown."""
         ...
 
+    def sibling_files(self, entity: Entity) -> list[Entity]:
+        """Every file of ``entity``'s analysis (itself included): how an object's index file is found."""
+        ...
+
 
 @dataclass(frozen=True)
 class StoredObject:

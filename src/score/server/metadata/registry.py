@@ -494,6 +494,11 @@ class Registry:
             row = db.execute("SELECT * FROM file WHERE object_id = ?", (object_id,)).fetchone()
         return None if row is None else _file_from_row(row).to_entity()
 
+    def sibling_files(self, entity: Entity) -> list[Entity]:
+        with self._source_errors(), self._read() as db:
+            records = _files_of(db, entity.gnosId)
+        return [record.to_entity() for record in records if record.studyId == entity.projectCode]
+
     def analysis_state(self, study_id: str, analysis_id: str) -> str | None:
         """The analysis state, or None when the analysis is unknown or belongs to another study."""
         with self._source_errors(), self._read() as db:

@@ -41,6 +41,7 @@ class _Analysis:
 
     state: str | None
     files: dict[str, tuple[int | None, str | None]]
+    names: dict[str, tuple[str, str]]  # object id -> (file name, access), to find an object's index file
 
 
 def _redact(url: str) -> str:
@@ -104,6 +105,24 @@ class SongMetadata:
         self._cache.put(("entity", object_id), entity)
         return entity
 
+    def sibling_files(self, entity: Entity) -> list[Entity]:
+        """The analysis' files from Song's analysis JSON (one cached call, as for the size/MD5 check)."""
+        analysis = self._analysis(entity.projectCode, entity.gnosId)
+        if analysis is None:
+            return []
+        return [
+            Entity(
+                id=object_id,
+                gnosId=entity.gnosId,
+                fileName=name,
+                projectCode=entity.projectCode,
+                access=access,
+                fileSize=analysis.files.get(object_id, (None, None))[0],
+                fileMd5sum=analysis.files.get(object_id, (None, None))[1],
+            )
+            for object_id, (name, access) in analysis.names.items()
+        ]
+
     def analysis_state(self, study_id: str, analysis_id: str) -> str | None:
         """Song's ``analysisState``; None when Song answers 404 or 400 (unknown / other study), as Score does."""
         analysis = self._analysis(study_id, analysis_id)
@@ -130,6 +149,7 @@ class SongMetadata:
             return None
         state = body.get("analysisState")
         files: dict[str, tuple[int | None, str | None]] = {}
+        names: dict[str, tuple[str, str]] = {}
         raw_files = body.get("files")
         for record in raw_files if isinstance(raw_files, list) else []:
             if isinstance(record, dict) and isinstance(record.get("objectId"), str):
@@ -139,7 +159,10 @@ class SongMetadata:
                     size if isinstance(size, int) and not isinstance(size, bool) else None,
                     md5 if isinstance(md5, str) else None,
                 )
-        analysis = _Analysis(state=state if isinstance(state, str) else None, files=files)
+                name, access = record.get("fileName"), record.get("fileAccess")
+                if isinstance(name, str):
+                    names[record["objectId"]] = (name, access if isinstance(access, str) else "")
+        analysis = _Analysis(state=state if isinstance(state, str) else None, files=files, names=names)
         self._cache.put(key, analysis)
         return analysis
 
