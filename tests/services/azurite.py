@@ -1,23 +1,19 @@
 """Azurite (npm ``azurite``, the ``azurite-blob`` server): a real Azure Blob endpoint with SAS enforced.
 
-Azurite is pinned and installed on first use under ``<repo>/.cache/npm`` (git-ignored), so the test
-command needs nothing but Node and npm on the PATH. Parallel test processes (pytest-xdist, several
-suites at once) serialise the install with a file lock instead of racing npm into one folder.
+Azurite is pinned and installed on first use under ``<repo>/.cache/npm`` (see ``tests.services.npm``), so
+the test command needs nothing but Node and npm on the PATH.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
-import json
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
 import httpx
 
+from tests.services.npm import CACHE, npm_binary_or_module
 from tests.services.process import ServiceProcess, free_port
 from tests.services.proxy import ProxyEvent
 
@@ -25,49 +21,13 @@ AZURITE_VERSION = "3.37.0"
 ACCOUNT_NAME = "devstoreaccount1"
 # The emulator's well-known, public account key (Azurite's README); it protects nothing.
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-REPO = Path(__file__).resolve().parents[2]
-NPM_PREFIX = REPO / ".cache" / "npm"
+NPM_PREFIX = CACHE / "npm"
 SENTINEL_KEY = "data/heliograph"
-
-
-def _installed_version(prefix: Path) -> str | None:
-    try:
-        return json.loads((prefix / "node_modules" / "azurite" / "package.json").read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def azurite_binary(prefix: Path = NPM_PREFIX) -> Path:
     """The pinned ``azurite-blob``, installed with npm into ``prefix`` the first time it is needed."""
-    binary = prefix / "node_modules" / ".bin" / "azurite-blob"
-    if binary.exists() and _installed_version(prefix) == AZURITE_VERSION:
-        return binary
-    prefix.mkdir(parents=True, exist_ok=True)
-    with open(prefix / ".install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be installing right now: wait for it
-        if binary.exists() and _installed_version(prefix) == AZURITE_VERSION:
-            return binary
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("npm is not on the PATH: install Node.js 20 (with npm) to run the Azure tests")
-        result = subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-save",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(prefix),
-                f"azurite@{AZURITE_VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if result.returncode != 0 or not binary.exists():
-            raise RuntimeError(f"npm could not install azurite@{AZURITE_VERSION}:\n{result.stderr[-3000:]}")
-    return binary
+    return npm_binary_or_module("azurite", AZURITE_VERSION, prefix, binary="azurite-blob")
 
 
 def part_number(event: ProxyEvent) -> int | None:
