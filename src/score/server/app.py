@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from score import __version__
-from score.server.api import download, health, listing, upload
+from score.server.api import download, health, htsget, listing, upload
 from score.server.api.song import build_song_router
 from score.server.api.store_data import build_store_data_router
 from score.server.audit import AuditLog
@@ -24,6 +24,7 @@ from score.server.metadata.registry import Registry
 from score.server.metadata.song import SongMetadata
 from score.server.services.cleanup import clean_stale_uploads
 from score.server.services.downloads import DownloadService
+from score.server.services.htsget import HtsgetService
 from score.server.services.uploads import UploadService, data_key
 from score.server.settings import ServerSettings
 from score.server.storage.factory import build_store
@@ -54,6 +55,7 @@ def build_context(settings: ServerSettings) -> ServerContext:
         uploads=uploads,
         downloads=DownloadService(store, settings),
         audit=AuditLog(data_dir / "logs" / "audit.log"),
+        htsget=HtsgetService(store, settings),
     )
 
 
@@ -70,7 +72,7 @@ def build_app(settings: ServerSettings) -> FastAPI:
     app = FastAPIOffline(title="Score API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.context = context
     install_error_handlers(app)
-    for router in (upload.router, download.router, listing.router, health.router):
+    for router in (upload.router, download.router, listing.router, health.router, htsget.router):
         app.include_router(router)
     if not settings.metadata_url:  # the embedded registry's Song API; a remote Song serves its own
         app.include_router(build_song_router(), prefix="/song")

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from score.server.auth.principal import TokenVerifier
     from score.server.metadata.base import MetadataSource
     from score.server.services.downloads import DownloadService
+    from score.server.services.htsget import HtsgetService
     from score.server.services.uploads import UploadService
     from score.server.settings import ServerSettings
     from score.server.storage.base import ObjectStore
@@ -28,3 +29,4 @@ class ServerContext:
     uploads: UploadService
     downloads: DownloadService
     audit: AuditLog
+    htsget: HtsgetService

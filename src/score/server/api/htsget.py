@@ -1,0 +1,265 @@
+"""GA4GH htsget 1.3: ``/htsget/reads/{id}`` and ``/htsget/variants/{id}`` (GET and POST), and service-info.
+
+Same authorisation as ``GET /download/{id}`` (open/controlled, study scopes, published only), one audit
+line per ticket. Every failure answers htsget's error JSON (``{"htsget": {"error", "message"}}``) with the
+spec's status, including authentication and permission refusals.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from score import __version__
+from score.genomics import UNPLACED, Region
+from score.server.api.deps import get_context
+from score.server.api.guards import analysis_state, authorize_object
+from score.server.auth.policy import Action
+from score.server.errors import ApiError
+from score.server.metadata.base import PUBLISHED, MetadataUnavailable
+from score.server.services.htsget import READS_FORMATS, VARIANTS_FORMATS, HtsgetError
+
+MEDIA_TYPE = "application/vnd.ga4gh.htsget.v1.0.0+json; charset=utf-8"
+MAX_BODY = 1 << 20
+MAX_COORDINATE = 2**32 - 1
+FIELDS = ("QNAME", "FLAG", "RNAME", "POS", "MAPQ", "CIGAR", "RNEXT", "PNEXT", "TLEN", "SEQ", "QUAL")
+_STATUS_NAMES = {401: "InvalidAuthentication", 403: "PermissionDenied", 404: "NotFound", 413: "PayloadTooLarge"}
+DATATYPES = {"reads": READS_FORMATS, "variants": VARIANTS_FORMATS}
+
+router = APIRouter(prefix="/htsget", tags=["htsget"])
+
+
+def _respond(request: Request, body: dict[str, Any], status: int = 200) -> JSONResponse:
+    headers = {}
+    origin = request.headers.get("origin")
+    if origin:  # CORS: browsers (igv.js) call htsget directly
+        headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _error(request: Request, name: str, status: int, message: str) -> JSONResponse:
+    return _respond(request, {"htsget": {"error": name, "message": message}}, status)
+
+
+def _htsget_errors(request: Request, handler: Callable[[], dict[str, Any]]) -> JSONResponse:
+    """Run ``handler``, turning every refusal into htsget's error JSON."""
+    try:
+        return _respond(request, handler())
+    except HtsgetError as exc:
+        return _error(request, exc.name, exc.status, exc.message)
+    except ApiError as exc:
+        name = _STATUS_NAMES.get(exc.status, "InvalidInput" if exc.status < 500 else "ServiceUnavailable")
+        response = _error(request, name, exc.status, exc.message)
+        response.headers.update(exc.headers)
+        return response
+
+
+def _invalid(message: str) -> HtsgetError:
+    return HtsgetError("InvalidInput", 400, message)
+
+
+def _coordinate(raw: Any, name: str) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise _invalid(f"{name} must be an unsigned 32-bit integer")
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise _invalid(f"{name} must be an unsigned 32-bit integer, not {str(raw)[:40]!r}") from exc
+    if not 0 <= value <= MAX_COORDINATE:
+        raise HtsgetError("InvalidRange", 400, f"{name} {value} is outside 0..{MAX_COORDINATE}")
+    return value
+
+
+def _region(reference: Any, start_raw: Any, end_raw: Any, post: bool) -> Region:
+    start, end = _coordinate(start_raw, "start"), _coordinate(end_raw, "end")
+    if reference is None or reference == "":
+        if start is not None or end is not None:
+            raise _invalid("start and end need a referenceName")
+        raise _invalid("a region needs a referenceName")
+    if not isinstance(reference, str):
+        raise _invalid("referenceName must be a string")
+    if reference == UNPLACED and (start is not None or end is not None):
+        raise _invalid("referenceName=* (unplaced unmapped reads) takes no start or end")
+    if start is not None and end is not None and (start > end or (post and start == end)):
+        raise HtsgetError("InvalidRange", 400, f"start {start} is after end {end}")
+    return Region(reference, start, end)
+
+
+def _format(raw: Any, datatype: str) -> str:
+    allowed = DATATYPES[datatype]
+    if raw is None:
+        return allowed[0]
+    if not isinstance(raw, str) or raw.upper() not in allowed:
+        raise HtsgetError(
+            "UnsupportedFormat",
+            400,
+            f"format {str(raw)[:20]!r} is not served for {datatype}: use {' or '.join(allowed)}",
+        )
+    return raw.upper()
+
+
+def _check_tags(fields: Any, tags: Any, notags: Any) -> None:
+    for name, value in (("fields", fields), ("tags", tags), ("notags", notags)):
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise _invalid(f"{name} must be a list of strings")
+    unknown = sorted(set(fields or []) - set(FIELDS))
+    if unknown:
+        raise _invalid(f"unknown fields {unknown}: use {', '.join(FIELDS)}")
+    both = sorted(set(tags or []) & set(notags or []))
+    if both:
+        raise _invalid(f"tags {both} are both included and excluded")
+
+
+def _split(value: str | None) -> list[str] | None:
+    return None if value is None else [v for v in value.split(",") if v]
+
+
+def _get_request(request: Request, datatype: str) -> tuple[str, list[Region] | None, bool]:
+    query = request.query_params
+    fmt = _format(query.get("format"), datatype)
+    klass = query.get("class")
+    if klass not in (None, "header"):
+        raise _invalid(f"class must be 'header' (or absent), not {klass[:20]!r}")
+    header_only = klass == "header"
+    others = [name for name in query if name not in ("format", "class")]
+    if header_only and others:
+        raise _invalid(f"class=header takes no other parameter than format (got {', '.join(sorted(others))})")
+    _check_tags(_split(query.get("fields")), _split(query.get("tags")), _split(query.get("notags")))
+    reference = query.get("referenceName")
+    if reference is None and query.get("start") is None and query.get("end") is None:
+        return fmt, None, header_only
+    return fmt, [_region(reference, query.get("start"), query.get("end"), post=False)], header_only
+
+
+async def _post_request(request: Request, datatype: str) -> tuple[str, list[Region] | None, bool]:
+    if request.query_params:
+        raise _invalid("a POST request carries its parameters in the JSON body, not in the URL query")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise HtsgetError("PayloadTooLarge", 413, f"the request body exceeds {MAX_BODY} bytes")
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise _invalid(f"the request body is not JSON ({exc})") from exc
+    if not isinstance(body, dict):
+        raise _invalid("the request body must be a JSON object")
+    fmt = _format(body.get("format"), datatype)
+    klass = body.get("class")
+    if klass not in (None, "header"):
+        raise _invalid("class must be 'header' (or absent)")
+    _check_tags(body.get("fields"), body.get("tags"), body.get("notags"))
+    header_only = klass == "header"
+    if "regions" not in body or body["regions"] is None:
+        return fmt, None, header_only
+    regions = body["regions"]
+    if header_only:
+        raise _invalid("class=header takes no regions")
+    if not isinstance(regions, list) or not regions or not all(isinstance(r, dict) for r in regions):
+        raise _invalid("regions must be a non-empty list of {referenceName, start, end} objects")
+    return fmt, [_region(r.get("referenceName"), r.get("start"), r.get("end"), post=True) for r in regions], header_only
+
+
+def _ticket(
+    request: Request, object_id: str, fmt: str, regions: list[Region] | None, header_only: bool
+) -> dict[str, Any]:
+    context = get_context(request)
+    described = (
+        "header"
+        if header_only
+        else ";".join(f"{r.reference_name}:{r.start or 0}-{'' if r.end is None else r.end}" for r in regions or [])
+        or "all"
+    )
+    _, entity = authorize_object(
+        request, Action.DOWNLOAD, object_id, audit=True, byte_range=f"htsget {fmt} {described}"
+    )
+    state = analysis_state(request, entity)
+    if state != PUBLISHED:
+        raise HtsgetError(
+            "NotFound",
+            404,
+            f"object {object_id} is in analysis {entity.gnosId}, which is {state}: only published files are served",
+        )
+    try:
+        siblings = context.metadata.sibling_files(entity)
+    except MetadataUnavailable as exc:
+        raise HtsgetError(
+            "ServiceUnavailable", 503, f"the metadata server is unavailable ({exc}); try again shortly"
+        ) from exc
+    return context.htsget.ticket(entity, siblings, fmt, regions, header_only)
+
+
+def _service_info(datatype: str) -> dict[str, Any]:
+    return {
+        "id": f"org.overture.score.htsget.{datatype}",
+        "name": f"Score htsget ({datatype})",
+        "type": {"group": "org.ga4gh", "artifact": "htsget", "version": "1.3.0"},
+        "description": "Region slices of Score's objects: tickets of signed URLs straight to the object store",
+        "organization": {"name": "Score", "url": "https://github.com/overture-stack/score"},
+        "version": __version__,
+        "htsget": {
+            "datatype": datatype,
+            "formats": list(DATATYPES[datatype]),
+            "fieldsParameterEffective": False,
+            "tagsParametersEffective": False,
+        },
+    }
+
+
+def _register(datatype: str) -> None:
+    @router.get(
+        f"/{datatype}/service-info", summary=f"htsget service-info for {datatype}", name=f"{datatype}_service_info"
+    )
+    def service_info(request: Request) -> Response:
+        return _respond(request, _service_info(datatype))
+
+    @router.get(
+        f"/{datatype}/{{object_id}}",
+        summary=f"An htsget ticket for {datatype} (query parameters)",
+        name=f"{datatype}_get",
+    )
+    def ticket_get(request: Request, object_id: str) -> Response:
+        def handler() -> dict[str, Any]:
+            fmt, regions, header_only = _get_request(request, datatype)
+            return _ticket(request, object_id, fmt, regions, header_only)
+
+        return _htsget_errors(request, handler)
+
+    @router.post(
+        f"/{datatype}/{{object_id}}", summary=f"An htsget ticket for {datatype} (JSON body)", name=f"{datatype}_post"
+    )
+    async def ticket_post(request: Request, object_id: str) -> Response:
+        try:
+            fmt, regions, header_only = await _post_request(request, datatype)
+        except HtsgetError as exc:
+            return _error(request, exc.name, exc.status, exc.message)
+        # The ticket itself does blocking store I/O: run it off the event loop.
+        return await run_in_threadpool(
+            _htsget_errors, request, lambda: _ticket(request, object_id, fmt, regions, header_only)
+        )
+
+    @router.options(f"/{datatype}/{{object_id}}", include_in_schema=False, name=f"{datatype}_preflight")
+    def preflight(request: Request, object_id: str) -> Response:
+        origin = request.headers.get("origin", "*")
+        return Response(
+            status_code=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Headers": request.headers.get(
+                    "access-control-request-headers", "authorization, content-type"
+                ),
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
+
+
+for _datatype in DATATYPES:
+    _register(_datatype)
