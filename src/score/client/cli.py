@@ -337,6 +337,13 @@ def version() -> None:
     click.echo(f"score-client {__version__}")
 
 
+# -- genomics: view and samtools (src/score/client/genomics; pysam is imported only when they run) ----
+from score.client.genomics.commands import samtools_command, view_command  # noqa: E402
+
+main.add_command(view_command)
+main.add_command(samtools_command)
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 def _uuid(value: str) -> str:
     value = value.strip()
