@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from score.server.api.song import build_song_router
+from score.server.audit import AuditLog
 from score.server.auth.builtin import BuiltinIssuer
 from score.server.errors import install_error_handlers
 from score.server.metadata.base import PUBLISHED, SUPPRESSED, UNPUBLISHED, StoredObject
@@ -100,7 +101,10 @@ def srv(tmp_path: Path) -> Iterator[Server]:
     app.include_router(build_song_router(), prefix="/song")
     install_error_handlers(app)
     app.state.context = SimpleNamespace(
-        metadata=registry, verifier=issuer, settings=SimpleNamespace(scopes=ScopeConfig())
+        metadata=registry,
+        verifier=issuer,
+        settings=SimpleNamespace(scopes=ScopeConfig()),
+        audit=AuditLog(tmp_path / "audit.log"),  # refusals of registry writes are audited
     )
     for url in _serve(app):
         with httpx.Client(base_url=url, timeout=10) as client:
