@@ -17,6 +17,7 @@ import pysam
 import pytest
 
 from tests.conftest import Client, Registry, ScoreServer
+from tests.genomics_data import make_bam_and_cram
 
 pytestmark = pytest.mark.e2e
 
@@ -348,6 +349,50 @@ def test_local_files_urls_and_manifests(published: Published, tmp_path: Path) ->
     assert (out / "range.header.sam").read_text() == run(
         "samtools", "view", "-H", "--no-PG", published.path("range.bam")
     )
+
+
+def test_object_views_fetch_only_bounded_planned_ranges(published: Published, tmp_path: Path) -> None:
+    """An object id with an index is read by bounded ranged GETs planned from the index, never by htslib's
+    open-ended ones: every GET for the data object is answered with a partial range, none but the read of the
+    EOF marker (BGZF block or CRAM container) reaches the end of the object, and a small region costs a small
+    part of the file."""
+    client = published.client
+    bam, cram = make_bam_and_cram(tmp_path / "sample")
+    files = [bam, Path(f"{bam}.bai"), cram, Path(f"{cram}.crai")]
+    registry = Registry(client.server, client.token)
+    analysis, ids = registry.submit("VIEW02", files)
+    for path in files:
+        result = client.run("upload", "--file", str(path), "--object-id", ids[path.name])
+        assert result.returncode == 0, result.stderr
+    assert registry.publish("VIEW02", analysis).status_code == 200
+
+    def gets(name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], list[dict[str, object]]]:
+        key = f"data/{ids[name]}"
+        before = len(client.server.access_events())
+        result = client.run("view", "--object-id", ids[name], *args)
+        assert result.returncode == 0, result.stderr
+        events = [e for e in client.server.access_events()[before:] if e.get("key") == key]
+        return result, events
+
+    region = "CHROMOSOME_I:500001-510000"
+    for path, extra, share in [(bam, (), 0.25), (cram, ("--reference-file", str(published.reference)), 0.5)]:
+        size = path.stat().st_size
+        result, events = gets(path.name, region, *extra)
+        reference = ["-T", str(published.reference)] if path.suffix == ".cram" else []
+        want = records(run("samtools", "view", *reference, str(path), region))
+        assert records(result.stdout) == want and len(want) > 100
+        assert events and all(e["event"] == "get" and e["status"] == 206 for e in events), events
+        for event in events:
+            first, last = (int(v) for v in str(event["range"]).split("-"))
+            assert last < size - 1 or size - first <= 38, (path.name, event)  # only the EOF marker (28/38 B)
+        fetched = sum(int(e["bytes"]) for e in events)  # type: ignore[call-overload]
+        print(f"\n{path.name} {region}: {len(events)} GETs, {fetched} B of {size} B ({fetched / size:.1%})")
+        assert fetched < share * size, (path.name, fetched, size)
+
+    header, events = gets(bam.name, "--header-only")
+    assert header.stdout == run("samtools", "view", "-H", "--no-PG", str(bam))
+    assert events and all(e["status"] == 206 for e in events)
+    assert sum(int(e["bytes"]) for e in events) < bam.stat().st_size / 4  # type: ignore[call-overload]
 
 
 def test_samtools_commands_match_local_samtools(published: Published) -> None:

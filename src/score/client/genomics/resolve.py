@@ -4,7 +4,8 @@ For an object id, the index is another file of the same analysis named ``<file>.
 ``.csi``, ``.tbi``; also ``<stem>.bai`` for ``x.bam``), as Score's client finds it through the metadata
 server. The index object is downloaded into the private working directory and handed to htslib as a
 local path, so htslib never fetches (and caches) an index by itself. The data is read through a signed
-URL of the whole object, with HTTP ranges, so only the blocks the index points at are transferred.
+URL of the whole object: ``view`` fetches only the byte ranges it plans from the index (:mod:`.planned`),
+with bounded HTTP ranges; htslib (``samtools``, and ``view``'s fallback) reads it with its own ranges.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class Source:
     looked_for: list[str] = field(default_factory=list)  # index names tried, for the "no index" message
     looked_in: str = ""  # where they were looked for
     remote: bool = False
+    # Contigs the data's index names, when not the index htslib opens: a planned slice's own index lacks
+    # contigs without records in the slice (VCF need not declare contigs in its header).
+    index_contigs: tuple[str, ...] | None = None
 
     @property
     def kind(self) -> str:

@@ -14,6 +14,9 @@ What differs from Score's client (reference §6.3, §8 items 20 and 24), and why
 * CRAM is read and written with the reference FASTA given, so slices are decoded rather than reduced to
   a header, and ``--output-format cram`` writes real CRAM.
 * No index means an error that says what was looked for; never a silent header-only output.
+* A remote object with a local index is not handed to htslib: only the byte ranges planned from the index
+  are fetched, with bounded ranged GETs, into a slice file that is indexed and viewed locally
+  (:mod:`.planned`); htslib reads the remote object itself only when planning is impossible or not worth it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from score import __version__
 from score.client.errors import ClientError
+from score.client.genomics.planned import Staged, stage
 from score.client.genomics.regions import (
     Region,
     RegionError,
@@ -125,18 +129,48 @@ def view(source: Source, request: ViewRequest, target: Path | None, workdir: Pat
         partial = None
         sys.stdout.flush()
     run = _view_alignments if source.kind == "alignments" else _view_variants
+    staged: Staged | None = None
     try:
-        count = run(source, request, fmt, partial, workdir, say)
+        staged = _stage(source, request, fmt, workdir)
+        count = run(staged.source if staged is not None else source, request, fmt, partial, workdir, say)
     except BaseException:
         if partial is not None:
             partial.unlink(missing_ok=True)
         raise
+    finally:
+        if staged is not None:
+            staged.remove()
     index = None
     if target is not None and partial is not None:
         os.replace(partial, target)
         if request.output_index:
             index = _index(target, fmt)
     return ViewResult(count, target, index)
+
+
+# -- planned ranges ----------------------------------------------------------------------------------
+def _stage(source: Source, request: ViewRequest, fmt: str, workdir: Path) -> Staged | None:
+    """For a remote object: fetch only the planned byte ranges into a local slice (None: read it remotely).
+
+    Not for ``--whole-file`` or a view without regions (every record is read: htslib streams it), nor when
+    the view is bound to fail before reading (CRAM without its reference).
+    """
+    if not source.remote or request.whole_file:
+        return None
+    if not request.header_only and not (request.queries or request.bed_regions):
+        return None
+    if source.kind == "alignments":
+        _need_reference(source, fmt, request)
+
+    def regions_for(contigs: Sequence[str]) -> list[Region]:
+        try:
+            regions = [parse_region(q, contigs) for q in request.queries]
+            check_contigs(request.bed_regions, contigs)
+        except RegionError as exc:
+            raise ClientError(str(exc)) from exc
+        return regions + list(request.bed_regions)
+
+    return stage(source, workdir, request.header_only, regions_for)
 
 
 # -- regions -----------------------------------------------------------------------------------------
@@ -372,7 +406,8 @@ def _view_variants(source: Source, request: ViewRequest, fmt: str, target: Path 
     with infile:
         indexed = set(infile.index) if infile.index is not None else set()
         contigs = list(infile.header.contigs)
-        contigs += [c for c in (infile.index or ()) if c not in set(contigs)]
+        index_contigs = source.index_contigs if source.index_contigs is not None else (infile.index or ())
+        contigs += [c for c in index_contigs if c not in set(contigs)]
         regions = _regions(request, contigs, say)
         _need_index(source, request, regions, infile.index is not None)
         windows = plan_windows(regions, contigs)
