@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,7 @@ import httpx
 
 from tests.conftest import Client, Registry, make_file, md5_of
 from tests.contract.conftest import Deployment
+from tests.genomics_data import make_bam_and_cram
 from tests.services.proxy import ProxyEvent
 
 STUDY = "CONTRACT"
@@ -264,3 +266,26 @@ def test_concurrent_uploads_of_one_object_never_corrupt_it(deployment: Deploymen
     out = tmp_path / "out"
     assert client.run("download", "--object-id", oid, "--output-dir", str(out)).returncode == 0
     assert md5_of(out / "race.bin") == md5_of(source)
+
+
+def test_htsget_tickets_point_at_the_stores_own_signed_ranges(deployment: Deployment, tmp_path: Path) -> None:
+    """A ticket's data URLs are the backend's signed ranged URLs; samtools reads the slice through them."""
+    registry, client, _ = _setup(deployment, tmp_path)
+    bam, _ = make_bam_and_cram(tmp_path / "genomics", reads=5_000)
+    files = [bam, Path(f"{bam}.bai")]
+    analysis_id, ids = registry.submit(STUDY, files, access="open")
+    for path in files:
+        assert client.run("upload", "--file", str(path), "--object-id", ids[path.name]).returncode == 0
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+    url = f"{deployment.server.url}/htsget/reads/{ids[bam.name]}?referenceName=CHROMOSOME_I&start=100000&end=300000"
+    response = httpx.get(url)
+    assert response.status_code == 200, response.text
+    ticket = response.json()["htsget"]
+    ranged = [u for u in ticket["urls"] if not u["url"].startswith("data:")]
+    assert ranged and all(u["headers"]["Range"].startswith("bytes=") for u in ranged)
+    assert not any(u["url"].startswith(deployment.server.url + "/htsget") for u in ranged)
+    via_ticket = subprocess.run(["samtools", "view", url], capture_output=True, text=True)
+    assert via_ticket.returncode == 0, via_ticket.stderr
+    local = subprocess.run(["samtools", "view", str(bam), "CHROMOSOME_I:100001-300000"], capture_output=True, text=True)
+    wanted = set(local.stdout.splitlines())
+    assert wanted and wanted <= set(via_ticket.stdout.splitlines())

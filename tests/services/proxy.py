@@ -106,7 +106,9 @@ class StoreProxy:
                     for key, value in response.getheaders():
                         if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
                             self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(payload)))
+                    # A HEAD answer has no body but tells the object's length: pass the store's on.
+                    length = response.getheader("content-length") if self.command == "HEAD" else None
+                    self.send_header("Content-Length", length or str(len(payload)))
                     self.end_headers()
                     if self.command != "HEAD":
                         self.wfile.write(payload)
