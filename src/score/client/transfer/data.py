@@ -14,7 +14,7 @@ import os
 import re
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -69,32 +69,54 @@ class DataClient:
         where the store's ETag is an MD5.
         """
 
-        def body() -> Iterator[bytes]:
-            with open(path, "rb", buffering=0) as handle:
-                handle.seek(offset)
-                remaining = size
-                while remaining:
-                    data = handle.read(min(self._chunk, remaining))
-                    if not data:
-                        raise IntegrityError(f"{path} became shorter while it was being uploaded; upload it again")
-                    remaining -= len(data)
-                    on_bytes(len(data))
-                    yield data
-
         headers = {"Content-Length": str(size)}
         if not _is_sigv2(url):  # a SigV2 signature covers Content-MD5 and Content-Type: send neither
             headers["Content-Type"] = "application/octet-stream"
             headers["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
         try:
-            response = self._http.put(url, content=body(), headers=headers)
-        except httpx.TransportError as exc:
+            connection, target = self._connection(url)
+            connection.putrequest("PUT", target, skip_accept_encoding=True)
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            self._send_file(connection, path, offset, size, on_bytes)
+            response = connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop(url)
             raise ServerError(f"{what}: connection to the store failed ({exc.__class__.__name__})", 0) from exc
-        if response.status_code not in (200, 201):
-            raise _store_error(response, what)
-        etag = response.headers.get("etag", "").strip().strip('"')
-        if response.headers.get("x-amz-server-side-encryption") == "aws:kms":
+        except BaseException:
+            self._drop(url)
+            raise
+        if response.will_close:
+            self._drop(url)
+        if response.status not in (200, 201):
+            raise _store_error_from(response.status, payload, what)
+        etag = (response.getheader("etag") or "").strip().strip('"')
+        if response.getheader("x-amz-server-side-encryption") == "aws:kms":
             etag = ""  # under SSE-KMS the ETag is not an MD5; Content-MD5 was checked by the store
         return etag
+
+    def _send_file(
+        self,
+        connection: http.client.HTTPConnection,
+        path: Path,
+        offset: int,
+        size: int,
+        on_bytes: Callable[[int], None],
+    ) -> None:
+        """The body straight from the file to the socket (``sendfile``: no copy through Python on plain HTTP)."""
+        sock = connection.sock
+        assert sock is not None
+        step = max(self._chunk, 4 << 20)
+        with open(path, "rb", buffering=0) as handle:
+            position, end = offset, offset + size
+            while position < end:
+                sent = sock.sendfile(handle, position, min(step, end - position))
+                if not sent:
+                    raise IntegrityError(f"{path} became shorter while it was being uploaded; upload it again")
+                position += sent
+                on_bytes(sent)
 
     def get_range(
         self,
