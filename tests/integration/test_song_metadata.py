@@ -54,6 +54,10 @@ def test_entity_carries_song_file_record(song_server: ScoreServer, song_registry
             )
             assert entity.fileSize == path.stat().st_size
             assert entity.fileMd5sum == md5_of(path)
+            # The analysis' files as Song lists them, the same records (how htsget finds an index file).
+            assert sorted(song.sibling_files(entity), key=lambda e: e.fileName) == [
+                song.entity(oids[f.name]) for f in sorted(files, key=lambda f: f.name)
+            ]
 
 
 def test_unknown_and_invalid_ids_are_none(song_server: ScoreServer, song_registry: Registry, tmp_path: Path) -> None:

@@ -44,10 +44,11 @@ def token_claims(token: str) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) else None
 
 
-def token_expiry(token: str) -> float | None:
-    claims = token_claims(token) or {}
+def token_expiry(token: str, claims: dict[str, Any] | None = None) -> float | None:
+    """The token's ``exp``, from ``claims`` when the caller has already decoded them."""
+    found = claims if claims is not None else token_claims(token) or {}
     try:
-        return float(claims["exp"])
+        return float(found["exp"])
     except (KeyError, TypeError, ValueError):
         return None
 

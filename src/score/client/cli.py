@@ -382,7 +382,7 @@ def _describe_token(token: str) -> str:
     if not token:
         return "not set (set ACCESSTOKEN or access_token in the config file)"
     claims = token_claims(token)
-    expiry = token_expiry(token)
+    expiry = token_expiry(token, claims) if claims is not None else None
     if claims is None or expiry is None:
         return f"set ({len(token)} characters, not a JWT)"
     remaining = int(expiry - time.time())

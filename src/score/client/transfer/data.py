@@ -14,7 +14,8 @@ import os
 import re
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,10 +26,6 @@ from score.client.errors import IntegrityError, ServerError
 
 class UrlExpired(ServerError):
     """The store refused the signature (403): ask the server for fresh URLs and try again."""
-
-
-def _store_error(response: httpx.Response, what: str) -> ServerError:
-    return _store_error_from(response.status_code, response.content, what)
 
 
 def _store_error_from(status: int, body: bytes, what: str) -> ServerError:
@@ -73,8 +70,7 @@ class DataClient:
         if not _is_sigv2(url):  # a SigV2 signature covers Content-MD5 and Content-Type: send neither
             headers["Content-Type"] = "application/octet-stream"
             headers["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
-        try:
-            connection, target = self._connection(url)
+        with self._exchange(url, what) as (connection, target):
             connection.putrequest("PUT", target, skip_accept_encoding=True)
             for name, value in headers.items():
                 connection.putheader(name, value)
@@ -82,12 +78,6 @@ class DataClient:
             self._send_file(connection, path, offset, size, on_bytes)
             response = connection.getresponse()
             payload = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop(url)
-            raise ServerError(f"{what}: connection to the store failed ({exc.__class__.__name__})", 0) from exc
-        except BaseException:
-            self._drop(url)
-            raise
         if response.will_close:
             self._drop(url)
         if response.status not in (200, 201):
@@ -140,9 +130,7 @@ class DataClient:
         headers = {"Range": f"bytes={offset}-{offset + size - 1}"} if size > 0 else {}
         buffer = self._buffer()
         received = 0
-        connection = None
-        try:
-            connection, target = self._connection(url)
+        with self._exchange(url, what) as (connection, target):
             connection.request("GET", target, headers=headers)
             response = connection.getresponse()
             if response.status not in (200, 206):
@@ -161,12 +149,6 @@ class DataClient:
                 on_bytes(max(hi - lo, 0))
             if received == size and response.read(1):
                 raise IntegrityError(f"{what}: the store sent more bytes than asked for")
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop(url)
-            raise ServerError(f"{what}: connection to the store failed ({exc.__class__.__name__})", 0) from exc
-        except BaseException:
-            self._drop(url)
-            raise
         if received != size:
             self._drop(url)
             raise ServerError(f"{what}: the store sent {received} of {size} bytes", 0)
@@ -179,6 +161,19 @@ class DataClient:
         if buffer is None:
             buffer = self._local.buffer = memoryview(bytearray(max(self._chunk, 1 << 20)))
         return buffer
+
+    @contextmanager
+    def _exchange(self, url: str, what: str) -> Iterator[tuple[http.client.HTTPConnection, str]]:
+        """One request on this thread's keep-alive connection; any failure drops the connection, and
+        socket or protocol errors become a retryable ``ServerError``."""
+        try:
+            yield self._connection(url)
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop(url)
+            raise ServerError(f"{what}: connection to the store failed ({exc.__class__.__name__})", 0) from exc
+        except BaseException:
+            self._drop(url)
+            raise
 
     def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str]:
         parts = urlsplit(url)

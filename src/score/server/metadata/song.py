@@ -20,7 +20,7 @@ Every failure becomes ``MetadataUnavailable`` (the API answers 503, which client
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -37,11 +37,10 @@ _ENTITY_FIELDS = ("id", "gnosId", "fileName", "projectCode", "access")
 
 @dataclass(frozen=True)
 class _Analysis:
-    """What Score keeps of Song's analysis JSON: the state and each file's (size, md5) by object id."""
+    """What Score keeps of Song's analysis JSON: the state and each file's record (name, access, size, MD5)."""
 
     state: str | None
-    files: dict[str, tuple[int | None, str | None]]
-    names: dict[str, tuple[str, str]]  # object id -> (file name, access), to find an object's index file
+    files: dict[str, Entity]  # by object id
 
 
 def _redact(url: str) -> str:
@@ -92,36 +91,16 @@ class SongMetadata:
             return None
         entity = self._parse_entity(object_id, body)
         analysis = self._analysis(entity.projectCode, entity.gnosId)
-        size, md5 = analysis.files.get(object_id, (None, None)) if analysis else (None, None)
-        entity = Entity(
-            id=entity.id,
-            gnosId=entity.gnosId,
-            fileName=entity.fileName,
-            projectCode=entity.projectCode,
-            access=entity.access,
-            fileSize=size,
-            fileMd5sum=md5,
-        )
+        record = analysis.files.get(object_id) if analysis else None
+        if record is not None:  # the legacy entity has no size or MD5: take Song's file record's
+            entity = replace(entity, fileSize=record.fileSize, fileMd5sum=record.fileMd5sum)
         self._cache.put(("entity", object_id), entity)
         return entity
 
     def sibling_files(self, entity: Entity) -> list[Entity]:
         """The analysis' files from Song's analysis JSON (one cached call, as for the size/MD5 check)."""
         analysis = self._analysis(entity.projectCode, entity.gnosId)
-        if analysis is None:
-            return []
-        return [
-            Entity(
-                id=object_id,
-                gnosId=entity.gnosId,
-                fileName=name,
-                projectCode=entity.projectCode,
-                access=access,
-                fileSize=analysis.files.get(object_id, (None, None))[0],
-                fileMd5sum=analysis.files.get(object_id, (None, None))[1],
-            )
-            for object_id, (name, access) in analysis.names.items()
-        ]
+        return list(analysis.files.values()) if analysis else []
 
     def analysis_state(self, study_id: str, analysis_id: str) -> str | None:
         """Song's ``analysisState``; None when Song answers 404 or 400 (unknown / other study), as Score does."""
@@ -148,21 +127,22 @@ class SongMetadata:
         if body is None:
             return None
         state = body.get("analysisState")
-        files: dict[str, tuple[int | None, str | None]] = {}
-        names: dict[str, tuple[str, str]] = {}
+        files: dict[str, Entity] = {}
         raw_files = body.get("files")
         for record in raw_files if isinstance(raw_files, list) else []:
             if isinstance(record, dict) and isinstance(record.get("objectId"), str):
-                size = record.get("fileSize")
-                md5 = record.get("fileMd5sum")
-                files[record["objectId"]] = (
-                    size if isinstance(size, int) and not isinstance(size, bool) else None,
-                    md5 if isinstance(md5, str) else None,
-                )
+                size, md5 = record.get("fileSize"), record.get("fileMd5sum")
                 name, access = record.get("fileName"), record.get("fileAccess")
-                if isinstance(name, str):
-                    names[record["objectId"]] = (name, access if isinstance(access, str) else "")
-        analysis = _Analysis(state=state if isinstance(state, str) else None, files=files, names=names)
+                files[record["objectId"]] = Entity(
+                    id=record["objectId"],
+                    gnosId=analysis_id,
+                    fileName=name if isinstance(name, str) else "",
+                    projectCode=study_id,
+                    access=access if isinstance(access, str) else "",
+                    fileSize=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                    fileMd5sum=md5 if isinstance(md5, str) else None,
+                )
+        analysis = _Analysis(state=state if isinstance(state, str) else None, files=files)
         self._cache.put(key, analysis)
         return analysis
 
