@@ -43,6 +43,7 @@ from score.genomics import (
 )
 from score.genomics import Region as PlannerRegion
 from score.genomics.bgzf import BGZF_EOF, BlockReader, compress, split_voffset
+from score.genomics.naming import PLANNED_FORMATS
 
 log = logging.getLogger("score.client")
 
@@ -50,7 +51,6 @@ PLANNED_SLICE_LIMIT = 512 * 1024 * 1024
 """Largest planned slice (sum of the pieces' lengths) staged on disk; beyond it htslib streams the object."""
 
 MAX_COORDINATE = (1 << 32) - 1  # the planner's (htsget's) coordinate limit
-PLANNED_FORMATS: dict[str, Format] = {"bam": "BAM", "cram": "CRAM", "vcf.gz": "VCF", "bcf": "BCF"}
 _SLICE_INDEX = {"bam": ".csi", "cram": ".crai", "vcf.gz": ".csi", "bcf": ".csi"}
 
 RegionsFor = Callable[[Sequence[str]], list[Region]]

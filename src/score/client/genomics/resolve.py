@@ -20,31 +20,13 @@ import httpx
 
 from score.client.api import FileEntity, with_retries
 from score.client.errors import ClientError
+from score.genomics.naming import format_from_name, index_names
 
 if TYPE_CHECKING:
     from score.client.cli import Session
 
 ALIGNMENT_FORMATS = ("sam", "bam", "cram")
 VARIANT_FORMATS = ("vcf", "vcf.gz", "bcf")
-_NAME_FORMATS = (
-    (".bam", "bam"),
-    (".cram", "cram"),
-    (".sam", "sam"),
-    (".sam.gz", "sam"),
-    (".vcf.gz", "vcf.gz"),
-    (".vcf.bgz", "vcf.gz"),
-    (".vcf", "vcf"),
-    (".bcf", "bcf"),
-)
-_INDEX_EXTENSIONS = {
-    "bam": (".bai", ".csi"),
-    "cram": (".crai",),
-    "sam": (".csi", ".bai"),
-    "vcf.gz": (".tbi", ".csi"),
-    "bcf": (".csi",),
-    "vcf": (),
-    "unknown": (".bai", ".crai", ".csi", ".tbi"),
-}
 URL_SCHEMES = ("http://", "https://", "ftp://", "s3://", "gs://")
 
 
@@ -78,14 +60,6 @@ def is_url(value: str) -> bool:
     return value.lower().startswith(URL_SCHEMES)
 
 
-def format_from_name(name: str) -> str | None:
-    lower = name.lower()
-    for suffix, fmt in _NAME_FORMATS:
-        if lower.endswith(suffix):
-            return fmt
-    return None
-
-
 def sniff_format(head: bytes) -> str | None:
     """The format from a file's first bytes (BGZF is inflated): for objects registered without an extension."""
     data = head
@@ -110,17 +84,6 @@ def sniff_format(head: bytes) -> str | None:
     if data[:3] in (b"@HD", b"@SQ", b"@RG", b"@PG", b"@CO"):
         return "sam"
     return None
-
-
-def index_names(name: str, fmt: str) -> list[str]:
-    """Index file names to look for beside ``name``, best first: ``x.bam.bai``, ``x.bai``, ``x.bam.csi``..."""
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    names: list[str] = []
-    for ext in _INDEX_EXTENSIONS.get(fmt, ()):
-        names.append(name + ext)
-        if fmt in ("bam", "cram", "unknown") and stem != name:
-            names.append(stem + ext)
-    return list(dict.fromkeys(names))
 
 
 def _format(name: str, read_head: Callable[[], bytes], label: str, required: bool = True) -> str:

@@ -26,6 +26,7 @@ from score.genomics import (
     UnsupportedFormat,
     prepare,
 )
+from score.genomics.naming import PLANNED_FORMATS, format_from_name, index_kind_of_name, index_names
 from score.server.metadata.base import Entity
 from score.server.services.uploads import data_key, guard
 from score.server.settings import ServerSettings
@@ -34,9 +35,7 @@ from score.server.ttl_cache import TtlCache
 
 READS_FORMATS = ("BAM", "CRAM")
 VARIANTS_FORMATS = ("VCF", "BCF")
-# File-name endings that say what a registered file holds; the requested format must match.
-FORMAT_SUFFIXES = {"BAM": (".bam",), "CRAM": (".cram",), "VCF": (".vcf.gz", ".vcf.bgz"), "BCF": (".bcf",)}
-INDEX_SUFFIXES = {"bai": ".bai", "csi": ".csi", "crai": ".crai", "tbi": ".tbi"}
+FILE_KINDS = {planned: kind for kind, planned in PLANNED_FORMATS.items()}  # "BAM" -> "bam", "VCF" -> "vcf.gz"
 
 
 class HtsgetError(Exception):
@@ -122,29 +121,26 @@ class HtsgetService:
 
     @staticmethod
     def _check_format(entity: Entity, fmt: str) -> None:
-        name = entity.fileName.lower()
-        actual = next((f for f, endings in FORMAT_SUFFIXES.items() if name.endswith(endings)), None)
+        """A file whose name says what it holds is served only in that format."""
+        actual = PLANNED_FORMATS.get(format_from_name(entity.fileName) or "")
         if actual is not None and actual != fmt:
             raise HtsgetError(
                 "UnsupportedFormat", 400, f"object {entity.id} ({entity.fileName}) is {actual}; ask for format={actual}"
             )
 
     def _find_index(self, entity: Entity, siblings: list[Entity], fmt: str) -> _Index:
-        """The analysis file named ``<file>.<ext>`` (or ``<stem>.<ext>``) for an index kind ``fmt`` allows."""
+        """The analysis file with one of the index names ``naming.index_names`` gives (as the client looks)."""
         by_name = {sibling.fileName: sibling for sibling in siblings if sibling.id != entity.id}
-        stem = entity.fileName.rsplit(".", 1)[0]
-        wanted = []
-        for kind in ALLOWED_INDEXES[fmt]:  # type: ignore[index]
-            suffix = INDEX_SUFFIXES[kind]
-            wanted += [(f"{entity.fileName}{suffix}", kind), (f"{stem}{suffix}", kind)]
-        for name, kind in wanted:
+        wanted = index_names(entity.fileName, FILE_KINDS[fmt])
+        for name in wanted:
             candidate = by_name.get(name)
-            if candidate is None:
+            kind = index_kind_of_name(name)
+            if candidate is None or kind not in ALLOWED_INDEXES[fmt]:  # type: ignore[index]
                 continue
             head = guard(lambda c=candidate: self._store.head(data_key(c.id)))
             if head is not None:
                 return _Index(candidate, kind, head)
-        names = ", ".join(dict.fromkeys(name for name, _ in wanted))
+        names = ", ".join(wanted)
         raise HtsgetError(
             "NotFound",
             404,
