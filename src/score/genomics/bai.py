@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from score.genomics.binning import BinningIndex, IndexCursor, RefBins, read_bins
+from score.genomics.binning import BinningIndex, IndexCursor, read_linear_refs
 from score.genomics.errors import MalformedIndex
 
 BAI_MAGIC = b"BAI\x01"
@@ -16,11 +16,5 @@ def parse_bai(data: bytes) -> BinningIndex:
     if cur.take(4) != BAI_MAGIC:
         raise MalformedIndex("not a BAI index (bad magic)")
     n_ref = cur.count("reference count", len(data))
-    refs = []
-    for _ in range(n_ref):
-        bins, _loff, meta = read_bins(cur, BAI_DEPTH, with_loffset=False)
-        n_intv = cur.count("linear index length", cur.remaining() // 8)
-        linear = cur.unpack(f"<{n_intv}Q") if n_intv else ()
-        refs.append(RefBins(bins=bins, loffsets={}, linear=tuple(linear), meta=meta))
-    n_no_coor = cur.unpack("<Q")[0] if cur.remaining() >= 8 else None
-    return BinningIndex("bai", BAI_MIN_SHIFT, BAI_DEPTH, tuple(refs), names=None, n_no_coor=n_no_coor)
+    refs, n_no_coor = read_linear_refs(cur, n_ref, BAI_DEPTH)
+    return BinningIndex("bai", BAI_MIN_SHIFT, BAI_DEPTH, refs, names=None, n_no_coor=n_no_coor)

@@ -309,6 +309,18 @@ def read_bins(
     return bins, loffsets, meta
 
 
+def read_linear_refs(cur: IndexCursor, n_ref: int, depth: int) -> tuple[tuple[RefBins, ...], int | None]:
+    """BAI/TBI's per-reference bins + 16 kbp linear index, then the optional trailing ``n_no_coor``."""
+    refs = []
+    for _ in range(n_ref):
+        bins, _loff, meta = read_bins(cur, depth, with_loffset=False)
+        n_intv = cur.count("linear index length", cur.remaining() // 8)
+        linear = cur.unpack(f"<{n_intv}Q") if n_intv else ()
+        refs.append(RefBins(bins=bins, loffsets={}, linear=tuple(linear), meta=meta))
+    n_no_coor = cur.unpack("<Q")[0] if cur.remaining() >= 8 else None
+    return tuple(refs), n_no_coor
+
+
 def read_tabix_meta(cur: IndexCursor) -> tuple[TabixMeta, tuple[str, ...]]:
     """Read the tabix configuration and the NUL-separated sequence names that follow it."""
     fmt, col_seq, col_beg, col_end, meta, skip = cur.unpack("<iiiiii")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from score.genomics.bgzf import gunzip_all
-from score.genomics.binning import BinningIndex, IndexCursor, RefBins, read_bins, read_tabix_meta
+from score.genomics.binning import BinningIndex, IndexCursor, read_linear_refs, read_tabix_meta
 from score.genomics.errors import MalformedIndex
 
 TBI_MAGIC = b"TBI\x01"
@@ -21,11 +21,5 @@ def parse_tbi(data: bytes) -> BinningIndex:
     tabix, names = read_tabix_meta(cur)
     if len(names) != n_ref:
         raise MalformedIndex(f"TBI index names {len(names)} sequences but indexes {n_ref}")
-    refs = []
-    for _ in range(n_ref):
-        bins, _loff, meta = read_bins(cur, TBI_DEPTH, with_loffset=False)
-        n_intv = cur.count("linear index length", cur.remaining() // 8)
-        linear = cur.unpack(f"<{n_intv}Q") if n_intv else ()
-        refs.append(RefBins(bins=bins, loffsets={}, linear=tuple(linear), meta=meta))
-    n_no_coor = cur.unpack("<Q")[0] if cur.remaining() >= 8 else None
-    return BinningIndex("tbi", TBI_MIN_SHIFT, TBI_DEPTH, tuple(refs), names=names, n_no_coor=n_no_coor, tabix=tabix)
+    refs, n_no_coor = read_linear_refs(cur, n_ref, TBI_DEPTH)
+    return BinningIndex("tbi", TBI_MIN_SHIFT, TBI_DEPTH, refs, names=names, n_no_coor=n_no_coor, tabix=tabix)
