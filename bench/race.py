@@ -190,8 +190,13 @@ def _is_script(path: str) -> bool:
     return False
 
 
+DEBIAN_AWS = "/usr/bin/aws"
+
+
 def _real_aws() -> str | None:
-    """``aws`` on PATH, seen through a pyenv shim (a bash script per call) when there is one."""
+    """Debian's ``awscli`` (the peer the issue names), else ``aws`` on PATH seen through a pyenv shim."""
+    if os.access(DEBIAN_AWS, os.X_OK):
+        return DEBIAN_AWS
     found = _venv_bin("aws")
     if found and "/.pyenv/shims/" in found and shutil.which("pyenv"):
         with suppress(OSError, subprocess.SubprocessError):
@@ -212,9 +217,9 @@ def find_s5cmd() -> Peer | None:
 
 
 def find_aws() -> Peer | None:
+    if not os.access(DEBIAN_AWS, os.X_OK):
+        _apt_install("awscli")
     binary = _real_aws()
-    if binary is None and _apt_install("awscli"):
-        binary = _real_aws()
     if binary is None:
         return None
     return Peer("aws-cli", [binary], _first_line([binary, "--version"]))

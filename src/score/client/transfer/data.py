@@ -10,18 +10,20 @@ import base64
 import hashlib
 import http.client
 import json
-import os
+import mmap
 import re
 import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from score.client.errors import IntegrityError, ServerError
+from score.client.transfer.output import OutputFile
 
 
 class UrlExpired(ServerError):
@@ -41,6 +43,26 @@ def _store_error_from(status: int, body: bytes, what: str) -> ServerError:
     if status == 403:
         return UrlExpired(f"{what}: the store refused the signed URL ({detail or 'forbidden'})", 403)
     return ServerError(f"{what}: the store answered {status} {detail}".rstrip(), status)
+
+
+class _ThreadBuffers:
+    """One worker thread's two receive buffers (see ``get_range``'s ``consumer``), kept across the parts
+    and retries it fetches, with how far the consumer must have got before each may be refilled. They
+    are anonymous ``mmap`` memory: page-aligned, as direct I/O requires of what it writes."""
+
+    def __init__(self, size: int) -> None:
+        size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+        self.views = (memoryview(mmap.mmap(-1, size)), memoryview(mmap.mmap(-1, size)))
+        self.in_use_until = [0, 0]
+        self.turn = 0
+
+
+class ChunkConsumer(Protocol):
+    """Takes each written piece of a download (the whole-object hasher, ``InOrderHasher``)."""
+
+    def feed(self, position: int, data: memoryview) -> None: ...
+
+    def wait_hashed(self, position: int) -> None: ...
 
 
 class DataClient:
@@ -113,22 +135,27 @@ class DataClient:
         url: str,
         offset: int,
         size: int,
-        fd: int,
+        out: OutputFile,
         write_at: int,
         skip: int,
         keep: int,
         hashing: bool,
         on_bytes: Callable[[int], None],
         what: str,
+        consumer: ChunkConsumer | None = None,
     ) -> str | None:
         """GET ``[offset, offset+size)`` and write bytes ``[skip, skip+keep)`` of it at ``write_at``.
 
         Returns the MD5 of everything fetched (when ``hashing``), so a part fetched whole to verify
-        it against its ``sourceMd5`` can still contribute only a slice to a ranged download.
+        it against its ``sourceMd5`` can still contribute only a slice to a ranged download. The buffer
+        is filled before each write, so whole parts reach the file in aligned, buffer-sized writes
+        (what direct I/O needs). A ``consumer`` (the whole-object hasher) is handed each piece once it
+        is written, and the thread alternates between two buffers so it receives into one while the
+        consumer still reads the other.
         """
         md5 = hashlib.md5() if hashing else None  # noqa: S324
         headers = {"Range": f"bytes={offset}-{offset + size - 1}"} if size > 0 else {}
-        buffer = self._buffer()
+        buffers = self._buffers()
         received = 0
         with self._exchange(url, what) as (connection, target):
             connection.request("GET", target, headers=headers)
@@ -136,7 +163,10 @@ class DataClient:
             if response.status not in (200, 206):
                 raise _store_error_from(response.status, response.read(), what)
             while received < size:
-                n = response.readinto(buffer[: min(len(buffer), size - received)])
+                buffer = buffers.views[buffers.turn]
+                if consumer is not None:
+                    consumer.wait_hashed(buffers.in_use_until[buffers.turn])
+                n = _fill(response, buffer[: min(len(buffer), size - received)])
                 if not n:
                     break
                 data = buffer[:n]
@@ -144,7 +174,12 @@ class DataClient:
                     md5.update(data)
                 lo, hi = max(skip - received, 0), min(skip + keep - received, n)
                 if lo < hi:
-                    _pwrite_all(fd, data[lo:hi], write_at + received + lo - skip)
+                    position = write_at + received + lo - skip
+                    out.write(data[lo:hi], position)
+                    if consumer is not None:
+                        consumer.feed(position, data[lo:hi])
+                        buffers.in_use_until[buffers.turn] = position + hi - lo
+                        buffers.turn = 1 - buffers.turn
                 received += n
                 on_bytes(max(hi - lo, 0))
             if received == size and response.read(1):
@@ -156,11 +191,11 @@ class DataClient:
 
     # Reads go through http.client: ``readinto`` a reused 1 MiB+ buffer costs one Python step per MiB,
     # where httpx hands over 64 KiB pieces (16x the per-chunk overhead on the hottest loop).
-    def _buffer(self) -> memoryview:
-        buffer = getattr(self._local, "buffer", None)
-        if buffer is None:
-            buffer = self._local.buffer = memoryview(bytearray(max(self._chunk, 1 << 20)))
-        return buffer
+    def _buffers(self) -> _ThreadBuffers:
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = _ThreadBuffers(max(self._chunk, 1 << 20))
+        return buffers
 
     @contextmanager
     def _exchange(self, url: str, what: str) -> Iterator[tuple[http.client.HTTPConnection, str]]:
@@ -212,8 +247,12 @@ def _is_sigv2(url: str) -> bool:
     return "Signature" in query and "AWSAccessKeyId" in query and "X-Amz-Signature" not in query
 
 
-def _pwrite_all(fd: int, data: memoryview, position: int) -> None:
-    while data:
-        written = os.pwrite(fd, data, position)
-        data = data[written:]
-        position += written
+def _fill(response: http.client.HTTPResponse, buffer: memoryview) -> int:
+    """Read until ``buffer`` is full or the body ends; the number of bytes read."""
+    filled = 0
+    while filled < len(buffer):
+        n = response.readinto(buffer[filled:])
+        if not n:
+            break
+        filled += n
+    return filled

@@ -19,10 +19,12 @@ from score.client.api import ScoreApi
 from score.client.config import ClientConfig
 from score.client.errors import ClientError, IntegrityError
 from score.client.transfer.data import DataClient
-from score.client.transfer.hashing import OrderedRangeHasher, md5_of_range
+from score.client.transfer.hashing import InOrderHasher, md5_of_range
 from score.client.transfer.journal import fsync_dir, read_json, write_json
+from score.client.transfer.output import OutputFile
 from score.client.transfer.parallel import PartTally, UrlBook, run_parallel, transfer_part
 from score.client.transfer.progress import NoProgress, Progress
+from score.client.transfer.writeback import WritebackFlusher
 from score.core import md5 as md5s
 from score.core.models import ObjectSpecification
 
@@ -148,13 +150,19 @@ class Downloader:
         urls = {p.partNumber: p.url for p in spec.parts}
         check_whole = validate and whole and md5s.known(spec.objectMd5)
         job = _Job(object_id, spec_range, parts, urls, state_dir, partial, target.name, span)
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+        # Direct I/O only for whole objects: their parts start at multiples of the part size.
+        out = OutputFile(partial, span, direct=whole)
         try:
-            os.ftruncate(fd, span)
-            fetched, digest = self._fetch_verified(job, fd, finished, validate, spec.objectMd5 if check_whole else None)
-            os.fsync(fd)
+            flusher = WritebackFlusher(out.fd)
+            try:
+                fetched, digest = self._fetch_verified(
+                    job, out, finished, validate, spec.objectMd5 if check_whole else None, flusher
+                )
+            finally:
+                flusher.close()
+            os.fsync(out.fd)
         finally:
-            os.close(fd)
+            out.close()
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, target)
         fsync_dir(target.parent)
@@ -163,7 +171,13 @@ class Downloader:
         return DownloadResult(object_id, target, span, digest, fetched, len(finished), verified)
 
     def _fetch_verified(
-        self, job: _Job, fd: int, finished: set[int], validate: bool, object_md5: str | None
+        self,
+        job: _Job,
+        out: OutputFile,
+        finished: set[int],
+        validate: bool,
+        object_md5: str | None,
+        flusher: WritebackFlusher,
     ) -> tuple[int, str | None]:
         """Fetch the missing parts and verify; return (parts fetched, whole-object MD5 or None).
 
@@ -176,14 +190,12 @@ class Downloader:
         for attempt in (1, 2):
             hasher = None
             if object_md5 is not None:
-                hasher = OrderedRangeHasher(job.partial, [(p.write_at, p.keep) for p in job.parts])
-                for index, part in enumerate(job.parts):
-                    if part.number not in pending:
-                        hasher.mark_done(index)
+                on_disk = {i for i, p in enumerate(job.parts) if p.number not in pending}
+                hasher = InOrderHasher(out.fd, [(p.write_at, p.keep) for p in job.parts], on_disk)
             todo = [(i, p) for i, p in enumerate(job.parts) if p.number in pending]
             self._progress.start(job.name, job.span, sum(p.keep for p in job.parts if p.number not in pending))
             try:
-                self._fetch(job, fd, todo, validate and object_md5 is None, hasher)
+                self._fetch(job, out, todo, validate and object_md5 is None, hasher, flusher)
                 digest = hasher.result() if hasher is not None else None
             except BaseException:
                 if hasher is not None:
@@ -197,11 +209,11 @@ class Downloader:
             corrupt = [
                 p
                 for p in job.parts
-                if p.source_md5 and not md5s.equal(md5_of_range(fd, p.write_at, p.keep), p.source_md5)
+                if p.source_md5 and not md5s.equal(md5_of_range(out.fd, p.write_at, p.keep), p.source_md5)
             ]
             if not corrupt:
                 # Every part checks out: re-hash the file once before calling it damaged.
-                digest = md5_of_range(fd, 0, job.span)
+                digest = md5_of_range(out.fd, 0, job.span)
                 if md5s.equal(digest, object_md5):
                     return fetched, digest
                 break
@@ -224,10 +236,11 @@ class Downloader:
     def _fetch(
         self,
         job: _Job,
-        fd: int,
+        out: OutputFile,
         todo: list[tuple[int, PlannedPart]],
         hash_parts: bool,
-        hasher: OrderedRangeHasher | None,
+        hasher: InOrderHasher | None,
+        flusher: WritebackFlusher,
     ) -> None:
         def fresh_urls() -> dict[int, str | None]:
             return {p.partNumber: p.url for p in self._api.download_spec(job.object_id, *job.spec_range).parts}
@@ -236,7 +249,7 @@ class Downloader:
         data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
 
         def fetch(item: tuple[int, PlannedPart]) -> None:
-            index, part = item
+            _, part = item
             what = f"part {part.number} of {job.object_id}"
 
             def get(url: str, tally: PartTally) -> None:
@@ -245,21 +258,26 @@ class Downloader:
                     url,
                     part.fetch_offset,
                     part.fetch_size,
-                    fd,
+                    out,
                     part.write_at,
                     part.skip,
                     part.keep,
                     hashing,
                     tally,
                     what,
+                    hasher,
                 )
                 if digest is not None and not md5s.equal(digest, part.source_md5):
                     raise IntegrityError(f"{what}: received bytes hash to {digest}, expected {part.source_md5}")
 
-            transfer_part(get, part.number, what, book, self._progress, self._config.retries)
+            try:
+                transfer_part(get, part.number, what, book, self._progress, self._config.retries)
+            except BaseException:
+                if hasher is not None:
+                    hasher.cancel()  # workers waiting for their turn to hash must not wait for this part
+                raise
             write_json(job.state_dir / f"part-{part.number:08x}", {"partNumber": part.number, "md5": part.source_md5})
-            if hasher is not None:
-                hasher.mark_done(index)
+            flusher.part_finished()
 
         try:
             run_parallel(fetch, todo, self._config.parallel)

@@ -1,0 +1,183 @@
+"""The download's file and hashing machinery: direct-I/O output, in-order whole-object MD5, mapped reads."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from score.client.transfer.hashing import HashingCancelled, InOrderHasher, hash_mapped_range
+from score.client.transfer.output import ALIGN, OutputFile
+
+MiB = 1 << 20
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()  # noqa: S324 - integrity, not security
+
+
+def _aligned(data: bytes) -> memoryview:
+    """``data`` in page-aligned memory, as the receive buffers are."""
+    import mmap
+
+    buffer = mmap.mmap(-1, max(len(data), 1))
+    buffer[: len(data)] = data
+    return memoryview(buffer)[: len(data)]
+
+
+def test_output_file_writes_aligned_head_directly_and_unaligned_tail_buffered(tmp_path: Path) -> None:
+    data = os.urandom(3 * MiB + 1234)  # the object's last part: not a multiple of the block size
+    path = tmp_path / "out"
+    out = OutputFile(path, len(data), direct=True)
+    try:
+        out.write(_aligned(data[: 2 * MiB]), 0)
+        out.write(_aligned(data[2 * MiB :]), 2 * MiB)
+        os.fsync(out.fd)
+    finally:
+        out.close()
+    assert path.read_bytes() == data
+
+
+def test_output_file_takes_unaligned_positions_and_buffers(tmp_path: Path) -> None:
+    """Byte ranges land anywhere, from any slice of a buffer: those go the buffered way, unchanged."""
+    data = os.urandom(MiB + 77)
+    path = tmp_path / "out"
+    out = OutputFile(path, len(data) + 10, direct=True)
+    try:
+        out.write(memoryview(bytearray(data))[3:], 13)  # neither the position nor the buffer is aligned
+        out.write(memoryview(bytearray(data[:3])), 10)
+    finally:
+        out.close()
+    assert path.read_bytes() == b"\0" * 10 + data
+
+
+def test_output_file_falls_back_when_direct_io_refuses(tmp_path: Path) -> None:
+    """A misaligned buffer at an aligned position makes O_DIRECT refuse (EINVAL): bytes still land."""
+    data = os.urandom(2 * ALIGN)
+    path = tmp_path / "out"
+    out = OutputFile(path, len(data) + 1, direct=True)
+    try:
+        out.write(memoryview(bytearray(b"x" + data))[1:], 0)
+        out.write(memoryview(b"y"), len(data))
+    finally:
+        out.close()
+    assert path.read_bytes() == data + b"y"
+
+
+def _ranges(sizes: list[int]) -> list[tuple[int, int]]:
+    ranges, offset = [], 0
+    for size in sizes:
+        ranges.append((offset, size))
+        offset += size
+    return ranges
+
+
+def _pieces(data: bytes, offset: int, length: int, step: int) -> list[tuple[int, bytes]]:
+    return [(p, data[p : min(p + step, offset + length)]) for p in range(offset, offset + length, step)]
+
+
+def test_in_order_hasher_hashes_parts_fed_out_of_order_in_file_order(tmp_path: Path) -> None:
+    data = os.urandom(5 * MiB + 321)
+    ranges = _ranges([2 * MiB, 2 * MiB, MiB + 321])
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hasher = InOrderHasher(fd, ranges, on_disk=set())
+        # Each part's worker feeds its own pieces in order; later parts start first and must wait.
+        workers = [
+            threading.Thread(target=lambda r=r: [hasher.feed(p, memoryview(b)) for p, b in _pieces(data, *r, 300_000)])
+            for r in reversed(ranges)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        assert hasher.result() == _md5(data)
+    finally:
+        os.close(fd)
+
+
+def test_in_order_hasher_reads_parts_finished_earlier_from_the_file(tmp_path: Path) -> None:
+    data = os.urandom(4 * MiB)
+    ranges = _ranges([MiB] * 4)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hasher = InOrderHasher(fd, ranges, on_disk={0, 2})
+        feeders = [
+            threading.Thread(
+                target=lambda i=index: [hasher.feed(p, memoryview(b)) for p, b in _pieces(data, *ranges[i], MiB // 3)]
+            )
+            for index in (3, 1)  # part 3 waits for part 1, and part 1 for part 0 to be read from the file
+        ]
+        for feeder in feeders:
+            feeder.start()
+        for feeder in feeders:
+            feeder.join(30)
+            assert not feeder.is_alive()
+        assert hasher.result() == _md5(data)
+        assert InOrderHasher(fd, ranges, on_disk={0, 1, 2, 3}).result() == _md5(data)
+    finally:
+        os.close(fd)
+
+
+def test_in_order_hasher_trusts_the_file_after_a_retry_resent_bytes(tmp_path: Path) -> None:
+    """The first attempt's bytes were hashed, the retry's bytes were kept: the file must decide."""
+    data = os.urandom(2 * MiB)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hasher = InOrderHasher(fd, _ranges([2 * MiB]), on_disk=set())
+        hasher.feed(0, memoryview(b"\xff" * MiB))  # damaged in transit, then the connection broke
+        hasher.feed(0, memoryview(data[:MiB]))  # the retry: already handed over, so only noted
+        hasher.feed(MiB, memoryview(data[MiB:]))
+        assert hasher.result() == _md5(data)
+    finally:
+        os.close(fd)
+
+
+def test_in_order_hasher_cancel_releases_waiting_workers(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"\0" * 2 * MiB)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hasher = InOrderHasher(fd, _ranges([MiB, MiB]), on_disk=set())
+        failures: list[BaseException] = []
+
+        def later_part() -> None:
+            try:
+                hasher.feed(MiB, memoryview(b"\0" * MiB))  # waits for part 0, which never comes
+            except HashingCancelled as exc:
+                failures.append(exc)
+
+        waiter = threading.Thread(target=later_part)
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()
+        hasher.cancel()
+        waiter.join(10)
+        assert not waiter.is_alive() and len(failures) == 1
+    finally:
+        os.close(fd)
+
+
+def test_hash_mapped_range_matches_hashlib_and_refuses_a_short_file(tmp_path: Path) -> None:
+    data = os.urandom(9 * MiB + 123)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for offset, length in [(0, len(data)), (12345, 5 * MiB), (len(data) - 1, 1), (7, 0)]:
+            md5 = hashlib.md5()  # noqa: S324 - integrity, not security
+            hash_mapped_range(fd, offset, length, md5)
+            assert md5.hexdigest() == _md5(data[offset : offset + length])
+        with pytest.raises(OSError, match="shorter"):
+            hash_mapped_range(fd, 100, len(data), hashlib.md5())  # noqa: S324
+    finally:
+        os.close(fd)
