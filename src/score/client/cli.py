@@ -77,7 +77,25 @@ class Session:
 pass_session = click.make_pass_decorator(Session)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _ClientGroup(click.Group):
+    """Loads the genomics commands (``view``, ``samtools``: region planner, index parsers) only when one
+    of them runs or help is listed, so ``upload`` and ``download`` do not pay ~50 ms of imports to start."""
+
+    _LAZY = ("samtools", "view")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._LAZY and cmd_name not in self.commands:
+            from score.client.genomics.commands import samtools_command, view_command
+
+            self.add_command(view_command)
+            self.add_command(samtools_command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_ClientGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="score-client")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--verbose", is_flag=True, help="Log what the client does (never tokens or URLs).")
@@ -335,13 +353,6 @@ def info(session: Session, verbose: bool) -> None:
 def version() -> None:
     """Print the client version."""
     click.echo(f"score-client {__version__}")
-
-
-# -- genomics: view and samtools (src/score/client/genomics; pysam is imported only when they run) ----
-from score.client.genomics.commands import samtools_command, view_command  # noqa: E402
-
-main.add_command(view_command)
-main.add_command(samtools_command)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
