@@ -24,7 +24,6 @@ from score.client.transfer.journal import fsync_dir, read_json, write_json
 from score.client.transfer.output import OutputFile
 from score.client.transfer.parallel import PartTally, UrlBook, run_parallel, transfer_part
 from score.client.transfer.progress import NoProgress, Progress
-from score.client.transfer.writeback import WritebackFlusher
 from score.core import md5 as md5s
 from score.core.models import ObjectSpecification
 
@@ -153,13 +152,8 @@ class Downloader:
         # Direct I/O only for whole objects: their parts start at multiples of the part size.
         out = OutputFile(partial, span, direct=whole)
         try:
-            flusher = WritebackFlusher(out.fd)
-            try:
-                fetched, digest = self._fetch_verified(
-                    job, out, finished, validate, spec.objectMd5 if check_whole else None, flusher
-                )
-            finally:
-                flusher.close()
+            object_md5 = spec.objectMd5 if check_whole else None
+            fetched, digest = self._fetch_verified(job, out, finished, validate, object_md5)
             os.fsync(out.fd)
         finally:
             out.close()
@@ -177,7 +171,6 @@ class Downloader:
         finished: set[int],
         validate: bool,
         object_md5: str | None,
-        flusher: WritebackFlusher,
     ) -> tuple[int, str | None]:
         """Fetch the missing parts and verify; return (parts fetched, whole-object MD5 or None).
 
@@ -192,10 +185,10 @@ class Downloader:
             if object_md5 is not None:
                 on_disk = {i for i, p in enumerate(job.parts) if p.number not in pending}
                 hasher = InOrderHasher(out.fd, [(p.write_at, p.keep) for p in job.parts], on_disk)
-            todo = [(i, p) for i, p in enumerate(job.parts) if p.number in pending]
+            todo = [p for p in job.parts if p.number in pending]
             self._progress.start(job.name, job.span, sum(p.keep for p in job.parts if p.number not in pending))
             try:
-                self._fetch(job, out, todo, validate and object_md5 is None, hasher, flusher)
+                self._fetch(job, out, todo, validate and object_md5 is None, hasher)
                 digest = hasher.result() if hasher is not None else None
             except BaseException:
                 if hasher is not None:
@@ -237,10 +230,9 @@ class Downloader:
         self,
         job: _Job,
         out: OutputFile,
-        todo: list[tuple[int, PlannedPart]],
+        todo: list[PlannedPart],
         hash_parts: bool,
         hasher: InOrderHasher | None,
-        flusher: WritebackFlusher,
     ) -> None:
         def fresh_urls() -> dict[int, str | None]:
             return {p.partNumber: p.url for p in self._api.download_spec(job.object_id, *job.spec_range).parts}
@@ -248,8 +240,7 @@ class Downloader:
         book = UrlBook(job.urls, fresh_urls)
         data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
 
-        def fetch(item: tuple[int, PlannedPart]) -> None:
-            _, part = item
+        def fetch(part: PlannedPart) -> None:
             what = f"part {part.number} of {job.object_id}"
 
             def get(url: str, tally: PartTally) -> None:
@@ -277,7 +268,7 @@ class Downloader:
                     hasher.cancel()  # workers waiting for their turn to hash must not wait for this part
                 raise
             write_json(job.state_dir / f"part-{part.number:08x}", {"partNumber": part.number, "md5": part.source_md5})
-            flusher.part_finished()
+            out.part_finished()
 
         try:
             run_parallel(fetch, todo, self._config.parallel)

@@ -81,8 +81,9 @@ def _advise(mapped: mmap.mmap, name: str, *span: int) -> None:
 
 
 def md5_of_range(fd: int, offset: int, length: int) -> str:
+    """MD5 of a range of our own (download) file."""
     md5 = hashlib.md5()  # noqa: S324 - integrity, not security
-    hash_range(fd, offset, length, md5)
+    hash_mapped_range(fd, offset, length, md5)
     return md5.hexdigest()
 
 
@@ -144,6 +145,19 @@ class FileAndPartHasher:
         return self._digest
 
 
+def _runs_on_disk(ranges: list[tuple[int, int]], on_disk: set[int]) -> dict[int, int]:
+    """For each run of consecutive ranges in ``on_disk``: the run's start offset -> its end offset."""
+    runs: dict[int, int] = {}
+    start: int | None = None
+    for index, (offset, length) in enumerate(ranges):
+        if index in on_disk:
+            start = offset if start is None else start
+            runs[start] = offset + length
+        else:
+            start = None
+    return runs
+
+
 class HashingCancelled(ClientError):
     """The download stopped (a part failed for good); workers waiting for their turn to hash give up."""
 
@@ -168,8 +182,10 @@ class InOrderHasher:
         self._fd = fd
         self._ranges = ranges  # (offset, length) of each part in the file, contiguous, in order
         self._on_disk = set(on_disk)  # indices of parts already in the file when hashing starts
-        self._queue: collections.deque[tuple[int, memoryview]] = collections.deque()
-        self._queued_end = self._past_on_disk(ranges[0][0] if ranges else 0)  # handed over up to here
+        self._skip_on_disk = _runs_on_disk(ranges, self._on_disk)  # start -> end of each run of such parts
+        self._queue: collections.deque[memoryview] = collections.deque()
+        start = ranges[0][0] if ranges else 0
+        self._queued_end = self._skip_on_disk.get(start, start)  # handed over up to here
         self._hashed_end = ranges[0][0] if ranges else 0  # hashed up to here
         self._tainted = False
         self._cancelled = False
@@ -179,13 +195,6 @@ class InOrderHasher:
         self._turn = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="md5-in-order", daemon=True)
         self._thread.start()
-
-    def _past_on_disk(self, position: int) -> int:
-        """``position`` moved over parts already in the file (the hashing thread reads those itself)."""
-        for index, (offset, length) in enumerate(self._ranges):
-            if index in self._on_disk and offset == position:
-                position = offset + length
-        return position
 
     def feed(self, position: int, data: memoryview) -> None:
         """Hand over ``data``, just written at ``position``, once every byte before it is handed over.
@@ -199,8 +208,9 @@ class InOrderHasher:
             while position != self._queued_end:
                 self._raise_if_stopped()
                 self._turn.wait()
-            self._queue.append((position, data))
-            self._queued_end = self._past_on_disk(position + len(data))
+            self._queue.append(data)
+            end = position + len(data)  # parts already in the file are not fed: the hashing thread reads them
+            self._queued_end = self._skip_on_disk.get(end, end)
             self._turn.notify_all()
 
     def wait_hashed(self, position: int) -> None:
@@ -241,8 +251,7 @@ class InOrderHasher:
                 if self._cancelled or self._fed_all:
                     return None
                 self._turn.wait()
-            _, piece = self._queue.popleft()
-            return piece
+            return self._queue.popleft()
 
     def _advance(self, position: int) -> None:
         with self._turn:
@@ -264,7 +273,5 @@ class InOrderHasher:
             raise self._error
         if self._digest is not None and not self._tainted:
             return self._digest
-        md5 = hashlib.md5()  # noqa: S324
-        for offset, length in self._ranges:
-            hash_mapped_range(self._fd, offset, length, md5)
-        return md5.hexdigest()
+        start = self._ranges[0][0] if self._ranges else 0
+        return md5_of_range(self._fd, start, sum(length for _, length in self._ranges))
