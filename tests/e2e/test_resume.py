@@ -56,6 +56,21 @@ def _puts_per_part(server: ScoreServer) -> Counter[int]:
     return Counter(int(e["partNumber"]) for e in server.access_events("part_put") if e.get("status") == 200)
 
 
+def _settled_gets(server: ScoreServer, object_id: str) -> Counter[str]:
+    """Ranged GETs of the object once the server has logged those that were in flight when the client died.
+
+    The server logs a GET when its response ends; for the parts the killed client was receiving, that is a
+    moment after the kill, and counting too early would charge those GETs to the resumed run.
+    """
+    previous = None
+    while True:
+        current = Counter(e["range"] for e in server.access_events("get") if e["key"] == f"data/{object_id}")
+        if current == previous:
+            return current
+        previous = current
+        time.sleep(0.5)
+
+
 def _kill_after(process, server: ScoreServer, event: str, count: int) -> None:  # type: ignore[no-untyped-def]
     _wait_for(lambda: len(server.access_events(event)) >= count or process.poll() is not None)
     process.send_signal(signal.SIGKILL)
@@ -112,7 +127,7 @@ def test_client_killed_mid_download_resumes_and_never_exposes_partial_file(
     state = out / f".{oid}"
     finished = {int(p.name.split("-")[1], 16) for p in state.glob("part-*")}
     assert 20 <= len(finished) < 400, len(finished)
-    gets_before = Counter(e["range"] for e in server.access_events("get") if e["key"] == f"data/{oid}")
+    gets_before = _settled_gets(server, oid)
 
     result = client.run("--parallel", "2", "download", "--object-id", oid, "--output-dir", str(out))
     assert result.returncode == 0, result.stderr

@@ -2,8 +2,9 @@
 
 Signed URLs are issued for the proxy's address (the store's endpoint in the server's settings is the
 proxy), and requests are forwarded with their Host header unchanged, so SigV4 signatures still match.
-Tests read ``events`` to prove which parts crossed the wire, and set ``corrupt`` to flip one byte of a
-matching request body, as a faulty network or store would.
+Tests read ``events`` to prove which parts crossed the wire, set ``corrupt`` to flip one byte of a
+matching request body, as a faulty network or store would, and set ``refuse`` to answer one matching
+request with a 400 of the proxy's own (put in front of score-server's API: a call the server turns down).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class StoreProxy:
         self.events: list[ProxyEvent] = []
         self.corrupt: Callable[[str, str, dict[str, list[str]]], bool] | None = None
         self.corrupted = 0
+        self.refuse: Callable[[str, str, dict[str, list[str]]], bool] | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._server.daemon_threads = True
@@ -62,6 +64,13 @@ class StoreProxy:
             if self.corrupt is not None and self.corrupt(method, path, query):
                 self.corrupt = None  # one damaged request; the retry goes through intact
                 self.corrupted += 1
+                return True
+            return False
+
+    def _should_refuse(self, method: str, path: str, query: dict[str, list[str]]) -> bool:
+        with self._lock:
+            if self.refuse is not None and self.refuse(method, path, query):
+                self.refuse = None  # one refusal; the next matching request goes through
                 return True
             return False
 
@@ -92,6 +101,9 @@ class StoreProxy:
                 body = self._body()
                 split = urlsplit(self.path)
                 query = parse_qs(split.query, keep_blank_values=True)
+                if proxy._should_refuse(self.command, split.path, query):
+                    self._answer_refusal(split.path, query)
+                    return
                 if body and proxy._should_corrupt(self.command, split.path, query):
                     body = body[: len(body) // 2] + bytes([body[len(body) // 2] ^ 0xFF]) + body[len(body) // 2 + 1 :]
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -118,6 +130,16 @@ class StoreProxy:
                     proxy.events.append(
                         ProxyEvent(self.command, split.path, query, response.status, len(body), len(payload))
                     )
+
+            def _answer_refusal(self, path: str, query: dict[str, list[str]]) -> None:
+                payload = b'{"message": "refused by the test proxy"}'
+                self.send_response(400)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                with proxy._lock:
+                    proxy.events.append(ProxyEvent(self.command, path, query, 400, 0, len(payload)))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 

@@ -1,7 +1,7 @@
-"""Whole-file MD5 computed beside the transfer, so verification does not double the transfer time.
+"""A download's MD5s: the whole object's, computed beside the transfer, and any range of our own file.
 
-hashlib releases the GIL on large buffers, so these threads use the second core while the part
-workers move bytes.
+hashlib releases the GIL on large buffers, so the hashing thread uses the second core while the part
+workers move bytes. (An upload's MD5s are in ``upload_hashing``.)
 """
 
 from __future__ import annotations
@@ -9,38 +9,12 @@ from __future__ import annotations
 import collections
 import hashlib
 import mmap
-import os
 import threading
-from pathlib import Path
 from typing import Any
 
 from score.client.errors import ClientError
 
 CHUNK = 4 * 1024 * 1024
-
-
-def read_buffer(length: int = CHUNK) -> memoryview:
-    """A buffer for ``hash_range``, made once per pass: a fresh 4 MiB per read costs a page-fault storm
-    (and, on a VM that hands freed memory back to its host, host faults) for every chunk hashed."""
-    return memoryview(bytearray(max(min(CHUNK, length), 1)))
-
-
-def hash_range(fd: int, offset: int, length: int, *hashes: Any, buffer: memoryview | None = None) -> None:
-    """Feed ``length`` bytes of ``fd`` from ``offset`` to every hash; a short file is an error.
-
-    Reads copy through ``buffer``: used for files that are not ours (an upload's source may shrink
-    while it is read, which must be an error, not a crash as it would be through a memory map).
-    """
-    view = buffer if buffer is not None else read_buffer(length)
-    position, end = offset, offset + length
-    while position < end:
-        got = os.preadv(fd, [view[: min(len(view), end - position)]], position)
-        if not got:
-            raise OSError(f"file ended at byte {position}, expected {end}")
-        chunk = view[:got]
-        for digest in hashes:
-            digest.update(chunk)
-        position += got
 
 
 def hash_mapped_range(fd: int, offset: int, length: int, digest: Any) -> None:
@@ -85,64 +59,6 @@ def md5_of_range(fd: int, offset: int, length: int) -> str:
     md5 = hashlib.md5()  # noqa: S324 - integrity, not security
     hash_mapped_range(fd, offset, length, md5)
     return md5.hexdigest()
-
-
-class FileAndPartHasher:
-    """One front-to-back pass over a file computing the whole-file MD5 and every part's MD5 (uploads).
-
-    Part senders need their part's MD5 before the first byte goes out (for ``Content-MD5``); this
-    thread runs ahead of them (hashing is faster than any store takes bytes), so a sender rarely waits,
-    and the file is read once for hashing instead of once per part plus once for the whole.
-    """
-
-    def __init__(self, path: Path, parts: list[tuple[int, int]]) -> None:
-        self._path = path
-        self._parts = sorted(parts)  # (offset, size), covering the file in order
-        self._part_md5: dict[int, str] = {}
-        self._ready = threading.Condition()
-        self._digest: str | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="md5-file", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            whole = hashlib.md5()  # noqa: S324 - integrity, not security
-            fd = os.open(self._path, os.O_RDONLY)
-            try:
-                buffer = read_buffer()
-                for offset, size in self._parts:
-                    part = hashlib.md5()  # noqa: S324
-                    hash_range(fd, offset, size, whole, part, buffer=buffer)
-                    with self._ready:
-                        self._part_md5[offset] = part.hexdigest()
-                        self._ready.notify_all()
-            finally:
-                os.close(fd)
-            self._digest = whole.hexdigest()
-        except BaseException as exc:  # reported to whoever waits
-            self._error = exc
-        finally:
-            with self._ready:
-                self._ready.notify_all()
-
-    def part_md5(self, offset: int) -> str:
-        """The MD5 of the part starting at ``offset``, waiting for the pass to reach it."""
-        with self._ready:
-            while offset not in self._part_md5 and self._error is None and self._thread.is_alive():
-                self._ready.wait(1.0)
-            if offset in self._part_md5:
-                return self._part_md5[offset]
-        if self._error is not None:
-            raise self._error
-        raise RuntimeError(f"no part starts at byte {offset}")
-
-    def result(self) -> str:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._digest is not None
-        return self._digest
 
 
 def _runs_on_disk(ranges: list[tuple[int, int]], on_disk: set[int]) -> dict[int, int]:

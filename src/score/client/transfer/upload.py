@@ -2,9 +2,11 @@
 
 Resume: a journal beside the file (``.<objectId>/upload.json``, bound to the file's size and mtime)
 remembers the upload id; the server's status marks completed parts, which are never sent again.
-Integrity: every part's MD5 is computed while streaming and must equal the store's ETag; the whole
-file's MD5 is computed in parallel and must equal the declared MD5 before the server is asked to
-finalize (which checks it again against the declared and registered MD5s).
+Integrity: every part goes with its MD5 (``Content-MD5``, hashed ahead of sending, many parts at once on
+SIMD lanes: ``upload_hashing``), which the store checks and its ETag must equal; the whole file's MD5 is
+computed beside the transfer and must equal the declared MD5 before the server is asked to finalize
+(which checks it again against the declared and registered MD5s). Each sent part is recorded with the
+server beside the transfer; a part the server will not record is sent again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import logging
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +23,10 @@ from score.client.api import ScoreApi
 from score.client.config import ClientConfig
 from score.client.errors import ClientError, IntegrityError, ServerError
 from score.client.transfer.data import DataClient
-from score.client.transfer.hashing import FileAndPartHasher
 from score.client.transfer.journal import read_json, write_json
 from score.client.transfer.parallel import PartTally, UrlBook, run_parallel, transfer_part
 from score.client.transfer.progress import NoProgress, Progress
+from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
 from score.core import md5 as md5s
 from score.core.models import Part
 
@@ -74,17 +77,25 @@ class Uploader:
         state_dir = state_dir_for(path, object_id, self._config)
         journal_path = state_dir / "upload.json"
 
-        upload_id, parts = self._resume_or_start(object_id, size, declared, force, identity, journal_path)
-        hasher = FileAndPartHasher(path, [(p.offset, p.partSize) for p in parts])
-        todo = [p for p in parts if not p.sourceMd5]
-        done_bytes = sum(p.partSize for p in parts if p.sourceMd5)
-        self._progress.start(path.name, size, done_bytes)
+        whole = WholeFileMd5.for_file(path, size, identity["mtimeNs"])  # overlaps the API calls below
+        part_md5s: PartMd5s | None = None
         try:
-            if todo:
-                self._send_parts(path, object_id, upload_id, todo, hasher)
-            computed = hasher.result()
-        finally:
-            self._progress.finish()
+            upload_id, parts = self._resume_or_start(object_id, size, declared, force, identity, journal_path)
+            todo = [p for p in parts if not p.sourceMd5]
+            part_md5s = PartMd5s(path, [(p.offset, p.partSize) for p in todo], self._config.parallel)
+            done_bytes = sum(p.partSize for p in parts if p.sourceMd5)
+            self._progress.start(path.name, size, done_bytes)
+            try:
+                if todo:
+                    self._send_parts(path, object_id, upload_id, todo, part_md5s)
+                part_md5s.check()
+                computed = whole.result()
+            finally:
+                self._progress.finish()
+        finally:  # a failed upload leaves no thread hashing on behind it
+            whole.stop()
+            if part_md5s is not None:
+                part_md5s.stop()
         if _file_identity(path) != identity:
             raise IntegrityError(f"{path} changed while it was being uploaded; upload it again")
         if declared and computed != declared:
@@ -136,9 +147,7 @@ class Uploader:
         write_json(journal_path, {"objectId": object_id, "uploadId": spec.uploadId, "file": identity, "md5": declared})
         return spec.uploadId or "", spec.parts
 
-    def _send_parts(
-        self, path: Path, object_id: str, upload_id: str, parts: list[Part], hasher: FileAndPartHasher
-    ) -> None:
+    def _send_parts(self, path: Path, object_id: str, upload_id: str, parts: list[Part], hasher: PartMd5s) -> None:
         size = path.stat().st_size
 
         def fresh_urls() -> dict[int, str | None]:
@@ -149,8 +158,12 @@ class Uploader:
 
         urls = UrlBook({p.partNumber: p.url for p in parts}, fresh_urls)
         data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
+        # Recording a part (a call the server answers after a few store requests, slow while the store is
+        # busy taking the other parts) runs beside the transfer, so a sender goes straight on to its next part.
+        recorder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="record-part")
+        recording: dict[int, Future[None]] = {}
 
-        def send(part: Part) -> None:
+        def send(part: Part, record_later: bool) -> None:
             what = f"part {part.partNumber} of {object_id}"
 
             def put(url: str, tally: PartTally) -> None:
@@ -158,11 +171,30 @@ class Uploader:
                 etag = data.put_part(url, path, part.offset, part.partSize, md5, tally, what)
                 if etag and md5s.is_hex(etag) and etag.lower() != md5:
                     raise IntegrityError(f"{what}: the store received bytes hashing to {etag}, we sent {md5}")
-                self._api.finalize_part(object_id, upload_id, part.partNumber, md5, etag or md5)
+                record = (object_id, upload_id, part.partNumber, md5, etag or md5)
+                if record_later:
+                    recording[part.partNumber] = recorder.submit(self._api.finalize_part, *record)
+                else:
+                    self._api.finalize_part(*record)
 
             transfer_part(put, part.partNumber, what, urls, self._progress, self._config.retries)
 
         try:
-            run_parallel(send, parts, self._config.parallel)
+            run_parallel(lambda part: send(part, record_later=True), parts, self._config.parallel)
+            unrecorded = [p for p in parts if _failed(recording[p.partNumber], f"recording part {p.partNumber}")]
+            # The server would not record these (after its own retries): send them again, recording each
+            # before going on, so a part that cannot be recorded fails the upload with the server's reason.
+            run_parallel(lambda part: send(part, record_later=False), unrecorded, self._config.parallel)
         finally:
+            recorder.shutdown(wait=True, cancel_futures=True)
             data.close()
+
+
+def _failed(recorded: Future[None], what: str) -> bool:
+    error = recorded.exception()
+    if error is None:
+        return False
+    if not isinstance(error, ClientError):
+        raise error
+    log.info("%s failed (%s); sending the part again", what, error)
+    return True

@@ -1,0 +1,216 @@
+"""The MD5s an upload needs: each part it sends (its ``Content-MD5``) and the whole file (checked at finalize).
+
+Why two threads: the store needs the CPU too (on a two-core machine SeaweedFS takes most of it), so
+the client's hashing is upload speed. The whole-file MD5 cannot be split (each block depends on the
+last) and runs front to back on its own. The parts are independent messages: they are hashed side by
+side, up to 16 at once on SIMD lanes (``score.core.md5lanes``), which costs about a fifth of hashing
+them one after another; without the C kernel they are hashed one by one with hashlib.
+
+Parts are hashed in the order they will be sent, in batches. The first batch is as many parts as go
+out at once, so every sender starts early instead of one after another; later batches are hashed
+while those parts travel, far faster than any store takes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+from score.core import md5lanes
+
+CHUNK = 1024 * 1024  # per lane and read: a multiple of 64 (MD5's block), so only a part's end is partial
+
+
+def read_buffer(length: int) -> memoryview:
+    """A buffer made once per pass: a fresh one per read costs page faults (host faults on a VM that
+    hands freed memory back to its host) for every chunk hashed."""
+    return memoryview(bytearray(max(length, 1)))
+
+
+def read_exactly(fd: int, into: memoryview, position: int) -> None:
+    """Fill ``into`` from ``fd`` at ``position``; a file that ends first is an error (it shrank meanwhile).
+
+    Reads copy (no memory map): an upload's source is not ours, and a file truncated under a map would
+    kill the process with SIGBUS instead of giving a clear error.
+    """
+    done = 0
+    while done < len(into):
+        got = os.preadv(fd, [into[done:]], position + done)
+        if not got:
+            raise OSError(f"file ended at byte {position + done}, expected {position + len(into)}")
+        done += got
+
+
+def hash_range(fd: int, offset: int, length: int, digest: Any, buffer: memoryview) -> None:
+    """Feed ``length`` bytes of ``fd`` from ``offset`` to ``digest``, reading through ``buffer``."""
+    position, end = offset, offset + length
+    while position < end:
+        view = buffer[: min(len(buffer), end - position)]
+        read_exactly(fd, view, position)
+        digest.update(view)
+        position += len(view)
+
+
+def hash_parts_together(
+    fd: int, parts: list[tuple[int, int]], buffer: memoryview, stopped: threading.Event
+) -> list[str] | None:
+    """MD5s of up to 16 ``(offset, size)`` ranges of ``fd``, one per SIMD lane; ``buffer``: CHUNK per lane.
+
+    None if ``stopped`` was set meanwhile.
+    """
+    lanes = md5lanes.LaneMd5(len(parts))
+    done = [0] * len(parts)
+    while any(done[i] < size for i, (_, size) in enumerate(parts)):
+        if stopped.is_set():
+            return None
+        offsets, lengths = [], []
+        for lane, (offset, size) in enumerate(parts):
+            length = min(CHUNK, size - done[lane])
+            slot = lane * CHUNK
+            if length:
+                read_exactly(fd, buffer[slot : slot + length], offset + done[lane])
+                done[lane] += length
+            offsets.append(slot)
+            lengths.append(length)
+        lanes.update(buffer, offsets, lengths)
+    return [lanes.hexdigest(lane) for lane in range(len(parts))]
+
+
+class WholeFileMd5:
+    """The whole file's MD5, front to back on a thread of its own: started before the upload's API calls,
+    so it overlaps them; ``stop`` ends it early when the upload fails before any part is sent."""
+
+    _early: ClassVar[dict[tuple[str, int, int], WholeFileMd5]] = {}  # started by score.client.launch
+
+    @classmethod
+    def start_early(cls, path: Path) -> None:
+        """Start hashing ``path`` before the client has loaded (see ``score.client.launch``)."""
+        try:
+            stat = path.stat()
+            cls._early[(str(path.resolve()), stat.st_size, stat.st_mtime_ns)] = cls(path, stat.st_size)
+        except OSError:
+            pass  # only a head start: the upload itself will report what is wrong with the file
+
+    @classmethod
+    def for_file(cls, path: Path, size: int, mtime_ns: int) -> WholeFileMd5:
+        """The hash started early for this very file (same size and mtime), or a new one."""
+        early = cls._early.pop((str(path.resolve()), size, mtime_ns), None)
+        return early if early is not None else cls(path, size)
+
+    def __init__(self, path: Path, size: int) -> None:
+        self._path = path
+        self._size = size
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self._digest: str | None = None
+        self._thread = threading.Thread(target=self._run, name="md5-file", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            whole = hashlib.md5()  # noqa: S324 - integrity, not security
+            buffer = read_buffer(min(4 * CHUNK, self._size))
+            fd = os.open(self._path, os.O_RDONLY)
+            try:
+                for offset in range(0, self._size, len(buffer)):
+                    if self._stopped.is_set():
+                        return
+                    hash_range(fd, offset, min(len(buffer), self._size - offset), whole, buffer)
+            finally:
+                os.close(fd)
+            self._digest = whole.hexdigest()
+        except BaseException as exc:  # reported by result()
+            self._error = exc
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._digest is None:
+            raise RuntimeError("the whole-file MD5 was stopped before it finished")
+        return self._digest
+
+
+class PartMd5s:
+    """The MD5 of each part to send, in sending order, hashed on a thread of its own (``stop`` ends it)."""
+
+    def __init__(self, path: Path, parts: list[tuple[int, int]], first_batch: int) -> None:
+        self._path = path
+        self._parts = parts  # (offset, size) of the parts to send, in sending order
+        # The first batch is hashed before any part can go out. With AVX2, 8 lanes take as long as 4,
+        # so a batch of at least 8 costs no waiting and half the CPU per byte.
+        self._first_batch = max(8, min(first_batch, md5lanes.MAX_LANES))
+        self._part_md5: dict[int, str] = {}
+        self._ready = threading.Condition()
+        self._error: BaseException | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="md5-parts", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            fd = os.open(self._path, os.O_RDONLY)
+            try:
+                if md5lanes.available():
+                    self._hash_on_lanes(fd)
+                else:
+                    self._hash_one_by_one(fd)
+            finally:
+                os.close(fd)
+        except BaseException as exc:  # reported to whoever waits
+            self._error = exc
+        finally:
+            with self._ready:
+                self._ready.notify_all()
+
+    def _hash_on_lanes(self, fd: int) -> None:
+        buffer = read_buffer(CHUNK * md5lanes.MAX_LANES)
+        start, batch = 0, self._first_batch
+        while start < len(self._parts):
+            parts = self._parts[start : start + batch]
+            digests = hash_parts_together(fd, parts, buffer, self._stopped)
+            if digests is None:
+                return
+            self._publish(zip(parts, digests, strict=True))
+            start, batch = start + len(parts), md5lanes.MAX_LANES
+
+    def _hash_one_by_one(self, fd: int) -> None:
+        buffer = read_buffer(4 * CHUNK)
+        for part in self._parts:
+            if self._stopped.is_set():
+                return
+            md5 = hashlib.md5()  # noqa: S324 - integrity, not security
+            hash_range(fd, part[0], part[1], md5, buffer)
+            self._publish([(part, md5.hexdigest())])
+
+    def _publish(self, digests: Any) -> None:
+        with self._ready:
+            for (offset, _), digest in digests:
+                self._part_md5[offset] = digest
+            self._ready.notify_all()
+
+    def part_md5(self, offset: int) -> str:
+        """The MD5 of the part starting at ``offset``, waiting until it is hashed."""
+        with self._ready:
+            while offset not in self._part_md5 and self._error is None and self._thread.is_alive():
+                self._ready.wait(1.0)
+            if offset in self._part_md5:
+                return self._part_md5[offset]
+        if self._error is not None:
+            raise self._error
+        raise RuntimeError(f"no part to send starts at byte {offset}")
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def check(self) -> None:
+        """Wait for the thread; a read error it met is raised here."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error

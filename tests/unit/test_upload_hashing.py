@@ -1,0 +1,119 @@
+"""An upload's MD5s (each part to send, and the whole file) against hashlib, on SIMD lanes and without them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from score.client.launch import upload_file_named
+from score.client.transfer import upload_hashing
+from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
+from score.core import md5lanes
+
+KiB = 1024
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()  # noqa: S324 - integrity, not security
+
+
+def _parts(size: int, part_size: int) -> list[tuple[int, int]]:
+    return [(offset, min(part_size, size - offset)) for offset in range(0, size, part_size)]
+
+
+@pytest.fixture(params=["lanes", "hashlib"])
+def lanes_or_not(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "hashlib":
+        monkeypatch.setattr(md5lanes, "available", lambda: False)
+    return str(request.param)
+
+
+def test_part_and_whole_md5s_match_hashlib(tmp_path: Path, lanes_or_not: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More parts than lanes (several batches), a short last part, a chunk smaller than a part."""
+    monkeypatch.setattr(upload_hashing, "CHUNK", 4 * KiB)  # several reads per part, with small test files
+    data = os.urandom(37 * 10 * KiB + 123)
+    path = tmp_path / "source"
+    path.write_bytes(data)
+    parts = _parts(len(data), 10 * KiB)
+    assert len(parts) > md5lanes.MAX_LANES + 4
+    send = parts[3:] + parts[:1]  # a resumed upload: some parts were sent before, in whatever order
+    whole = WholeFileMd5(path, len(data))
+    parts = PartMd5s(path, send, first_batch=4)
+    for offset, size in reversed(send):
+        assert parts.part_md5(offset) == _md5(data[offset : offset + size])
+    parts.check()
+    assert whole.result() == _md5(data)
+
+
+def test_an_empty_file_hashes_to_the_empty_md5(tmp_path: Path, lanes_or_not: str) -> None:
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    assert PartMd5s(path, [(0, 0)], first_batch=4).part_md5(0) == _md5(b"")
+    assert WholeFileMd5(path, 0).result() == _md5(b"")
+
+
+def test_a_file_shorter_than_its_parts_is_an_error_not_a_hash(tmp_path: Path, lanes_or_not: str) -> None:
+    """The file shrank after its size was taken: both waits report where it ended."""
+    path = tmp_path / "shrunk"
+    path.write_bytes(os.urandom(100 * KiB))
+    size = 160 * KiB
+    parts = PartMd5s(path, _parts(size, 32 * KiB), first_batch=2)
+    with pytest.raises(OSError, match="file ended at byte 102400, expected"):
+        parts.part_md5(128 * KiB)
+    with pytest.raises(OSError, match="file ended at byte 102400, expected"):
+        parts.check()
+    with pytest.raises(OSError, match="file ended at byte 102400, expected"):
+        WholeFileMd5(path, size).result()
+
+
+def test_asking_for_a_part_not_being_sent_is_an_error(tmp_path: Path, lanes_or_not: str) -> None:
+    path = tmp_path / "source"
+    path.write_bytes(os.urandom(64 * KiB))
+    parts = PartMd5s(path, [(0, 32 * KiB)], first_batch=1)
+    with pytest.raises(RuntimeError, match="no part to send starts at byte 32768"):
+        parts.part_md5(32 * KiB)
+
+
+def test_stopping_ends_the_threads_without_a_digest(tmp_path: Path, lanes_or_not: str) -> None:
+    """A failed upload stops its hashing: no thread goes on reading the file behind it."""
+    path = tmp_path / "source"
+    data = os.urandom(256 * KiB)
+    path.write_bytes(data)
+    whole = WholeFileMd5(path, len(data))
+    parts = PartMd5s(path, _parts(len(data), 8 * KiB), first_batch=4)
+    whole.stop()
+    parts.stop()
+    parts.check()  # returns: the thread ended
+    try:
+        assert whole.result() == _md5(data)  # it may have finished before the stop arrived ...
+    except RuntimeError as exc:
+        assert "stopped before it finished" in str(exc)  # ... or not
+
+
+def test_the_launcher_finds_the_file_of_an_upload_command_line(tmp_path: Path) -> None:
+    source = tmp_path / "reads.bam"
+    source.write_bytes(b"x")
+    assert upload_file_named(["--quiet", "upload", "--object-id", "x", "--file", str(source)]) == source
+    assert upload_file_named(["upload", f"--file={source}"]) == source
+    assert upload_file_named(["download", "--file", str(source)]) is None  # not an upload
+    assert upload_file_named(["upload", "--file", str(tmp_path / "missing")]) is None  # click reports it later
+    assert upload_file_named(["upload", "--file", str(tmp_path)]) is None  # a folder is not a file
+    assert upload_file_named(["upload", "--file"]) is None
+
+
+def test_an_early_hash_is_used_only_for_the_same_file_size_and_mtime(tmp_path: Path) -> None:
+    path = tmp_path / "source"
+    data = os.urandom(300 * KiB)
+    path.write_bytes(data)
+    stat = path.stat()
+    WholeFileMd5.start_early(path)
+    early = WholeFileMd5.for_file(path, stat.st_size, stat.st_mtime_ns)
+    assert WholeFileMd5.for_file(path, stat.st_size, stat.st_mtime_ns) is not early  # handed out once
+    assert early.result() == _md5(data)
+    WholeFileMd5.start_early(path)
+    other = WholeFileMd5.for_file(path, stat.st_size, stat.st_mtime_ns + 1)  # the file changed since
+    assert other.result() == _md5(data)
+    assert WholeFileMd5.for_file(path, stat.st_size, stat.st_mtime_ns) is not other
