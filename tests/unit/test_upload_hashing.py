@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from score.client.launch import upload_file_named
 from score.client.transfer import upload_hashing
 from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
 from score.core import md5lanes
@@ -91,17 +90,6 @@ def test_stopping_ends_the_threads_without_a_digest(tmp_path: Path, lanes_or_not
         assert whole.result() == _md5(data)  # it may have finished before the stop arrived ...
     except RuntimeError as exc:
         assert "stopped before it finished" in str(exc)  # ... or not
-
-
-def test_the_launcher_finds_the_file_of_an_upload_command_line(tmp_path: Path) -> None:
-    source = tmp_path / "reads.bam"
-    source.write_bytes(b"x")
-    assert upload_file_named(["--quiet", "upload", "--object-id", "x", "--file", str(source)]) == source
-    assert upload_file_named(["upload", f"--file={source}"]) == source
-    assert upload_file_named(["download", "--file", str(source)]) is None  # not an upload
-    assert upload_file_named(["upload", "--file", str(tmp_path / "missing")]) is None  # click reports it later
-    assert upload_file_named(["upload", "--file", str(tmp_path)]) is None  # a folder is not a file
-    assert upload_file_named(["upload", "--file"]) is None
 
 
 def test_an_early_hash_is_used_only_for_the_same_file_size_and_mtime(tmp_path: Path) -> None:

@@ -31,7 +31,15 @@ def upload_file_named(argv: list[str]) -> Path | None:
     return None
 
 
+def skip_httpx_command_line() -> None:
+    """Keep httpx from importing its own command-line tool, which it does whenever click and rich are installed
+    (they are: ours). That import (rich's console, pygments) is ~50 ms of every start; with this entry httpx
+    takes the path it has for a missing CLI extra and defines a stub ``httpx.main`` instead."""
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def run() -> None:
+    skip_httpx_command_line()
     path = upload_file_named(sys.argv[1:])
     if path is not None:
         from score.client.transfer.upload_hashing import WholeFileMd5
