@@ -6,9 +6,9 @@ last) and runs front to back on its own. The parts are independent messages: the
 side, up to 16 at once on SIMD lanes (``score.core.md5lanes``), which costs about a fifth of hashing
 them one after another; without the C kernel they are hashed one by one with hashlib.
 
-Parts are hashed in the order they will be sent, in batches. The first batch is as many parts as go
-out at once, so every sender starts early instead of one after another; later batches are hashed
-while those parts travel, far faster than any store takes them.
+Parts are hashed in the order they will be sent, in batches. The first batch covers at least the parts
+that go out at once, so every sender starts early instead of one after another; later batches of 16 are
+hashed while those parts travel, far faster than any store takes them.
 """
 
 from __future__ import annotations
