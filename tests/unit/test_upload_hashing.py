@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from score.client.transfer import upload_hashing
-from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
+from score.client.transfer.upload_hashing import PartMd5s, ReadAhead, WholeFileMd5
 from score.core import md5lanes
 
 KiB = 1024
@@ -105,3 +106,63 @@ def test_an_early_hash_is_used_only_for_the_same_file_size_and_mtime(tmp_path: P
     other = WholeFileMd5.for_file(path, stat.st_size, stat.st_mtime_ns + 1)  # the file changed since
     assert other.result() == _md5(data)
     assert WholeFileMd5.for_file(path, stat.st_size, stat.st_mtime_ns) is not other
+
+
+def test_the_whole_file_hash_waits_within_the_read_ahead_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file larger than memory must not be read three times from disk: the hash stays near the senders."""
+    monkeypatch.setattr(upload_hashing, "CHUNK", 4 * KiB)  # whole-file reads of 16 KiB
+    data = os.urandom(1024 * KiB)
+    path = tmp_path / "source"
+    path.write_bytes(data)
+    window = ReadAhead(window=64 * KiB)
+    whole = WholeFileMd5(path, len(data), window)
+    whole._thread.join(timeout=0.5)
+    assert whole._thread.is_alive()  # unthrottled, 1 MiB hashes in a few milliseconds
+    window.advance(len(data) - 64 * KiB)  # the senders reach the end: the window covers the file
+    whole._thread.join(timeout=5)
+    assert not whole._thread.is_alive()
+    assert whole.result() == _md5(data)
+
+
+def test_the_read_ahead_window_moves_with_the_senders_and_can_be_lifted() -> None:
+    window = ReadAhead(window=100)
+    stopped = threading.Event()
+    done: list[int] = []
+
+    def waiter(position: int) -> None:
+        window.wait_for(position, stopped)
+        done.append(position)
+
+    threads = [threading.Thread(target=waiter, args=(p,)) for p in (100, 250, 10_000)]
+    for thread in threads:
+        thread.start()
+    threads[0].join(timeout=2)
+    assert done == [100]  # within the window from the start
+    window.advance(160)  # 250 <= 160 + 100
+    threads[1].join(timeout=2)
+    assert done == [100, 250]
+    window.widen(50)  # never narrows
+    window.release()
+    threads[2].join(timeout=2)
+    assert done == [100, 250, 10_000]
+
+
+def test_a_resumed_upload_that_sends_no_tail_parts_still_gets_its_whole_hash(
+    tmp_path: Path, lanes_or_not: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the first parts are sent: once they are all asked for, the bound is lifted for the rest of the file."""
+    monkeypatch.setattr(upload_hashing, "CHUNK", 4 * KiB)
+    data = os.urandom(600 * KiB)
+    path = tmp_path / "source"
+    path.write_bytes(data)
+    window = ReadAhead(window=0)
+    whole = WholeFileMd5(path, len(data), window)
+    send = _parts(len(data), 8 * KiB)[:2]  # the widened window (16 parts of 8 KiB) stays far below 600 KiB
+    parts = PartMd5s(path, send, first_batch=4, read_ahead=window)
+    for offset, size in send:
+        assert parts.part_md5(offset) == _md5(data[offset : offset + size])
+    whole._thread.join(timeout=5)
+    assert not whole._thread.is_alive()  # lifted when the last part to send was asked for, before result()
+    assert whole.result() == _md5(data)

@@ -82,7 +82,7 @@ class Uploader:
         try:
             upload_id, parts = self._resume_or_start(object_id, size, declared, force, identity, journal_path)
             todo = [p for p in parts if not p.sourceMd5]
-            part_md5s = PartMd5s(path, [(p.offset, p.partSize) for p in todo], self._config.parallel)
+            part_md5s = PartMd5s(path, [(p.offset, p.partSize) for p in todo], self._config.parallel, whole.read_ahead)
             done_bytes = sum(p.partSize for p in parts if p.sourceMd5)
             self._progress.start(path.name, size, done_bytes)
             try:

@@ -79,6 +79,48 @@ def hash_parts_together(
     return [lanes.hexdigest(lane) for lane in range(len(parts))]
 
 
+READ_AHEAD = 2 * 1024**3  # how far the hashing threads may run ahead of the parts being sent
+
+
+class ReadAhead:
+    """Keeps the hashing threads within a window ahead of the senders.
+
+    Three readers go through an upload's file: the whole-file hash, the part hashes, and the senders
+    (``sendfile``). Unbounded, the hashes run far ahead, and for a file larger than memory every byte is
+    then read from disk three times. Within a window of a few GiB, the page cache serves the second and
+    third reads. ``release`` lifts the bound once no more parts will be asked for, so the whole-file hash
+    can finish the file (a resumed upload may not send its last parts at all).
+    """
+
+    def __init__(self, window: int = READ_AHEAD) -> None:
+        self._window = window
+        self._frontier = 0  # end of the furthest part a sender has asked for
+        self._changed = threading.Condition()
+
+    def widen(self, window: int) -> None:
+        """At least ``window`` bytes ahead: the part hashes read a batch of 16 parts in lockstep, and the
+        next batch must be able to start while the current one is being sent, or the senders would wait."""
+        with self._changed:
+            if window > self._window:
+                self._window = window
+                self._changed.notify_all()
+
+    def advance(self, end: int) -> None:
+        with self._changed:
+            if end > self._frontier:
+                self._frontier = end
+                self._changed.notify_all()
+
+    def release(self) -> None:
+        self.advance(2**63)
+
+    def wait_for(self, position: int, stopped: threading.Event) -> None:
+        """Return once ``position`` is within the window (or ``stopped`` is set)."""
+        with self._changed:
+            while position > self._frontier + self._window and not stopped.is_set():
+                self._changed.wait(0.5)
+
+
 class WholeFileMd5:
     """The whole file's MD5, front to back on a thread of its own: started before the upload's API calls,
     so it overlaps them; ``stop`` ends it early when the upload fails before any part is sent."""
@@ -100,9 +142,10 @@ class WholeFileMd5:
         early = cls._early.pop((str(path.resolve()), size, mtime_ns), None)
         return early if early is not None else cls(path, size)
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: Path, size: int, read_ahead: ReadAhead | None = None) -> None:
         self._path = path
         self._size = size
+        self.read_ahead = read_ahead or ReadAhead()  # shared with the part hashes (see PartMd5s)
         self._stopped = threading.Event()
         self._error: BaseException | None = None
         self._digest: str | None = None
@@ -116,6 +159,7 @@ class WholeFileMd5:
             fd = os.open(self._path, os.O_RDONLY)
             try:
                 for offset in range(0, self._size, len(buffer)):
+                    self.read_ahead.wait_for(offset, self._stopped)
                     if self._stopped.is_set():
                         return
                     hash_range(fd, offset, min(len(buffer), self._size - offset), whole, buffer)
@@ -129,6 +173,8 @@ class WholeFileMd5:
         self._stopped.set()
 
     def result(self) -> str:
+        """The whole file's MD5; lifts the read-ahead bound first (no more parts will be asked for)."""
+        self.read_ahead.release()
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -140,9 +186,15 @@ class WholeFileMd5:
 class PartMd5s:
     """The MD5 of each part to send, in sending order, hashed on a thread of its own (``stop`` ends it)."""
 
-    def __init__(self, path: Path, parts: list[tuple[int, int]], first_batch: int) -> None:
+    def __init__(
+        self, path: Path, parts: list[tuple[int, int]], first_batch: int, read_ahead: ReadAhead | None = None
+    ) -> None:
         self._path = path
         self._parts = parts  # (offset, size) of the parts to send, in sending order
+        self._sizes = dict(parts)
+        self._asked: set[int] = set()  # offsets of the parts senders have asked for
+        self._read_ahead = read_ahead or ReadAhead()
+        self._read_ahead.widen(md5lanes.MAX_LANES * max((size for _, size in parts), default=0))
         # The first batch is hashed before any part can go out. With AVX2, 8 lanes take as long as 4,
         # so a batch of at least 8 costs no waiting and half the CPU per byte.
         self._first_batch = max(8, min(first_batch, md5lanes.MAX_LANES))
@@ -174,6 +226,7 @@ class PartMd5s:
         start, batch = 0, self._first_batch
         while start < len(self._parts):
             parts = self._parts[start : start + batch]
+            self._read_ahead.wait_for(parts[0][0], self._stopped)
             digests = hash_parts_together(fd, parts, buffer, self._stopped)
             if digests is None:
                 return
@@ -183,6 +236,7 @@ class PartMd5s:
     def _hash_one_by_one(self, fd: int) -> None:
         buffer = read_buffer(4 * CHUNK)
         for part in self._parts:
+            self._read_ahead.wait_for(part[0], self._stopped)
             if self._stopped.is_set():
                 return
             md5 = hashlib.md5()  # noqa: S324 - integrity, not security
@@ -196,7 +250,12 @@ class PartMd5s:
             self._ready.notify_all()
 
     def part_md5(self, offset: int) -> str:
-        """The MD5 of the part starting at ``offset``, waiting until it is hashed."""
+        """The MD5 of the part starting at ``offset``, waiting until it is hashed; a sender asks for it just
+        before sending the part, which moves the read-ahead window on."""
+        self._read_ahead.advance(offset + self._sizes.get(offset, 0))
+        self._asked.add(offset)
+        if len(self._asked) >= len(self._parts):
+            self._read_ahead.release()  # every part is on its way: the whole-file hash may finish the file
         with self._ready:
             while offset not in self._part_md5 and self._error is None and self._thread.is_alive():
                 self._ready.wait(1.0)
