@@ -77,20 +77,29 @@ def test_asking_for_a_part_not_being_sent_is_an_error(tmp_path: Path, lanes_or_n
         parts.part_md5(32 * KiB)
 
 
-def test_stopping_ends_the_threads_without_a_digest(tmp_path: Path, lanes_or_not: str) -> None:
-    """A failed upload stops its hashing: no thread goes on reading the file behind it."""
+def test_stopping_ends_the_threads_without_a_digest(
+    tmp_path: Path, lanes_or_not: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed upload stops its hashing: no thread goes on reading the file behind it.
+
+    The threads are held at a read-ahead window that never moves, so the stop reaches them mid-file."""
+    monkeypatch.setattr(upload_hashing, "CHUNK", 4 * KiB)
     path = tmp_path / "source"
-    data = os.urandom(256 * KiB)
+    data = os.urandom(512 * KiB)
     path.write_bytes(data)
-    whole = WholeFileMd5(path, len(data))
-    parts = PartMd5s(path, _parts(len(data), 8 * KiB), first_batch=4)
+    window = ReadAhead(window=0)
+    whole = WholeFileMd5(path, len(data), window)
+    parts = PartMd5s(path, _parts(len(data), 8 * KiB)[20:], first_batch=4, read_ahead=window)
+    whole._thread.join(timeout=0.3)
+    assert whole._thread.is_alive()  # held at the window
     whole.stop()
     parts.stop()
-    parts.check()  # returns: the thread ended
-    try:
-        assert whole.result() == _md5(data)  # it may have finished before the stop arrived ...
-    except RuntimeError as exc:
-        assert "stopped before it finished" in str(exc)  # ... or not
+    whole._thread.join(timeout=5)
+    parts._thread.join(timeout=5)
+    assert not whole._thread.is_alive() and not parts._thread.is_alive()
+    parts.check()  # ended without an error
+    with pytest.raises(RuntimeError, match="stopped before it finished"):
+        whole.result()
 
 
 def test_an_early_hash_is_used_only_for_the_same_file_size_and_mtime(tmp_path: Path) -> None:
