@@ -116,7 +116,7 @@ def test_in_order_hasher_reads_parts_finished_earlier_from_the_file(tmp_path: Pa
             threading.Thread(
                 target=lambda i=index: [hasher.feed(p, memoryview(b)) for p, b in _pieces(data, *ranges[i], MiB // 3)]
             )
-            for index in (3, 1)  # part 3 waits for part 1, and part 1 for part 0 to be read from the file
+            for index in (3, 1)  # handed over early; part 1 is hashed once part 0 is read from the file
         ]
         for feeder in feeders:
             feeder.start()
@@ -156,27 +156,51 @@ def test_in_order_hasher_trusts_the_file_after_a_retry_resent_bytes(tmp_path: Pa
         os.close(fd)
 
 
+def test_in_order_hasher_takes_later_parts_without_waiting_and_holds_their_buffers(tmp_path: Path) -> None:
+    """Workers hand over bytes far ahead of the hash without blocking; reusing a buffer waits for the hash."""
+    data = os.urandom(3 * MiB)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hasher = InOrderHasher(fd, _ranges([MiB] * 3), on_disk=set())
+        for position in (2 * MiB, MiB):  # one thread, last part first: a turn per part would deadlock here
+            hasher.feed(position, memoryview(data[position : position + MiB]))
+        reused: list[float] = []
+        buffer_of_part_2 = threading.Thread(target=lambda: (hasher.wait_hashed(3 * MiB), reused.append(1.0)))
+        buffer_of_part_2.start()
+        buffer_of_part_2.join(0.3)
+        assert buffer_of_part_2.is_alive() and not reused  # part 0 is missing, so nothing is hashed yet
+        hasher.feed(0, memoryview(data[:MiB]))
+        buffer_of_part_2.join(10)
+        assert reused == [1.0]
+        assert hasher.result() == _md5(data)
+    finally:
+        os.close(fd)
+
+
 def test_in_order_hasher_cancel_releases_waiting_workers(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"\0" * 2 * MiB)
     fd = os.open(path, os.O_RDONLY)
     try:
         hasher = InOrderHasher(fd, _ranges([MiB, MiB]), on_disk=set())
-        failures: list[BaseException] = []
+        hasher.feed(MiB, memoryview(b"\0" * MiB))
+        released: list[bool] = []
 
-        def later_part() -> None:
-            try:
-                hasher.feed(MiB, memoryview(b"\0" * MiB))  # waits for part 0, which never comes
-            except HashingCancelled as exc:
-                failures.append(exc)
+        def reuse_the_buffer() -> None:
+            hasher.wait_hashed(2 * MiB)  # part 0 never comes
+            released.append(True)
 
-        waiter = threading.Thread(target=later_part)
+        waiter = threading.Thread(target=reuse_the_buffer)
         waiter.start()
         waiter.join(0.3)
         assert waiter.is_alive()
         hasher.cancel()
         waiter.join(10)
-        assert not waiter.is_alive() and len(failures) == 1
+        assert not waiter.is_alive() and released == [True]
+        with pytest.raises(HashingCancelled, match="stopped"):
+            hasher.feed(0, memoryview(b"\0" * MiB))
     finally:
         os.close(fd)
 

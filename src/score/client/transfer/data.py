@@ -45,15 +45,25 @@ def _store_error_from(status: int, body: bytes, what: str) -> ServerError:
     return ServerError(f"{what}: the store answered {status} {detail}".rstrip(), status)
 
 
-class _ThreadBuffers:
-    """One worker thread's two receive buffers (see ``get_range``'s ``consumer``), kept across the parts
-    and retries it fetches, with how far the consumer must have got before each may be refilled. They
-    are anonymous ``mmap`` memory: page-aligned, as direct I/O requires of what it writes."""
+# What the receive buffers of all workers may hold ahead of the whole-object hash (see ``_ThreadBuffers``).
+RING_BYTES = 64 * 1024 * 1024
 
-    def __init__(self, size: int) -> None:
+
+class _ThreadBuffers:
+    """One worker thread's ring of receive buffers, kept across the parts and retries it fetches, with
+    how far the consumer (the whole-object hash) must have got before each may be refilled.
+
+    Without a consumer only the first buffer is used. With one, the worker moves round the ring after
+    each piece it hands over, so it can run up to a ring ahead of the hash; the ring is what lets the
+    hash find the next part's first bytes already received when it gets there. The buffers are
+    anonymous ``mmap`` memory: page-aligned, as direct I/O requires of what it writes, and not resident
+    until first used.
+    """
+
+    def __init__(self, size: int, count: int) -> None:
         size = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
-        self.views = (memoryview(mmap.mmap(-1, size)), memoryview(mmap.mmap(-1, size)))
-        self.in_use_until = [0, 0]
+        self.views = tuple(memoryview(mmap.mmap(-1, size)) for _ in range(max(count, 2)))
+        self.in_use_until = [0] * len(self.views)
         self.turn = 0
 
 
@@ -70,6 +80,7 @@ class DataClient:
         limits = httpx.Limits(max_connections=parallel * 2, max_keepalive_connections=parallel * 2)
         self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=15.0), limits=limits)
         self._chunk = chunk_size
+        self._parallel = max(parallel, 1)
         self._timeout = timeout
         self._local = threading.local()  # per worker thread: one keep-alive connection per host, one buffer
 
@@ -150,8 +161,8 @@ class DataClient:
         it against its ``sourceMd5`` can still contribute only a slice to a ranged download. The buffer
         is filled before each write, so whole parts reach the file in aligned, buffer-sized writes
         (what direct I/O needs). A ``consumer`` (the whole-object hasher) is handed each piece once it
-        is written, and the thread alternates between two buffers so it receives into one while the
-        consumer still reads the other.
+        is written, and the thread goes round a ring of buffers, receiving into one while the consumer
+        may still read the others.
         """
         md5 = hashlib.md5() if hashing else None  # noqa: S324
         headers = {"Range": f"bytes={offset}-{offset + size - 1}"} if size > 0 else {}
@@ -179,7 +190,7 @@ class DataClient:
                     if consumer is not None:
                         consumer.feed(position, data[lo:hi])
                         buffers.in_use_until[buffers.turn] = position + hi - lo
-                        buffers.turn = 1 - buffers.turn
+                        buffers.turn = (buffers.turn + 1) % len(buffers.views)
                 received += n
                 on_bytes(max(hi - lo, 0))
             if received == size and response.read(1):
@@ -194,7 +205,8 @@ class DataClient:
     def _buffers(self) -> _ThreadBuffers:
         buffers = getattr(self._local, "buffers", None)
         if buffers is None:
-            buffers = self._local.buffers = _ThreadBuffers(max(self._chunk, 1 << 20))
+            size = max(self._chunk, 1 << 20)
+            buffers = self._local.buffers = _ThreadBuffers(size, RING_BYTES // self._parallel // size)
         return buffers
 
     @contextmanager

@@ -265,7 +265,7 @@ class Downloader:
                 transfer_part(get, part.number, what, book, self._progress, self._config.retries)
             except BaseException:
                 if hasher is not None:
-                    hasher.cancel()  # workers waiting for their turn to hash must not wait for this part
+                    hasher.cancel()  # workers waiting for their buffers to be hashed must not wait for this part
                 raise
             write_json(job.state_dir / f"part-{part.number:08x}", {"partNumber": part.number, "md5": part.source_md5})
             out.part_finished()

@@ -6,7 +6,7 @@ workers move bytes. (An upload's MD5s are in ``upload_hashing``.)
 
 from __future__ import annotations
 
-import collections
+import bisect
 import hashlib
 import mmap
 import threading
@@ -61,47 +61,38 @@ def md5_of_range(fd: int, offset: int, length: int) -> str:
     return md5.hexdigest()
 
 
-def _runs_on_disk(ranges: list[tuple[int, int]], on_disk: set[int]) -> dict[int, int]:
-    """For each run of consecutive ranges in ``on_disk``: the run's start offset -> its end offset."""
-    runs: dict[int, int] = {}
-    start: int | None = None
-    for index, (offset, length) in enumerate(ranges):
-        if index in on_disk:
-            start = offset if start is None else start
-            runs[start] = offset + length
-        else:
-            start = None
-    return runs
-
-
 class HashingCancelled(ClientError):
-    """The download stopped (a part failed for good); workers waiting for their turn to hash give up."""
+    """The download stopped (a part failed for good): workers stop handing over bytes to hash."""
 
 
 class InOrderHasher:
     """The whole-object MD5 of a download, computed from the bytes as they arrive, in file order.
 
     MD5 only goes front to back, while parts arrive in parallel. Each part worker hands over what it
-    has just written (``feed``); a hashing thread takes the pieces in file order, so the worker of the
-    earliest unfinished part goes on receiving into its other buffer while the last one is hashed.
-    Workers of later parts wait for their turn, holding their buffer and not reading their socket, so
-    TCP holds back those parts' senders until the frontier reaches them. Bytes are hashed from memory,
-    never read back: with direct I/O they are not in the page cache, and reading a GiB back from disk
-    behind the transfer made verified downloads slower than receiving twice.
+    has just written (``feed``) and goes on receiving into the next buffer of its ring; a hashing thread
+    takes the pieces in file order. A worker waits only when it comes round to a buffer whose bytes are
+    not hashed yet (``wait_hashed``), so TCP holds back the senders of parts far ahead of the hash.
 
-    Parts finished by an earlier run are hashed from the file when the frontier reaches them. A part
-    fetched again after some of it was handed over (a retry) taints the result: ``result`` then hashes
-    the file itself, since the bytes hashed and the bytes kept could differ.
+    Why rings rather than a turn per part: a verified download is as fast as this one thread hashes,
+    and it must never wait for bytes. Were only the earliest part's worker allowed to hand over, the
+    hash would run at that one stream's speed (receive, then write, per buffer), which here is no faster
+    than MD5 itself; with every worker a ring ahead, the next part's first megabytes are already waiting
+    when the hash reaches it. Bytes are hashed from memory, never read back: with direct I/O they are not
+    in the page cache, and reading a GiB back from disk behind the transfer made verified downloads slower
+    than receiving twice.
+
+    Parts finished by an earlier run are hashed from the file when the hash reaches them. Bytes of a part
+    handed over twice (a retry after some of it was handed over) taint the result: hashing from buffers
+    stops and ``result`` hashes the file itself, since the bytes hashed and the bytes kept could differ.
     """
 
     def __init__(self, fd: int, ranges: list[tuple[int, int]], on_disk: set[int]) -> None:
         self._fd = fd
         self._ranges = ranges  # (offset, length) of each part in the file, contiguous, in order
+        self._starts = [offset for offset, _ in ranges]
         self._on_disk = set(on_disk)  # indices of parts already in the file when hashing starts
-        self._skip_on_disk = _runs_on_disk(ranges, self._on_disk)  # start -> end of each run of such parts
-        self._queue: collections.deque[memoryview] = collections.deque()
-        start = ranges[0][0] if ranges else 0
-        self._queued_end = self._skip_on_disk.get(start, start)  # handed over up to here
+        self._fed_end = list(self._starts)  # per part: handed over up to here
+        self._pieces: dict[int, memoryview] = {}  # handed over, not hashed yet: position -> bytes
         self._hashed_end = ranges[0][0] if ranges else 0  # hashed up to here
         self._tainted = False
         self._cancelled = False
@@ -113,31 +104,36 @@ class InOrderHasher:
         self._thread.start()
 
     def feed(self, position: int, data: memoryview) -> None:
-        """Hand over ``data``, just written at ``position``, once every byte before it is handed over.
+        """Hand over ``data``, just written at ``position`` (a part's bytes are handed over in order).
 
         ``data`` must stay unchanged until ``wait_hashed(position + len(data))`` returns.
         """
         with self._turn:
-            if position < self._queued_end:
-                self._tainted = True  # a retry re-sending bytes already handed over: the file decides
+            self._raise_if_stopped()
+            if self._tainted:
                 return
-            while position != self._queued_end:
-                self._raise_if_stopped()
-                self._turn.wait()
-            self._queue.append(data)
-            end = position + len(data)  # parts already in the file are not fed: the hashing thread reads them
-            self._queued_end = self._skip_on_disk.get(end, end)
+            part = bisect.bisect_right(self._starts, position) - 1
+            if part < 0 or position != self._fed_end[part]:
+                self._taint()  # bytes handed over again (a retry), or not in order: the file decides
+                return
+            self._fed_end[part] = position + len(data)
+            self._pieces[position] = data
             self._turn.notify_all()
+
+    def _taint(self) -> None:
+        self._tainted = True
+        self._pieces.clear()
+        self._turn.notify_all()
 
     def wait_hashed(self, position: int) -> None:
         """Wait until every byte before ``position`` is hashed (so a buffer fed earlier can be reused)."""
         with self._turn:
-            while self._hashed_end < position and not self._cancelled and self._error is None:
+            while self._hashed_end < position and not (self._tainted or self._cancelled or self._error):
                 self._turn.wait()
 
     def _raise_if_stopped(self) -> None:
         if self._cancelled:
-            raise HashingCancelled("the download stopped before this part's turn to be hashed")
+            raise HashingCancelled("the download stopped before this part was hashed")
         if self._error is not None:
             raise self._error
 
@@ -152,7 +148,7 @@ class InOrderHasher:
                 while self._hashed_end < offset + length:
                     piece = self._next_piece()
                     if piece is None:
-                        return  # not everything was fed: ``result`` hashes the file instead
+                        return  # not everything was fed, or it was tainted: ``result`` hashes the file
                     md5.update(piece)
                     self._advance(self._hashed_end + len(piece))
             self._digest = md5.hexdigest()
@@ -163,11 +159,11 @@ class InOrderHasher:
 
     def _next_piece(self) -> memoryview | None:
         with self._turn:
-            while not self._queue:
-                if self._cancelled or self._fed_all:
+            while (piece := self._pieces.pop(self._hashed_end, None)) is None:
+                if self._cancelled or self._fed_all or self._tainted:
                     return None
                 self._turn.wait()
-            return self._queue.popleft()
+            return piece
 
     def _advance(self, position: int) -> None:
         with self._turn:
