@@ -239,42 +239,68 @@ __attribute__((target("avx2"))) static void transpose8(const __m256i *r, __m256i
     }
 }
 
-__attribute__((target("avx2"))) static void run_avx2_group(Job *job, int first) {
-    uint32_t lanes_abcd[4][8] = {{0}};
-    for (int i = 0; i < 8 && first + i < job->lanes; i++) {
-        for (int w = 0; w < 4; w++) lanes_abcd[w][i] = job->abcd[w][first + i];
-    }
-    __m256i a = _mm256_loadu_si256((const __m256i *)lanes_abcd[0]);
-    __m256i b = _mm256_loadu_si256((const __m256i *)lanes_abcd[1]);
-    __m256i c = _mm256_loadu_si256((const __m256i *)lanes_abcd[2]);
-    __m256i d = _mm256_loadu_si256((const __m256i *)lanes_abcd[3]);
-    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const uint8_t *blocks[8];
-    for (int64_t n = most_blocks(job, first, 8); n > 0; n--) {
-        unsigned taken = take_blocks(job, first, 8, blocks);
-        /* all ones in the lanes that had a block */
-        __m256i live = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)taken), bit), bit);
-        __m256i lo[8], hi[8], M[16];
-        for (int i = 0; i < 8; i++) {
-            lo[i] = _mm256_loadu_si256((const __m256i *)blocks[i]);
-            hi[i] = _mm256_loadu_si256((const __m256i *)(blocks[i] + 32));
-        }
-        transpose8(lo, M);
-        transpose8(hi, M + 8);
-        __m256i a0 = a, b0 = b, c0 = c, d0 = d;
-        MD5_ROUNDS(M, a, b, c, d)
-        a = _mm256_blendv_epi8(a0, ADD(a, a0), live);
-        b = _mm256_blendv_epi8(b0, ADD(b, b0), live);
-        c = _mm256_blendv_epi8(c0, ADD(c, c0), live);
-        d = _mm256_blendv_epi8(d0, ADD(d, d0), live);
-    }
-    _mm256_storeu_si256((__m256i *)lanes_abcd[0], a);
-    _mm256_storeu_si256((__m256i *)lanes_abcd[1], b);
-    _mm256_storeu_si256((__m256i *)lanes_abcd[2], c);
-    _mm256_storeu_si256((__m256i *)lanes_abcd[3], d);
-    for (int i = 0; i < 8 && first + i < job->lanes; i++) {
-        for (int w = 0; w < 4; w++) job->abcd[w][first + i] = lanes_abcd[w][i];
-    }
+/* The 8-lane pass, written once: instantiated with AVX2 and with AVX-512VL macros below. */
+#define DEFINE_RUN8(NAME, TARGET)                                                                   \
+TARGET static void NAME(Job *job, int first) {                                                         \
+    uint32_t lanes_abcd[4][8] = {{0}};                                                                 \
+    for (int i = 0; i < 8 && first + i < job->lanes; i++) {                                            \
+        for (int w = 0; w < 4; w++) lanes_abcd[w][i] = job->abcd[w][first + i];                        \
+    }                                                                                                  \
+    __m256i a = _mm256_loadu_si256((const __m256i *)lanes_abcd[0]);                                    \
+    __m256i b = _mm256_loadu_si256((const __m256i *)lanes_abcd[1]);                                    \
+    __m256i c = _mm256_loadu_si256((const __m256i *)lanes_abcd[2]);                                    \
+    __m256i d = _mm256_loadu_si256((const __m256i *)lanes_abcd[3]);                                    \
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);                                \
+    const uint8_t *blocks[8];                                                                          \
+    for (int64_t n = most_blocks(job, first, 8); n > 0; n--) {                                         \
+        unsigned taken = take_blocks(job, first, 8, blocks);                                           \
+        /* all ones in the lanes that had a block */                                                   \
+        __m256i live = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)taken), bit), bit);  \
+        __m256i lo[8], hi[8], M[16];                                                                   \
+        for (int i = 0; i < 8; i++) {                                                                  \
+            lo[i] = _mm256_loadu_si256((const __m256i *)blocks[i]);                                    \
+            hi[i] = _mm256_loadu_si256((const __m256i *)(blocks[i] + 32));                             \
+        }                                                                                              \
+        transpose8(lo, M);                                                                             \
+        transpose8(hi, M + 8);                                                                         \
+        __m256i a0 = a, b0 = b, c0 = c, d0 = d;                                                        \
+        MD5_ROUNDS(M, a, b, c, d)                                                                      \
+        a = _mm256_blendv_epi8(a0, ADD(a, a0), live);                                                  \
+        b = _mm256_blendv_epi8(b0, ADD(b, b0), live);                                                  \
+        c = _mm256_blendv_epi8(c0, ADD(c, c0), live);                                                  \
+        d = _mm256_blendv_epi8(d0, ADD(d, d0), live);                                                  \
+    }                                                                                                  \
+    _mm256_storeu_si256((__m256i *)lanes_abcd[0], a);                                                  \
+    _mm256_storeu_si256((__m256i *)lanes_abcd[1], b);                                                  \
+    _mm256_storeu_si256((__m256i *)lanes_abcd[2], c);                                                  \
+    _mm256_storeu_si256((__m256i *)lanes_abcd[3], d);                                                  \
+    for (int i = 0; i < 8 && first + i < job->lanes; i++) {                                            \
+        for (int w = 0; w < 4; w++) job->abcd[w][first + i] = lanes_abcd[w][i];                        \
+    }                                                                                                  \
+}
+
+DEFINE_RUN8(run_avx2_group, __attribute__((target("avx2"))))
+
+#undef ROTL
+#undef F1
+#undef F2
+#undef F3
+#undef F4
+
+/* ---- AVX-512VL: the same 8 lanes in 256-bit registers, with AVX-512's one-instruction F..I and rotation.
+ * Where 512-bit operations run as two 256-bit halves (AMD Zen 4), this is the cheapest way to hash 8 lanes,
+ * and a first batch of 8 parts is ready sooner than with 16. */
+
+#define ROTL(x, s) _mm256_rol_epi32(x, s)
+#define F1(b, c, d) _mm256_ternarylogic_epi32(b, c, d, 0xCA)
+#define F2(b, c, d) _mm256_ternarylogic_epi32(b, c, d, 0xE4)
+#define F3(b, c, d) _mm256_ternarylogic_epi32(b, c, d, 0x96)
+#define F4(b, c, d) _mm256_ternarylogic_epi32(b, c, d, 0x39)
+
+DEFINE_RUN8(run_avx512vl_group, __attribute__((target("avx2,avx512f,avx512vl"))))
+
+static void run_avx512vl(Job *job) {
+    for (int first = 0; first < job->lanes; first += 8) run_avx512vl_group(job, first);
 }
 
 static void run_avx2(Job *job) {
@@ -286,23 +312,27 @@ static void run_avx2(Job *job) {
 typedef void (*Kernel)(Job *);
 
 static int has_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+static int has_avx512vl(void) { return has_avx512() && __builtin_cpu_supports("avx512vl"); }
 static int has_avx2(void) { return __builtin_cpu_supports("avx2"); }
 
-/* Unnamed: AVX-512 for more than 8 lanes (one pass of 16), AVX2 for 8 or fewer (its 8 lanes cost less
- * per block here than a half-empty AVX-512 pass). */
+/* Unnamed: AVX-512 for more than 8 lanes (one pass of 16); for 8 or fewer, 256-bit registers (a half-empty
+ * 512-bit pass costs more per block), with AVX-512VL's instructions where the CPU has them. */
 static Kernel kernel_named(const char *name, Py_ssize_t lanes) {
     if (name == NULL) {
         if (has_avx512() && (lanes > 8 || !has_avx2())) return run_avx512;
+        if (has_avx512vl()) return run_avx512vl;
         return has_avx2() ? run_avx2 : NULL;
     }
     if (strcmp(name, "avx512") == 0) return has_avx512() ? run_avx512 : NULL;
     if (strcmp(name, "avx2") == 0) return has_avx2() ? run_avx2 : NULL;
+    if (strcmp(name, "avx512vl") == 0) return has_avx512vl() ? run_avx512vl : NULL;
     return NULL;
 }
 
 static PyObject *kernels(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
+    if (has_avx512vl()) return Py_BuildValue("(sss)", "avx512", "avx512vl", "avx2");
     if (has_avx512()) return Py_BuildValue("(ss)", "avx512", "avx2");
     if (has_avx2()) return Py_BuildValue("(s)", "avx2");
     return PyTuple_New(0);
