@@ -29,3 +29,14 @@ def test_the_launcher_keeps_httpx_from_loading_its_command_line_tool() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["None", "False", "True"]
+
+
+def test_the_launcher_collects_garbage_again_once_loaded_with_the_loaded_objects_frozen() -> None:
+    """Collection is off only while the client loads; a client left without it would grow without bound."""
+    code = (
+        "import gc, sys; sys.argv = ['score-client', '--help']; from score.client import launch\n"
+        "try:\n    launch.run()\nexcept SystemExit:\n    pass\n"
+        "print('RESULT', gc.isenabled(), gc.get_freeze_count() > 10_000)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split("RESULT")[-1].split() == ["True", "True"]

@@ -9,6 +9,7 @@ file, size and modification time (otherwise the guess is dropped).
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def skip_httpx_command_line() -> None:
 
 
 def run() -> None:
+    # No garbage collection while the client loads: imports allocate much and free little, and the
+    # collector's passes over them are ~8% of loading time. What is loaded then stays out of later passes.
+    gc.disable()
     skip_httpx_command_line()
     path = upload_file_named(sys.argv[1:])
     if path is not None:
@@ -47,4 +51,6 @@ def run() -> None:
         WholeFileMd5.start_early(path)
     from score.client.cli import run as run_cli
 
+    gc.freeze()
+    gc.enable()
     run_cli()
