@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from tests.conftest import SMALL_PART, Client, Registry, ScoreServer, make_file, md5_of
+from tests.conftest import SMALL_PART, Client, Registry, ScoreServer, free_port, make_file, md5_of
 
 STUDY = "ERR"
 OTHER = "OTHER"
@@ -250,3 +250,32 @@ def test_tampered_and_expired_signed_urls(registry: Registry, client: Client, tm
         assert response.status_code == 403 and "expired" in response.json()["message"]
     finally:
         server.stop()
+
+
+def test_a_store_the_client_cannot_reach_is_reported_before_any_byte_moves(
+    registry: Registry, client: Client, server: ScoreServer, tmp_path: Path
+) -> None:
+    """Score's --verify-connection: the sentinel is read through a signed URL first (beside the metadata
+    lookups); a store this machine cannot reach is named as such, with what to do."""
+    source = make_file(tmp_path / "f.bin", 2 * SMALL_PART, seed=9)
+    analysis, ids = registry.submit(STUDY, [source])
+    oid = ids["f.bin"]
+    assert client.run("upload", "--file", str(source), "--object-id", oid).returncode == 0
+    assert registry.publish(STUDY, analysis).status_code == 200
+    # A second server on the same data, handing out data URLs at an address where nothing listens.
+    elsewhere = ScoreServer(server.data_dir, extra_env={"SCORE_PUBLIC_URL": f"http://127.0.0.1:{free_port()}"})
+    elsewhere.start()
+    try:
+        work = tmp_path / "elsewhere"
+        work.mkdir()
+        out = tmp_path / "out"
+        result = Client(elsewhere, client.token, work).run("download", "--object-id", oid, "--output-dir", str(out))
+        assert result.returncode == 1
+        assert "the object store is not reachable from this machine (sentinel read failed)" in result.stderr
+        assert "or pass --verify-connection false" in result.stderr
+        assert list(out.iterdir()) == []
+    finally:
+        elsewhere.stop()
+    result = client.run("download", "--object-id", oid, "--output-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    assert md5_of(out / "f.bin") == md5_of(source)

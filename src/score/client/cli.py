@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -247,10 +248,16 @@ def download(
             ids = [_uuid(e.object_id) for e in parse_download_manifest(text, manifest)]
         except ManifestError as exc:
             raise ClientError(str(exc)) from exc
-    entities = _entities(session, ids, analysis_id, study_id, index and (offset, length) == (0, -1))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if verify_connection:
-        session.verify_connection()
+    # The store's reachability is checked beside the metadata lookups (two independent round trips).
+    checking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-connection")
+    reachable = checking.submit(session.verify_connection) if verify_connection else None
+    try:
+        entities = _entities(session, ids, analysis_id, study_id, index and (offset, length) == (0, -1))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if reachable is not None:
+            reachable.result()
+    finally:
+        checking.shutdown(wait=True, cancel_futures=True)
 
     downloader = Downloader(session.config, session.score, session.progress())
     seen_targets: set[Path] = set()
