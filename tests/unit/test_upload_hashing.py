@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -24,11 +27,44 @@ def _parts(size: int, part_size: int) -> list[tuple[int, int]]:
     return [(offset, min(part_size, size - offset)) for offset in range(0, size, part_size)]
 
 
-@pytest.fixture(params=["lanes", "hashlib"])
+@pytest.fixture(params=["lanes", "hashlib", "lanes-read", "hashlib-read"])
 def lanes_or_not(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "hashlib":
+    """SIMD lanes or hashlib for the parts; the file read through a guarded map, or with copying reads
+    (what a client built without a C compiler does)."""
+    if request.param.startswith("hashlib"):
         monkeypatch.setattr(md5lanes, "available", lambda: False)
+    if request.param.endswith("-read"):
+        monkeypatch.setattr(upload_hashing, "_mapguard", None)
     return str(request.param)
+
+
+def test_the_map_guard_is_built_here() -> None:
+    assert upload_hashing._mapguard is not None, "the _mapguard extension was not built: .ci/run installs gcc"
+
+
+def test_a_file_truncated_under_the_map_ends_the_client_with_a_clear_message(tmp_path: Path) -> None:
+    """Touching a mapped page past the new end of the file faults (SIGBUS): the guard says what happened."""
+    path = tmp_path / "source.bam"
+    path.write_bytes(os.urandom(1024 * KiB))
+    child = textwrap.dedent(
+        f"""
+        import hashlib, os
+        from pathlib import Path
+        from score.client.transfer import upload_hashing
+        path = Path({str(path)!r})
+        assert upload_hashing.map_guarded(path)
+        fd = os.open(path, os.O_RDONLY)
+        mapped, start = upload_hashing.map_range(fd, 0, 1024 * 1024)
+        os.truncate(path, 4096)  # another program shortens the file
+        hashlib.md5(mapped)
+        print("not reached")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done
+    assert "not reached" not in done.stdout
+    assert f"error: {path} could not be read while it was being uploaded: it became shorter" in done.stderr
+    assert "Bus error" not in done.stderr and "Traceback" not in done.stderr
 
 
 def test_part_and_whole_md5s_match_hashlib(tmp_path: Path, lanes_or_not: str, monkeypatch: pytest.MonkeyPatch) -> None:
