@@ -33,7 +33,7 @@ except ImportError:  # built without a C compiler: the file is read with copying
     _mapguard = None
 
 CHUNK = 1024 * 1024  # per lane and read: a multiple of 64 (MD5's block), so only a part's end is partial
-WINDOW_CHUNKS = 16  # how much of the file the whole-file hash maps at a time, in CHUNKs
+WINDOW_CHUNKS = 4  # how much of the file the whole-file hash maps at a time, in CHUNKs (what it read at a time)
 
 
 def map_guarded(path: Path) -> bool:
