@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,18 @@ MiB = 1 << 20
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()  # noqa: S324 - integrity, not security
+
+
+@contextmanager
+def _opened(tmp_path: Path, data: bytes) -> Iterator[int]:
+    """A file holding ``data``, open for reading (the download's own file, as the hasher reads it)."""
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _aligned(data: bytes) -> memoryview:
@@ -85,10 +99,7 @@ def _pieces(data: bytes, offset: int, length: int, step: int) -> list[tuple[int,
 def test_in_order_hasher_hashes_parts_fed_out_of_order_in_file_order(tmp_path: Path) -> None:
     data = os.urandom(5 * MiB + 321)
     ranges = _ranges([2 * MiB, 2 * MiB, MiB + 321])
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    fd = os.open(path, os.O_RDONLY)
-    try:
+    with _opened(tmp_path, data) as fd:
         hasher = InOrderHasher(fd, ranges, on_disk=set())
         # Each part's worker feeds its own pieces in order; later parts start first and must wait.
         workers = [
@@ -100,17 +111,12 @@ def test_in_order_hasher_hashes_parts_fed_out_of_order_in_file_order(tmp_path: P
         for worker in workers:
             worker.join(30)
         assert hasher.result() == _md5(data)
-    finally:
-        os.close(fd)
 
 
 def test_in_order_hasher_reads_parts_finished_earlier_from_the_file(tmp_path: Path) -> None:
     data = os.urandom(4 * MiB)
     ranges = _ranges([MiB] * 4)
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    fd = os.open(path, os.O_RDONLY)
-    try:
+    with _opened(tmp_path, data) as fd:
         hasher = InOrderHasher(fd, ranges, on_disk={0, 2})
         feeders = [
             threading.Thread(
@@ -136,33 +142,23 @@ def test_in_order_hasher_reads_parts_finished_earlier_from_the_file(tmp_path: Pa
         feeder.join(30)
         assert not feeder.is_alive()
         assert hasher.result() == _md5(data)
-    finally:
-        os.close(fd)
 
 
 def test_in_order_hasher_trusts_the_file_after_a_retry_resent_bytes(tmp_path: Path) -> None:
     """The first attempt's bytes were hashed, the retry's bytes were kept: the file must decide."""
     data = os.urandom(2 * MiB)
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    fd = os.open(path, os.O_RDONLY)
-    try:
+    with _opened(tmp_path, data) as fd:
         hasher = InOrderHasher(fd, _ranges([2 * MiB]), on_disk=set())
         hasher.feed(0, memoryview(b"\xff" * MiB))  # damaged in transit, then the connection broke
         hasher.feed(0, memoryview(data[:MiB]))  # the retry: already handed over, so only noted
         hasher.feed(MiB, memoryview(data[MiB:]))
         assert hasher.result() == _md5(data)
-    finally:
-        os.close(fd)
 
 
 def test_in_order_hasher_takes_later_parts_without_waiting_and_holds_their_buffers(tmp_path: Path) -> None:
     """Workers hand over bytes far ahead of the hash without blocking; reusing a buffer waits for the hash."""
     data = os.urandom(3 * MiB)
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    fd = os.open(path, os.O_RDONLY)
-    try:
+    with _opened(tmp_path, data) as fd:
         hasher = InOrderHasher(fd, _ranges([MiB] * 3), on_disk=set())
         for position in (2 * MiB, MiB):  # one thread, last part first: a turn per part would deadlock here
             hasher.feed(position, memoryview(data[position : position + MiB]))
@@ -175,15 +171,10 @@ def test_in_order_hasher_takes_later_parts_without_waiting_and_holds_their_buffe
         buffer_of_part_2.join(10)
         assert reused == [1.0]
         assert hasher.result() == _md5(data)
-    finally:
-        os.close(fd)
 
 
 def test_in_order_hasher_cancel_releases_waiting_workers(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(b"\0" * 2 * MiB)
-    fd = os.open(path, os.O_RDONLY)
-    try:
+    with _opened(tmp_path, b"\0" * 2 * MiB) as fd:
         hasher = InOrderHasher(fd, _ranges([MiB, MiB]), on_disk=set())
         hasher.feed(MiB, memoryview(b"\0" * MiB))
         released: list[bool] = []
@@ -201,21 +192,14 @@ def test_in_order_hasher_cancel_releases_waiting_workers(tmp_path: Path) -> None
         assert not waiter.is_alive() and released == [True]
         with pytest.raises(HashingCancelled, match="stopped"):
             hasher.feed(0, memoryview(b"\0" * MiB))
-    finally:
-        os.close(fd)
 
 
 def test_hash_mapped_range_matches_hashlib_and_refuses_a_short_file(tmp_path: Path) -> None:
     data = os.urandom(9 * MiB + 123)
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    fd = os.open(path, os.O_RDONLY)
-    try:
+    with _opened(tmp_path, data) as fd:
         for offset, length in [(0, len(data)), (12345, 5 * MiB), (len(data) - 1, 1), (7, 0)]:
             md5 = hashlib.md5()  # noqa: S324 - integrity, not security
             hash_mapped_range(fd, offset, length, md5)
             assert md5.hexdigest() == _md5(data[offset : offset + length])
         with pytest.raises(OSError, match="shorter"):
             hash_mapped_range(fd, 100, len(data), hashlib.md5())  # noqa: S324
-    finally:
-        os.close(fd)
