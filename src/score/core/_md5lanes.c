@@ -4,7 +4,8 @@
  * Why: an upload hashes every byte twice, once for the whole file (checked at finalize) and once for
  * its part (sent as Content-MD5). One MD5 stream cannot use SIMD (each 64-byte block depends on the
  * last), but the parts are independent messages: 16 of them in the 32-bit lanes of AVX-512 (8 with
- * AVX2) cost about as much per block as one scalar stream costs for one message. No maintained Python
+ * AVX-512VL or AVX2 in 256-bit registers) cost about as much per block as one scalar stream costs for one
+ * message. No maintained Python
  * package offers this (Go's minio/md5-simd and Intel's isa-l_crypto do the same for their users), so
  * this file holds only the block function; padding, lengths and digests stay in Python
  * (score.core.md5lanes), checked against hashlib by the tests.

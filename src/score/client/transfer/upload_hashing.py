@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
+from score.client.transfer.hashing import hash_mapped_range, map_range
 from score.core import md5lanes
 
 try:
@@ -47,27 +48,6 @@ def map_guarded(path: Path) -> bool:
         "(with --force if it changed)\n".encode(errors="replace")
     )
     return True
-
-
-def map_range(fd: int, offset: int, length: int) -> tuple[mmap.mmap, int]:
-    """A read-only map covering ``[offset, offset + length)`` of ``fd``, and where ``offset`` is in it."""
-    base = offset - offset % mmap.ALLOCATIONGRANULARITY
-    try:
-        return mmap.mmap(fd, offset + length - base, offset=base, access=mmap.ACCESS_READ), offset - base
-    except ValueError as exc:  # the file is shorter than the range (it shrank meanwhile)
-        raise OSError(f"file ended at byte {os.fstat(fd).st_size}, expected {offset + length}") from exc
-
-
-def hash_mapped(fd: int, offset: int, length: int, digest: Any) -> None:
-    """Feed ``length`` bytes of ``fd`` from ``offset`` to ``digest`` through a map (see ``map_guarded``)."""
-    if length <= 0:
-        return
-    mapped, start = map_range(fd, offset, length)
-    with mapped:
-        mapped.madvise(mmap.MADV_SEQUENTIAL)
-        with memoryview(mapped) as view:
-            for position in range(start, start + length, 4 * CHUNK):
-                digest.update(view[position : min(position + 4 * CHUNK, start + length)])
 
 
 def read_buffer(length: int) -> memoryview:
@@ -235,7 +215,7 @@ class WholeFileMd5:
                         return
                     length = min(step, self._size - offset)
                     if buffer is None:
-                        hash_mapped(fd, offset, length, whole)
+                        hash_mapped_range(fd, offset, length, whole, sequential=True)
                     else:
                         hash_range(fd, offset, length, whole, buffer)
             finally:
