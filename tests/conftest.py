@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -28,8 +28,15 @@ def md5_of(path: Path) -> str:
 class ScoreServer:
     """A real ``score-server serve`` process with its own data directory and log file."""
 
-    def __init__(self, data_dir: Path, part_size: int = SMALL_PART, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        part_size: int = SMALL_PART,
+        extra_env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,  # run in the child before exec, e.g. to set resource limits
+    ):
         self.data_dir = data_dir
+        self.preexec_fn = preexec_fn
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.part_size = part_size
@@ -54,6 +61,7 @@ class ScoreServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -29,8 +29,9 @@ from fastapi import FastAPI
 from score.server.api.store_data import build_store_data_router
 from score.server.errors import install_error_handlers
 from score.server.storage import local as local_module
-from score.server.storage.base import ObjectStore, StoreError, UploadedPart, UploadNotFound
+from score.server.storage.base import ObjectStore, StoreError, StoreFull, UploadedPart, UploadNotFound
 from score.server.storage.local import LocalStore, load_or_create_signing_key, validate_key
+from score.server.storage.local_files import TMP_PREFIX
 from tests.integration.store_reads import check_ranged_document_reads
 
 MiB = 1024 * 1024
@@ -223,7 +224,7 @@ def test_failed_document_write_keeps_the_old_document_and_no_temp_file(
 ) -> None:
     store.write_document("data/x.meta", b"old")
 
-    def crash(*_args: object) -> None:
+    def crash(*_args: object, **_kwargs: object) -> None:
         raise OSError("disk gone")
 
     monkeypatch.setattr(local_module.os, "replace", crash)
@@ -361,15 +362,17 @@ def test_explicit_signing_key_needs_no_key_file_and_short_key_file_is_refused(tm
 # -- multipart upload through the store -----------------------------------------------------------
 
 
-def test_start_upload_creates_a_sparse_data_file_and_its_state(store: LocalStore) -> None:
+def test_start_upload_reserves_the_space_of_the_data_file_and_writes_its_state(store: LocalStore) -> None:
+    free = store.disk_space().free
     upload_id = store.start_upload(OBJECT_KEY, 64 * MiB)
     folder = store.multipart / upload_id
     assert len(upload_id) == 32 and int(upload_id, 16) >= 0
     info = (folder / "data").stat()
     assert info.st_size == 64 * MiB
-    assert info.st_blocks * 512 < MiB  # sparse: no 64 MiB written up front
+    assert info.st_blocks * 512 >= 64 * MiB  # reserved (fallocate): the upload cannot run out of room
+    assert free - store.disk_space().free >= 60 * MiB  # other writers on the disk move the figure a little
     meta = json.loads((folder / "upload.json").read_bytes())
-    assert (meta["key"], meta["size"]) == (OBJECT_KEY, 64 * MiB)
+    assert (meta["key"], meta["size"], meta["reserved"]) == (OBJECT_KEY, 64 * MiB, True)
     assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []
     assert not [name for name in os.listdir(store.multipart) if name.startswith(".")]
 
@@ -539,22 +542,90 @@ def test_content_md5_mismatch_is_bad_digest_and_records_nothing(
     assert events(access_log, "part_put") == []
 
 
-def test_failed_re_put_removes_the_earlier_record(store: LocalStore, client: httpx.Client) -> None:
+def _data_bytes(store: LocalStore, upload_id: str) -> bytes:
+    return (store.multipart / upload_id / "data").read_bytes()
+
+
+def test_a_refused_replay_of_a_stored_part_changes_nothing(store: LocalStore, client: httpx.Client) -> None:
     upload_id, parts = upload_parts(store, OBJECT_KEY, b"0123456789", 10)
     url = part_url(store, OBJECT_KEY, upload_id, parts[0], 10)
     assert put(client, url, b"0123456789").status_code == 200
-    assert put(client, url, b"9876543210", **{"Content-MD5": md5_b64(b"0123456789")}).status_code == 400
-    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []  # bytes on disk no longer match
+    before = _data_bytes(store, upload_id)
+    refused = put(client, url, b"9876543210", **{"Content-MD5": md5_b64(b"0123456789")})
+    assert refused.status_code == 400 and "BadDigest" in error_message(refused)
+    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == parts  # the record stays
+    assert _data_bytes(store, upload_id) == before  # and so do the bytes
 
 
-def test_re_put_overwrites_the_part(store: LocalStore, client: httpx.Client) -> None:
+def test_a_stored_part_is_immutable(store: LocalStore, client: httpx.Client) -> None:
     upload_id, parts = upload_parts(store, OBJECT_KEY, b"0123456789", 10)
     url = part_url(store, OBJECT_KEY, upload_id, parts[0], 10)
-    assert put(client, url, b"abcdefghij").status_code == 200
     assert put(client, url, b"0123456789").status_code == 200
+    before = _data_bytes(store, upload_id)
+    # other bytes with their own matching Content-MD5: refused, nothing written
+    other = put(client, url, b"abcdefghij", **{"Content-MD5": md5_b64(b"abcdefghij")})
+    assert other.status_code == 409 and "cannot be replaced" in error_message(other)
+    assert put(client, url, b"abcdefghij").status_code == 409  # nor without Content-MD5
+    assert _data_bytes(store, upload_id) == before
+    # the same bytes again (a retry whose answer was lost): acknowledged with the same ETag
+    again = put(client, url, b"0123456789")
+    assert again.status_code == 200 and again.headers["etag"] == f'"{md5_hex(b"0123456789")}"'
     assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == parts
     store.complete_upload(OBJECT_KEY, upload_id, parts)
     assert store.read_document(OBJECT_KEY) == b"0123456789"
+
+
+def test_files_and_folders_are_private(store: LocalStore) -> None:
+    upload_id = store.start_upload(OBJECT_KEY, 10)
+    store.write_document("data/some/deep/doc.meta", b"{}")
+    for path in [store.root, *store.root.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}: readable by other users"
+    assert (store.multipart / upload_id / "data").stat().st_mode & 0o777 == 0o600
+
+
+def test_symbolic_links_under_the_store_are_never_followed(store: LocalStore, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "secret").write_bytes(b"not yours")
+    (outside / "sub" / "secret").write_bytes(b"not yours either")
+    (store.objects / "data").mkdir(mode=0o700, exist_ok=True)
+    os.symlink(outside / "secret", store.objects / "data" / "linked-file")
+    os.symlink(outside, store.objects / "data" / "linked-dir")
+    for key in ("data/linked-file", "data/linked-dir/secret", "data/linked-dir/sub/secret"):
+        assert store.head(key) is None
+        assert store.read_document(key) is None
+        assert store.open_read(key) is None
+    assert [h.key for h in store.list("data/")] == []
+    with pytest.raises(StoreError, match="link"):
+        store.write_document("data/linked-dir/new", b"x")
+    assert not (outside / "new").exists()
+    store.delete("data/linked-dir/secret")
+    assert (outside / "secret").read_bytes() == b"not yours"
+
+
+def test_an_upload_that_does_not_fit_is_refused_before_anything_is_written(store: LocalStore) -> None:
+    free = store.disk_space().free
+    with pytest.raises(StoreFull, match="free"):
+        store.start_upload(OBJECT_KEY, free + 10 * 1024**3)
+    assert list(store.list_uploads()) == []
+    keeping = LocalStore(store.root, "http://a", signing_key=b"k" * 32, min_free_bytes=free - MiB)
+    with pytest.raises(StoreFull, match="keeps"):
+        keeping.start_upload(OBJECT_KEY, 2 * MiB)  # fits on the disk but not beside the reserve
+    assert keeping.disk_space().low is False
+
+
+def test_list_uploads_finds_uploads_and_starts_that_never_finished(store: LocalStore) -> None:
+    live = store.start_upload(OBJECT_KEY, 10)
+    half = store.multipart / f"{TMP_PREFIX}{'a' * 32}"
+    half.mkdir()
+    old = time.time() - 2 * 3600
+    os.utime(half, (old, old))
+    found = {(u.key, u.upload_id) for u in store.list_uploads()}
+    assert found == {(OBJECT_KEY, live), ("", half.name)}
+    store.abort_upload("", half.name)
+    store.abort_upload(OBJECT_KEY, live)
+    assert list(store.list_uploads()) == []
 
 
 def test_wrong_content_length_or_chunked_body_is_refused(store: LocalStore, client: httpx.Client) -> None:

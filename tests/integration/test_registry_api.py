@@ -248,8 +248,9 @@ def test_scopes_decide_who_may_write(srv: Server) -> None:
     assert srv.client.post("/song/submit/S1", json=payload("S1"), headers=own).status_code == 200
     r = srv.client.post("/song/submit/S2", json=payload("S2"), headers=own)
     assert_song_error(r, 403, "forbidden", "PROGRAMDATA-S2.WRITE")
-    # score.WRITE (Score's system upload scope) may write too
-    assert srv.client.post("/song/studies/S3/", json={}, headers=srv.token("score.WRITE")).status_code == 200
+    # score.WRITE (Score's system upload scope) is not one of Song's scopes: no registry writes
+    r = srv.client.post("/song/studies/S3/", json={}, headers=srv.token("score.WRITE"))
+    assert_song_error(r, 403, "forbidden", "song.WRITE")
 
 
 # ---- submit and read ------------------------------------------------------------------------------
@@ -361,7 +362,8 @@ def test_submit_invalid_json_is_payload_parsing(srv: Server) -> None:
         ({"fileName": ".."}, "'..'"),
         ({"fileName": ""}, "non-empty"),
         ({"fileSize": -1}, "files[0].fileSize"),
-        ({"fileSize": 1.5}, "integer >= 0"),
+        ({"fileSize": 1.5}, "integer from 0 to"),
+        ({"fileSize": 2**63}, "integer from 0 to 9223372036854775807"),
         ({"fileSize": "12"}, "files[0].fileSize"),
         ({"fileMd5sum": "abc"}, "32 hexadecimal"),
         ({"fileMd5sum": "z" * 32}, "files[0].fileMd5sum"),

@@ -81,8 +81,9 @@ def test_scopes_come_from_scope_string_scp_array_and_ego_context(key: rsa.RSAPri
 @pytest.mark.parametrize(
     ("claims", "message"),
     [
-        ({"exp": int(time.time()) - 120}, "has expired"),
-        ({"nbf": int(time.time()) + 600}, "not valid yet"),
+        # times are offsets from when the test runs, not from collection (a long suite outlived +600 s)
+        ({"exp": -120}, "has expired"),
+        ({"nbf": 600}, "not valid yet"),
         ({"aud": "someone-else"}, "not meant for this server"),
         ({"exp": None}, "not valid"),
     ],
@@ -90,8 +91,10 @@ def test_scopes_come_from_scope_string_scp_array_and_ego_context(key: rsa.RSAPri
 def test_expiry_not_before_audience_and_missing_claims_are_enforced(
     key: rsa.RSAPrivateKey, claims: dict[str, Any], message: str
 ) -> None:
+    now = int(time.time())
+    timed = {k: now + v if k in ("exp", "nbf") and v is not None else v for k, v in claims.items()}
     with pytest.raises(InvalidToken, match=message):
-        _pem_verifier(key).verify(_token(key, **claims))
+        _pem_verifier(key).verify(_token(key, **timed))
 
 
 def test_unknown_issuer_unknown_key_and_tampered_tokens_are_refused(key: rsa.RSAPrivateKey) -> None:

@@ -18,7 +18,10 @@ def who(*scopes: str) -> Principal:
     ("principal", "study", "allowed", "status"),
     [
         (who("score.WRITE"), "A", True, 200),
-        (who("SCORE.write"), "A", True, 200),  # case-insensitive
+        (who("SCORE.write"), "A", True, 200),  # scope names ignore ASCII case, as in Score
+        (who("programdata-A.write"), "A", True, 200),
+        (who("PROGRAMDATA-a.WRITE"), "A", False, 403),  # study ids compare exactly, as in Song
+        (who("\u017fcore.WRITE"), "A", False, 403),  # a long s is not an ASCII s
         (who("PROGRAMDATA-A.WRITE"), "A", True, 200),
         (who("PROGRAMDATA-B.WRITE"), "A", False, 403),
         (who("PROGRAMDATA-A.READ"), "A", False, 403),  # no READ=>WRITE and no WRITE=>READ
@@ -62,3 +65,33 @@ def test_list_and_registry_write() -> None:
     assert decide(Action.REGISTRY_WRITE, who("PROGRAMDATA-A.WRITE"), S, "A").allowed
     denied = decide(Action.REGISTRY_WRITE, who("PROGRAMDATA-B.WRITE"), S, "A")
     assert (denied.allowed, denied.status) == (False, 403) and "song.WRITE" in denied.reason
+    # Song's rules: Score's upload system scope is not a registry scope
+    assert decide(Action.REGISTRY_WRITE, who("score.WRITE"), S, "A").status == 403
+
+
+@pytest.mark.parametrize(
+    ("action", "scope", "study"),
+    [
+        (Action.DOWNLOAD, "PROGRAMDATA-ABC.READ", "abc"),
+        (Action.DOWNLOAD, "PROGRAMDATA-abc.READ", "ABC"),
+        (Action.UPLOAD, "PROGRAMDATA-ABC.WRITE", "abc"),
+        (Action.REGISTRY_WRITE, "PROGRAMDATA-abc.WRITE", "ABC"),
+    ],
+)
+def test_study_ids_that_differ_in_case_are_different_studies(action: Action, scope: str, study: str) -> None:
+    decision = decide(action, who(scope), S, study, "controlled")
+    assert (decision.allowed, decision.status) == (False, 403), decision.reason
+
+
+def test_reasons_name_the_scope_as_the_token_holds_it() -> None:
+    assert decide(Action.DOWNLOAD, who("programdata-ABC.read"), S, "ABC", "controlled").reason == (
+        "study scope programdata-ABC.read"
+    )
+    assert decide(Action.UPLOAD, who("Score.Write"), S, "ABC").reason == "system scope Score.Write"
+
+
+def test_study_ids_with_the_suffix_or_prefix_inside_them() -> None:
+    # the study id is cut by the configured lengths, so ids containing ".READ" or "-" are unambiguous
+    assert decide(Action.DOWNLOAD, who("PROGRAMDATA-X.READ.READ"), S, "X.READ", "controlled").allowed
+    assert not decide(Action.DOWNLOAD, who("PROGRAMDATA-X.READ.READ"), S, "X", "controlled").allowed
+    assert not decide(Action.DOWNLOAD, who("PROGRAMDATA-PROGRAMDATA-X.READ"), S, "X", "controlled").allowed

@@ -77,7 +77,9 @@ class _Service:
         self.base_url = base_url
         self._token = config.access_token
         self._retries = max(config.retries, 0)
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=config.timeout)
+        # Idle connections are dropped before the server's 5 s keep-alive ends, not raced against its close.
+        limits = httpx.Limits(keepalive_expiry=4.0)
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=config.timeout, limits=limits)
 
     def close(self) -> None:
         self._http.close()

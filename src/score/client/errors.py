@@ -16,7 +16,9 @@ class ServerError(ClientError):
 
     @property
     def retryable(self) -> bool:
-        return self.status == 0 or self.status in (408, 429) or self.status >= 502
+        """Unreachable, timed out, throttled or briefly unavailable; not 507 (the store is full: waiting
+        a few seconds will not make room) and not 500 (a defect)."""
+        return self.status in (0, 408, 429, 502, 503, 504)
 
 
 class TransferError(ClientError):

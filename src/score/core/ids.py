@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
 def is_uuid(value: str) -> bool:
@@ -27,7 +27,7 @@ def require_safe_id(value: str, what: str = "id") -> str:
     return value
 
 
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9._~+=-]{1,1024}$")
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9._~+=-]{1,1024}\Z")
 
 
 def is_upload_id(value: str) -> bool:

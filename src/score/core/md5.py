@@ -6,8 +6,8 @@ import base64
 import binascii
 import re
 
-_HEX_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
-_B64_MD5 = re.compile(r"^[A-Za-z0-9+/]{22}==$")
+_HEX_MD5 = re.compile(r"^[0-9a-fA-F]{32}\Z")
+_B64_MD5 = re.compile(r"^[A-Za-z0-9+/]{22}==\Z")
 
 MISSING = "<missing>"  # what the Java server writes as a part's sourceMd5 when it had none
 

@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 
 from score import __version__
 from score.server.api import download, health, htsget, listing, upload
+from score.server.api.bodies import BodyLimit
 from score.server.api.song import build_song_router
 from score.server.api.store_data import build_store_data_router
 from score.server.audit import AuditLog
@@ -72,6 +73,10 @@ def build_app(settings: ServerSettings) -> FastAPI:
     app = FastAPIOffline(title="Score API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.context = context
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        limits={"/_store/": None, "/song/": settings.max_json_body, "/htsget/": htsget.MAX_BODY},
+    )
     for router in (upload.router, download.router, listing.router, health.router, htsget.router):
         app.include_router(router)
     if not settings.metadata_url:  # the embedded registry's Song API; a remote Song serves its own

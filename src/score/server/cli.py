@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from score import __version__
 
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_DURATION = re.compile(r"^(\d+)([smhd]?)\Z")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -81,6 +81,15 @@ def serve(
         f"listening on {settings.host}:{settings.port} (docs at {settings.base_url}/docs)",
         err=True,
     )
+    from score.server.http_protocol import connection_limit, raise_fd_limit
+
+    fd_limit = raise_fd_limit()
+    click.echo(
+        f"connections: at most {connection_limit(settings.max_connections, fd_limit)} per process "
+        f"(file descriptors: {fd_limit}), headers within {settings.header_timeout:g}s, "
+        f"body idle {settings.body_timeout:g}s, keep-alive {settings.keep_alive_timeout:g}s",
+        err=True,
+    )
     uvicorn.run(
         "score.server.app:create_app",
         factory=True,
@@ -89,6 +98,9 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
         access_log=False,  # uvicorn's access log would print signed URLs' query strings
+        http="score.server.http_protocol:ScoreHttpProtocol",  # timeouts and connection limit, see that module
+        timeout_keep_alive=settings.keep_alive_timeout,  # seconds between requests (a float works)
+        proxy_headers=False,
     )
 
 
@@ -112,16 +124,33 @@ def token(scopes: str, ttl: str, subject: str, data_dir: Path | None) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data dir (embedded default).")
 def cleanup(older_than: str, data_dir: Path | None) -> None:
     """Abort stale uploads once (the server also sweeps every cleanup_interval seconds)."""
-    from score.server.app import build_context
     from score.server.services.cleanup import clean_stale_uploads
+    from score.server.services.uploads import UploadService
     from score.server.settings import ServerSettings
+    from score.server.storage.base import StoreError
+    from score.server.storage.factory import build_store
 
+    # Only the store: the sweep needs neither the registry nor the identity providers, so it also works
+    # when they cannot be opened (a full disk).
     settings = ServerSettings(**({"data_dir": data_dir} if data_dir else {}))
-    context = build_context(settings)
-    report = clean_stale_uploads(context.store, context.uploads, parse_duration(older_than))
+    try:
+        store = build_store(settings)
+        report = clean_stale_uploads(store, UploadService(store, settings), parse_duration(older_than))
+    except (StoreError, OSError) as exc:
+        raise click.ClickException(f"cleanup failed: {exc}") from exc
     for object_id, upload_id in report.aborted:
         click.echo(f"aborted upload {upload_id} of object {object_id}")
-    click.echo(f"{len(report.aborted)} of {report.examined} stale uploads aborted", err=True)
+    for object_id, upload_id in report.finished:
+        click.echo(f"finished upload {upload_id} of object {object_id}")
+    for object_id, upload_id in report.tidied:
+        click.echo(f"removed the leftover state of finished upload {upload_id} of object {object_id}")
+    for orphan in report.orphans:
+        click.echo(f"removed orphan {orphan}")
+    click.echo(
+        f"{len(report.aborted)} of {report.examined} uploads aborted as stale, {len(report.finished)} committed "
+        f"finalizes finished, {len(report.tidied) + len(report.orphans)} leftovers removed",
+        err=True,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,15 +6,19 @@ the original dropped (its issue #496).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from score.core.models import ErrorBody
+
+_log = logging.getLogger("score.server")
 
 
 class ApiError(Exception):
@@ -81,6 +85,20 @@ def install_error_handlers(app: FastAPI) -> None:
             f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}" for err in exc.errors()
         )
         return error_response(400, f"invalid request: {problems}", request.url.path)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        """The client left while sending its body (or was timed out): nobody reads an answer; not an error."""
+        _log.debug("client left during %s %s", request.method, request.url.path)
+        return Response(status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """A defect, not a refusal: still JSON with a message (Starlette would answer plain text). Starlette
+        re-raises it after this answer, so the server logs the traceback once."""
+        return error_response(
+            500, f"internal error ({exc.__class__.__name__}); it was logged, please report it", request.url.path
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -154,6 +154,44 @@ class ServerSettings(BaseSettings):
     cleanup_interval: int = Field(
         86400, ge=0, description="Seconds between sweeps of stale uploads (older than upload_url_ttl); 0 = never"
     )
+    min_free_space: int = Field(
+        64 * MiB,
+        ge=0,
+        description="Local store: bytes of disk kept free for the server's own writes (state, registry, audit "
+        "log); an upload that would leave less is refused with 507, and health reports DOWN below it",
+    )
+    max_json_body: int = Field(
+        8 * MiB,
+        gt=0,
+        description="Largest JSON body the registry accepts (a Song payload of ~20,000 files), bounded as it streams",
+    )
+    header_timeout: float = Field(
+        20.0,
+        gt=0,
+        description="Seconds a request's headers may take, from connection start or a next request's first byte "
+        "(408, then close). Real clients send headers in well under a second; 20 s tolerates bad links while "
+        "a client that never finishes them (slowloris) holds a connection no longer than this",
+    )
+    body_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds without a single request-body byte before the connection is closed (an idle timer, "
+        "reset by every chunk, so slow but steady uploads of any size pass; paused while the server itself is "
+        "slow to read). 60 s, like nginx's client_body_timeout, outlasts network hiccups",
+    )
+    keep_alive_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds an idle keep-alive connection waits for its next request (uvicorn's "
+        "timeout_keep_alive and default): enough for a client's next call, short enough not to hoard connections",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Open connections per server process; beyond it the oldest connection not running a request "
+        "is closed (else the new one). Far more than a transfer service's concurrent clients (each moves bytes "
+        "straight to storage), and lowered automatically to 64 below the file-descriptor limit if that is smaller",
+    )
     scopes: ScopeConfig = ScopeConfig()
     auth: AuthConfig = AuthConfig()
     log_level: str = "info"

@@ -41,7 +41,7 @@ PROBE_BYTES = 256 * 1024
 
 STREAM_CHUNK = 1024 * 1024
 ATTEMPTS = 3
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*\Z", re.IGNORECASE)
 
 
 class RangesUnavailable(Exception):

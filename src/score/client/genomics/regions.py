@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-_NUMBER = re.compile(r"^(\d+)(?:\.(\d+))?([kKmMgG])?$")
+_NUMBER = re.compile(r"^(\d+)(?:\.(\d+))?([kKmMgG])?\Z")
 _MULTIPLIER = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
 

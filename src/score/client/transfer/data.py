@@ -14,6 +14,7 @@ import mmap
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,9 @@ def _store_error_from(status: int, body: bytes, what: str) -> ServerError:
     return ServerError(f"{what}: the store answered {status} {detail}".rstrip(), status)
 
 
+# A keep-alive connection idle this long is not reused: servers close idle connections after a few seconds
+# (score-server: 5 s), and a request sent as the server closes fails with "remote end closed connection".
+KEEPALIVE_EXPIRY = 4.0
 # What the receive buffers of all workers may hold ahead of the whole-object hash (see ``_ThreadBuffers``).
 RING_BYTES = 64 * 1024 * 1024
 
@@ -77,7 +81,9 @@ class ChunkConsumer(Protocol):
 
 class DataClient:
     def __init__(self, parallel: int, timeout: float, chunk_size: int) -> None:
-        limits = httpx.Limits(max_connections=parallel * 2, max_keepalive_connections=parallel * 2)
+        limits = httpx.Limits(
+            max_connections=parallel * 2, max_keepalive_connections=parallel * 2, keepalive_expiry=KEEPALIVE_EXPIRY
+        )
         self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=15.0), limits=limits)
         self._chunk = chunk_size
         self._parallel = max(parallel, 1)
@@ -215,6 +221,7 @@ class DataClient:
         socket or protocol errors become a retryable ``ServerError``."""
         try:
             yield self._connection(url)
+            self._local.__dict__.setdefault("used", {})[_pool_key(url)] = time.monotonic()  # idle from now
         except (OSError, http.client.HTTPException) as exc:
             self._drop(url)
             raise ServerError(f"{what}: connection to the store failed ({exc.__class__.__name__})", 0) from exc
@@ -225,8 +232,12 @@ class DataClient:
     def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str]:
         parts = urlsplit(url)
         pool: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
-        key = (parts.scheme, parts.netloc)
+        used: dict[tuple[str, str], float] = self._local.__dict__.setdefault("used", {})
+        key = _pool_key(url)
         connection = pool.get(key)
+        if connection is not None and time.monotonic() - used.get(key, 0.0) > KEEPALIVE_EXPIRY:
+            connection.close()  # idle long enough for the server to have closed it: do not race its close
+            connection = None
         if connection is None:
             if parts.scheme == "https":
                 connection = http.client.HTTPSConnection(
@@ -251,6 +262,11 @@ class DataClient:
             return self._http.get(url, timeout=timeout).status_code
         except httpx.TransportError:
             return 0
+
+
+def _pool_key(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
 
 
 def _is_sigv2(url: str) -> bool:

@@ -13,7 +13,7 @@ from score.client.transfer.data import UrlExpired
 from score.client.transfer.progress import Progress
 
 T = TypeVar("T")
-FINAL_STATUSES = (404, 410, 416)  # the upload or object is gone, or the range cannot exist
+FINAL_STATUSES = (404, 410, 416, 507)  # the upload or object is gone, the range cannot exist, the store is full
 
 
 def run_parallel(work: Callable[[T], None], items: Sequence[T], parallel: int) -> None:

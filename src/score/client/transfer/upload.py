@@ -1,7 +1,11 @@
 """Upload one file: initiate or resume, send missing parts in parallel, verify, finalize.
 
 Resume: a journal beside the file (``.<objectId>/upload.json``, bound to the file's size and mtime)
-remembers the upload id; the server's status marks completed parts, which are never sent again.
+remembers the upload id; the server's status marks completed parts, which are never sent again, and
+gives the MD5 of parts the store holds but nobody recorded (the client died between a part's PUT and its
+record), which are recorded instead of sent again when the file's part hashes the same. The journal notes
+when finalize was asked, so a client killed after the server finished (the object exists) but before it
+removed its journal ends its re-run by confirming that finalize, not with "already exists".
 Integrity: every part goes with its MD5 (``Content-MD5``, hashed ahead of sending, many parts at once on
 SIMD lanes: ``upload_hashing``), which the store checks and its ETag must equal; the whole file's MD5 is
 computed beside the transfer and must equal the declared MD5 before the server is asked to finalize
@@ -29,6 +33,7 @@ from score.client.transfer.progress import NoProgress, Progress
 from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
 from score.core import md5 as md5s
 from score.core.models import Part
+from score.crashpoints import crash_point
 
 log = logging.getLogger("score.client")
 
@@ -76,18 +81,23 @@ class Uploader:
         size = identity["size"]
         state_dir = state_dir_for(path, object_id, self._config)
         journal_path = state_dir / "upload.json"
+        if not force and self._api.exists(object_id):
+            finished = self._confirm_interrupted_finalize(object_id, identity, journal_path)
+            if finished is None:
+                raise ClientError(f"object {object_id} already exists; use --force to replace it")
+            shutil.rmtree(state_dir, ignore_errors=True)
+            return finished
 
         whole = WholeFileMd5.for_file(path, size, identity["mtimeNs"])  # overlaps the API calls below
         part_md5s: PartMd5s | None = None
         try:
             upload_id, parts = self._resume_or_start(object_id, size, declared, force, identity, journal_path)
-            todo = [p for p in parts if not p.sourceMd5]
+            todo = [p for p in parts if p.md5 is None]  # recorded parts carry md5; the rest may be held
             part_md5s = PartMd5s(path, [(p.offset, p.partSize) for p in todo], self._config.parallel, whole.read_ahead)
-            done_bytes = sum(p.partSize for p in parts if p.sourceMd5)
+            done_bytes = sum(p.partSize for p in parts if p.md5 is not None)
             self._progress.start(path.name, size, done_bytes)
             try:
-                if todo:
-                    self._send_parts(path, object_id, upload_id, todo, part_md5s)
+                held = self._send_parts(path, object_id, upload_id, todo, part_md5s) if todo else 0
                 part_md5s.check()
                 computed = whole.result()
             finally:
@@ -105,9 +115,32 @@ class Uploader:
                 f"{path} hashes to {computed} but its declared MD5 is {declared}; nothing was stored. "
                 "Check the file or the MD5 you gave, then upload again"
             )
+        crash_point("upload.parts_done")
+        journal = read_json(journal_path) or {}
+        write_json(journal_path, {**journal, "finalizing": computed, "parts": len(parts)})
         self._api.finalize(object_id, upload_id, computed)
+        crash_point("upload.finalized")
         shutil.rmtree(state_dir, ignore_errors=True)
-        return UploadResult(object_id, size, computed, len(todo), len(parts) - len(todo))
+        return UploadResult(object_id, size, computed, len(todo) - held, len(parts) - len(todo) + held)
+
+    def _confirm_interrupted_finalize(
+        self, object_id: str, identity: dict[str, int], journal_path: Path
+    ) -> UploadResult | None:
+        """The object exists: if this file's interrupted run had asked to finalize it, confirm that finalize
+        (the server answers success only if the object is that very upload) and report the upload done."""
+        journal = read_json(journal_path)
+        if not journal or journal.get("file") != identity or not journal.get("finalizing"):
+            return None
+        md5 = str(journal["finalizing"])
+        try:
+            self._api.finalize(object_id, str(journal.get("uploadId")), md5)
+        except ServerError as exc:
+            if exc.status in (400, 404):
+                return None  # the object is someone else's upload
+            raise
+        log.info("the interrupted upload %s of %s had been finalized", journal.get("uploadId"), object_id)
+        parts = int(journal.get("parts") or 0)
+        return UploadResult(object_id, identity["size"], md5, 0, parts)
 
     def _resume_or_start(
         self,
@@ -119,8 +152,6 @@ class Uploader:
         journal_path: Path,
     ) -> tuple[str, list[Part]]:
         if not force:
-            if self._api.exists(object_id):
-                raise ClientError(f"object {object_id} already exists; use --force to replace it")
             journal = read_json(journal_path)
             try:
                 progress = self._api.status(object_id, size)
@@ -145,10 +176,13 @@ class Uploader:
                 return progress.uploadId, progress.parts
         spec = self._api.initiate(object_id, size, declared, overwrite=force)
         write_json(journal_path, {"objectId": object_id, "uploadId": spec.uploadId, "file": identity, "md5": declared})
+        crash_point("upload.initiated")
         return spec.uploadId or "", spec.parts
 
-    def _send_parts(self, path: Path, object_id: str, upload_id: str, parts: list[Part], hasher: PartMd5s) -> None:
+    def _send_parts(self, path: Path, object_id: str, upload_id: str, parts: list[Part], hasher: PartMd5s) -> int:
+        """Send (or, where the store already holds them, just record) ``parts``; return how many were held."""
         size = path.stat().st_size
+        held: list[int] = []  # list.append is atomic: the senders share it
 
         def fresh_urls() -> dict[int, str | None]:
             progress = self._api.status(object_id, size)
@@ -168,14 +202,20 @@ class Uploader:
 
             def put(url: str, tally: PartTally) -> None:
                 md5 = hasher.part_md5(part.offset)
-                etag = data.put_part(url, path, part.offset, part.partSize, md5, tally, what)
+                if part.sourceMd5 and part.sourceMd5.lower() == md5 and record_later:
+                    etag = md5  # the store already holds exactly these bytes: record them, send nothing
+                    tally(part.partSize)
+                    held.append(part.partNumber)
+                else:
+                    etag = data.put_part(url, path, part.offset, part.partSize, md5, tally, what)
+                    crash_point("upload.part_sent")
                 if etag and md5s.is_hex(etag) and etag.lower() != md5:
                     raise IntegrityError(f"{what}: the store received bytes hashing to {etag}, we sent {md5}")
                 record = (object_id, upload_id, part.partNumber, md5, etag or md5)
                 if record_later:
-                    recording[part.partNumber] = recorder.submit(self._api.finalize_part, *record)
+                    recording[part.partNumber] = recorder.submit(self._recorded, *record)
                 else:
-                    self._api.finalize_part(*record)
+                    self._recorded(*record)
 
             transfer_part(put, part.partNumber, what, urls, self._progress, self._config.retries)
 
@@ -188,6 +228,12 @@ class Uploader:
         finally:
             recorder.shutdown(wait=True, cancel_futures=True)
             data.close()
+        return len(set(held) - {p.partNumber for p in unrecorded})
+
+
+    def _recorded(self, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
+        self._api.finalize_part(object_id, upload_id, part_number, md5, etag)
+        crash_point("upload.part_recorded")
 
 
 def _failed(recorded: Future[None], what: str) -> bool:

@@ -7,7 +7,6 @@ spec's status, including authentication and permission refusals.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from score import __version__
 from score.genomics import UNPLACED, Region
+from score.server.api.bodies import InvalidJson, parse_json
 from score.server.api.deps import get_context
 from score.server.api.guards import analysis_state, authorize_object
 from score.server.auth.policy import Action
@@ -25,7 +25,7 @@ from score.server.metadata.base import PUBLISHED, MetadataUnavailable
 from score.server.services.htsget import READS_FORMATS, VARIANTS_FORMATS, HtsgetError
 
 MEDIA_TYPE = "application/vnd.ga4gh.htsget.v1.0.0+json; charset=utf-8"
-MAX_BODY = 1 << 20
+MAX_BODY = 256 * 1024  # a ticket request; BodyLimit enforces it while the body streams
 MAX_COORDINATE = 2**32 - 1
 FIELDS = ("QNAME", "FLAG", "RNAME", "POS", "MAPQ", "CIGAR", "RNEXT", "PNEXT", "TLEN", "SEQ", "QUAL")
 _STATUS_NAMES = {401: "InvalidAuthentication", 403: "PermissionDenied", 404: "NotFound", 413: "PayloadTooLarge"}
@@ -46,6 +46,13 @@ def _error(request: Request, name: str, status: int, message: str) -> JSONRespon
     return _respond(request, {"htsget": {"error": name, "message": message}}, status)
 
 
+def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    name = _STATUS_NAMES.get(exc.status, "InvalidInput" if exc.status < 500 else "ServiceUnavailable")
+    response = _error(request, name, exc.status, exc.message)
+    response.headers.update(exc.headers)
+    return response
+
+
 def _htsget_errors(request: Request, handler: Callable[[], dict[str, Any]]) -> JSONResponse:
     """Run ``handler``, turning every refusal into htsget's error JSON."""
     try:
@@ -53,10 +60,16 @@ def _htsget_errors(request: Request, handler: Callable[[], dict[str, Any]]) -> J
     except HtsgetError as exc:
         return _error(request, exc.name, exc.status, exc.message)
     except ApiError as exc:
-        name = _STATUS_NAMES.get(exc.status, "InvalidInput" if exc.status < 500 else "ServiceUnavailable")
-        response = _error(request, name, exc.status, exc.message)
-        response.headers.update(exc.headers)
-        return response
+        return _api_error(request, exc)
+
+
+def _refusal(request: Request, object_id: str) -> JSONResponse | None:
+    """htsget's error answer if the caller may not read the object (refusals are audited), else None."""
+    try:
+        authorize_object(request, Action.DOWNLOAD, object_id)
+    except ApiError as exc:
+        return _api_error(request, exc)
+    return None
 
 
 def _invalid(message: str) -> HtsgetError:
@@ -139,15 +152,15 @@ def _get_request(request: Request, datatype: str) -> tuple[str, list[Region] | N
 
 
 async def _post_request(request: Request, datatype: str) -> tuple[str, list[Region] | None, bool]:
+    """The ticket request in a POST body, read (within ``MAX_BODY``, see ``BodyLimit``) only once the
+    caller has been authorised for the object."""
     if request.query_params:
         raise _invalid("a POST request carries its parameters in the JSON body, not in the URL query")
     raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise HtsgetError("PayloadTooLarge", 413, f"the request body exceeds {MAX_BODY} bytes")
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise _invalid(f"the request body is not JSON ({exc})") from exc
+        body = parse_json(raw or b"{}")
+    except InvalidJson as exc:
+        raise _invalid(f"the request body is not JSON this server accepts ({exc})") from exc
     if not isinstance(body, dict):
         raise _invalid("the request body must be a JSON object")
     fmt = _format(body.get("format"), datatype)
@@ -235,10 +248,17 @@ def _register(datatype: str) -> None:
         f"/{datatype}/{{object_id}}", summary=f"An htsget ticket for {datatype} (JSON body)", name=f"{datatype}_post"
     )
     async def ticket_post(request: Request, object_id: str) -> Response:
+        # Authorise before reading the body, so an unauthorised caller cannot make the server read it;
+        # the allowing audit line is written with the requested regions, by _ticket.
+        refused = await run_in_threadpool(_refusal, request, object_id)
+        if refused is not None:
+            return refused
         try:
             fmt, regions, header_only = await _post_request(request, datatype)
         except HtsgetError as exc:
             return _error(request, exc.name, exc.status, exc.message)
+        except ApiError as exc:  # the body limit
+            return _api_error(request, exc)
         # The ticket itself does blocking store I/O: run it off the event loop.
         return await run_in_threadpool(
             _htsget_errors, request, lambda: _ticket(request, object_id, fmt, regions, header_only)

@@ -9,7 +9,6 @@ the ``REGISTRY_WRITE`` permission.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Coroutine
@@ -23,6 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from score.server.api.bodies import InvalidJson, parse_json
 from score.server.api.deps import authorize
 from score.server.auth.policy import Action
 from score.server.errors import ApiError
@@ -163,10 +163,12 @@ def _int_param(request: Request, name: str, default: int) -> int:
 
 
 async def _json_body(request: Request) -> Any:
+    """The request's JSON, read within the route's body limit (``BodyLimit``) after the caller was
+    authorised, and refused unless it can be stored and served back (``parse_json``)."""
     body = await request.body()
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return parse_json(body)
+    except InvalidJson as exc:
         raise _bad(
             PAYLOAD_PARSING,
             f"Unable to read the input payload as JSON ({exc}); send a JSON "

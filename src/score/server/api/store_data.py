@@ -12,6 +12,7 @@ lines never contain signatures or URLs.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -28,14 +29,15 @@ from starlette.types import Receive, Scope, Send
 
 from score.core.md5 import base64_to_hex
 from score.server.errors import NotFound, error_response
-from score.server.storage.base import UploadNotFound
-from score.server.storage.local import BadDigest, LocalStore, OpenObject, PartBusy, PartWriter
+from score.server.storage.base import StoreFull, UploadNotFound
+from score.server.storage.local import BadDigest, LocalStore, OpenObject, PartBusy, PartImmutable, PartWriter
 from score.server.storage.url_signing import SignatureError
 
 ACCESS_LOG = logging.getLogger("score.store.access")
 CHUNK_BYTES = 1024 * 1024  # read size for GET, and write batch for PUT: few thread hops, bounded memory
-_BYTES_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
-_SIGNED_RANGE = re.compile(r"^(\d+)-(\d*)$")
+_BYTES_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*\Z", re.IGNORECASE | re.ASCII)
+_SIGNED_RANGE = re.compile(r"^(\d+)-(\d*)\Z")
+_BEYOND = 10**18  # past the end of any object (5 TiB at most)
 
 
 def build_store_data_router() -> APIRouter:
@@ -146,6 +148,9 @@ async def put_part(request: Request, key: str) -> Response:
         return error_response(404, str(exc), path)
     except PartBusy as exc:
         return error_response(409, str(exc), path)
+    except StoreFull as exc:
+        _access_log("part_put_refused", **fields, bytes=0, status=507)
+        return error_response(507, f"the store is full: {exc}", path)
     except ValueError as exc:
         return error_response(400, str(exc), path)
     try:
@@ -154,13 +159,21 @@ async def put_part(request: Request, key: str) -> Response:
     except ClientDisconnect:
         _access_log("part_put_aborted", **fields, bytes=writer.received, status=499)
         return Response(status_code=400)  # nobody is listening any more
-    except (BadDigest, ValueError, UploadNotFound) as exc:
-        status = 404 if isinstance(exc, UploadNotFound) else 400
+    except (BadDigest, ValueError, UploadNotFound, PartImmutable) as exc:
+        status = 404 if isinstance(exc, UploadNotFound) else 409 if isinstance(exc, PartImmutable) else 400
         _access_log("part_put_failed", **fields, bytes=writer.received, status=status)
         return error_response(status, str(exc), path)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        _access_log("part_put_failed", **fields, bytes=writer.received, status=507)
+        return error_response(507, f"the store is full: no room to write part {part.part_number}", path)
     finally:
         writer.close()
-    _access_log("part_put", **fields, bytes=writer.received, status=200)
+    # A part already stored is acknowledged without being written again: logged apart, so a count of
+    # "part_put" events is a count of parts written.
+    event = "part_put" if writer.stored is None else "part_put_identical"
+    _access_log(event, **fields, bytes=writer.received, status=200)
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})
 
 
@@ -196,25 +209,32 @@ def _unsatisfiable(size: int, what: str) -> RangeRefused:
     )
 
 
+def _position(digits: str) -> int:
+    """A byte position from a header: a number past any object's size stands for "past the end" (RFC 9110
+    allows any length of digits; Python refuses to convert more than 4,300 of them)."""
+    return int(digits) if len(digits) <= 18 else _BEYOND
+
+
 def parse_range_header(value: str, size: int) -> tuple[int, int]:
     """Interpret one ``bytes=`` range against an object of ``size`` bytes; return [start, end)."""
     if "," in value:
-        raise RangeRefused(400, f"multiple ranges are not supported ({value!r}); request one range at a time")
+        raise RangeRefused(400, f"multiple ranges are not supported ({value[:100]!r}); request one range at a time")
     match = _BYTES_RANGE.match(value)
     if not match or not (match.group(1) or match.group(2)):
-        raise RangeRefused(400, f"malformed Range header {value!r}; use bytes=a-b, bytes=a- or bytes=-n")
+        raise RangeRefused(400, f"malformed Range header {value[:100]!r}; use bytes=a-b, bytes=a- or bytes=-n")
     first, last = match.groups()
+    shown = value if len(value) <= 100 else value[:100] + "..."
     if not first:  # suffix: the last n bytes
-        count = int(last)
+        count = _position(last)
         if count == 0 or size == 0:
-            raise _unsatisfiable(size, f"Range {value!r}")
+            raise _unsatisfiable(size, f"Range {shown!r}")
         return max(0, size - count), size
-    start = int(first)
-    if last and int(last) < start:
-        raise RangeRefused(400, f"malformed Range header {value!r}: the end is before the start")
+    start = _position(first)
+    if last and _position(last) < start:
+        raise RangeRefused(400, f"malformed Range header {shown!r}: the end is before the start")
     if start >= size:
-        raise _unsatisfiable(size, f"Range {value!r}")
-    return start, size if not last else min(int(last) + 1, size)
+        raise _unsatisfiable(size, f"Range {shown!r}")
+    return start, size if not last else min(_position(last) + 1, size)
 
 
 def _signed_window(signed: str | None, size: int) -> tuple[int, int]:

@@ -18,11 +18,6 @@ class Principal:
     token_id: str = ""  # token_fingerprint(), empty for anonymous callers
     anonymous: bool = False
 
-    def has_scope(self, scope: str) -> bool:
-        """Score compares scopes case-insensitively and exactly (reference §4.3)."""
-        wanted = scope.lower()
-        return any(s.lower() == wanted for s in self.scopes)
-
 
 ANONYMOUS = Principal(subject="anonymous", anonymous=True)
 

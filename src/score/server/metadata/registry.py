@@ -66,7 +66,8 @@ ENTITY_FILTERS = {  # legacy entity field -> file column
     "projectCode": "study_id",
     "access": "file_access",
 }
-_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
+MAX_FILE_SIZE = 2**63 - 1  # what the database (and Song's Java long) can hold
+_MD5 = re.compile(r"^[0-9a-fA-F]{32}\Z")
 _BUSY_TIMEOUT_SECONDS = 30.0
 
 _SCHEMA = """
@@ -297,8 +298,8 @@ def _file_problems(index: int, raw: Any) -> list[str]:
         "dataType": _text_problem(raw.get("dataType")),
     }
     size = raw.get("fileSize")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        checks["fileSize"] = "must be an integer >= 0 (the size in bytes)"
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
+        checks["fileSize"] = f"must be an integer from 0 to {MAX_FILE_SIZE} (the size in bytes)"
     md5 = raw.get("fileMd5sum")
     if not isinstance(md5, str) or not _MD5.match(md5):
         checks["fileMd5sum"] = "must be the file's MD5 as 32 hexadecimal characters"

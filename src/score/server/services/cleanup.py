@@ -1,50 +1,128 @@
-"""Stale-upload clean-up: abort uploads nobody finished within the upload URL lifetime (reference §3.4).
+"""The sweep: finish what was committed, abort what was abandoned, remove what nothing refers to.
 
-Safe when every replica runs it at once: it only reads listings and issues idempotent aborts and
-deletes, and it walks the store's paginated listing lazily, so it never holds the whole list.
+It runs every ``cleanup_interval`` and as ``score-server cleanup``, and handles every state a crash can
+leave (reference §3.4 aborted only old uploads):
+
+* an upload whose finalize committed (its ``committed`` document is written) is rolled forward at once:
+  its object becomes visible exactly as the finalize would have made it;
+* an upload whose ``.meta`` object already names it (finalize died while deleting the state) loses its
+  state;
+* an upload in progress older than ``older_than_s`` is aborted, in the store and in the state;
+* state keys without a state document (markers written after their upload was discarded) and store
+  uploads no state refers to (a crash between starting one and recording it) are removed once older than
+  ``older_than_s``, so a live initiate or part record is never swept away under a client.
+
+Safe when every replica runs it at once: every step is idempotent, and it walks the store's paginated
+listing lazily.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from score.server.services.uploads import UPLOAD_DIR, UploadService, guard
-from score.server.storage.base import ObjectStore
+from score.server.services.uploads import (
+    COMMITTED,
+    UPLOAD_DIR,
+    UploadService,
+    guard,
+    meta_key,
+    read_spec,
+    upload_state_prefix,
+)
+from score.server.storage.base import ObjectHead, ObjectStore
 
 log = logging.getLogger("score.cleanup")
 
 
-@dataclass(frozen=True)
+@dataclass
 class CleanupReport:
-    examined: int
-    aborted: list[tuple[str, str]]  # (object id, upload id)
+    examined: int = 0  # upload state folders looked at
+    aborted: list[tuple[str, str]] = field(default_factory=list)  # (object id, upload id): stale, discarded
+    finished: list[tuple[str, str]] = field(default_factory=list)  # committed finalizes rolled forward
+    tidied: list[tuple[str, str]] = field(default_factory=list)  # state left by a finished upload, removed
+    orphans: list[str] = field(default_factory=list)  # keys and store uploads nothing referred to
 
 
-def stale_uploads(store: ObjectStore, older_than_s: float, now: float | None = None) -> list[tuple[str, str]]:
-    """(object id, upload id) of every upload whose state was written more than ``older_than_s`` ago."""
+@dataclass
+class _Folder:
+    """One ``upload/{objectId}_{uploadId}/`` folder: what is in it and how recent it is."""
+
+    object_id: str
+    upload_id: str
+    names: set[str] = field(default_factory=set)
+    keys: list[str] = field(default_factory=list)
+    meta_modified_ms: int | None = None
+    newest_ms: int = 0
+
+
+def _folders(heads: Iterable[ObjectHead]) -> dict[str, _Folder]:
+    folders: dict[str, _Folder] = {}
+    for head in heads:
+        folder_name, _, name = head.key[len(UPLOAD_DIR) + 1 :].partition("/")
+        object_id, _, upload_id = folder_name.rpartition("_")
+        if not object_id or not upload_id or not name:
+            continue
+        folder = folders.setdefault(folder_name, _Folder(object_id, upload_id))
+        folder.names.add(name)
+        folder.keys.append(head.key)
+        folder.newest_ms = max(folder.newest_ms, head.last_modified_ms)
+        if name == ".meta":
+            folder.meta_modified_ms = head.last_modified_ms
+    return folders
+
+
+def clean_stale_uploads(
+    store: ObjectStore, uploads: UploadService, older_than_s: float, now: float | None = None
+) -> CleanupReport:
     cutoff_ms = ((now if now is not None else time.time()) - older_than_s) * 1000
-    stale = []
-    for head in guard(lambda: store.list(f"{UPLOAD_DIR}/")):
-        folder, _, name = head.key[len(UPLOAD_DIR) + 1 :].partition("/")
-        if name != ".meta" or head.last_modified_ms > cutoff_ms:
-            continue
-        object_id, _, upload_id = folder.rpartition("_")
-        if object_id and upload_id:
-            stale.append((object_id, upload_id))
-    return stale
-
-
-def clean_stale_uploads(store: ObjectStore, uploads: UploadService, older_than_s: float) -> CleanupReport:
-    stale = stale_uploads(store, older_than_s)
-    aborted = []
-    for object_id, upload_id in stale:
+    report = CleanupReport()
+    folders = _folders(guard(lambda: store.list(f"{UPLOAD_DIR}/")))
+    for folder in folders.values():
+        report.examined += 1
         try:
-            uploads.discard(object_id, upload_id)
+            _sweep_folder(store, uploads, folder, cutoff_ms, report)
         except Exception as exc:  # one bad upload must not stop the sweep; the next run retries it
-            log.warning("could not clean up upload %s of %s: %s", upload_id, object_id, exc)
+            log.warning("could not clean up upload %s of %s: %s", folder.upload_id, folder.object_id, exc)
+    known = {folder.upload_id for folder in folders.values()}
+    for upload in guard(lambda: list(store.list_uploads())):
+        if upload.upload_id in known or upload.started_ms > cutoff_ms:
             continue
-        aborted.append((object_id, upload_id))
-        log.info("aborted stale upload %s of object %s", upload_id, object_id)
-    return CleanupReport(examined=len(stale), aborted=aborted)
+        try:
+            guard(lambda u=upload: store.abort_upload(u.key, u.upload_id))
+        except Exception as exc:
+            log.warning("could not abort orphaned store upload %s of %s: %s", upload.upload_id, upload.key, exc)
+            continue
+        report.orphans.append(f"store upload {upload.upload_id} of {upload.key or '(unfinished start)'}")
+        log.info("aborted store upload %s of %s: no upload state refers to it", upload.upload_id, upload.key)
+    return report
+
+
+def _sweep_folder(
+    store: ObjectStore, uploads: UploadService, folder: _Folder, cutoff_ms: float, report: CleanupReport
+) -> None:
+    ids = (folder.object_id, folder.upload_id)
+    if ".meta" not in folder.names:
+        if folder.newest_ms <= cutoff_ms:  # markers or a commit record whose upload is gone
+            for key in folder.keys:
+                guard(lambda k=key: store.delete(k))
+                report.orphans.append(key)
+        return
+    final = guard(lambda: read_spec(store, meta_key(folder.object_id)))
+    if final is not None and final.uploadId == folder.upload_id:
+        uploads.discard_state(*ids)
+        report.tidied.append(ids)
+        log.info("removed the state left by finished upload %s of object %s", *reversed(ids))
+    elif COMMITTED in folder.names:
+        spec = guard(lambda: read_spec(store, upload_state_prefix(*ids) + ".meta"))
+        if spec is None:
+            return
+        uploads.finish_committed(*ids, spec)
+        report.finished.append(ids)
+        log.info("finished committed upload %s of object %s", *reversed(ids))
+    elif folder.meta_modified_ms is not None and folder.meta_modified_ms <= cutoff_ms:
+        uploads.discard(*ids)
+        report.aborted.append(ids)
+        log.info("aborted stale upload %s of object %s", *reversed(ids))

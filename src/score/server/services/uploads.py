@@ -6,10 +6,20 @@ Layout (Score-compatible, so a bucket written by the Java server is read as is):
   ``upload/{id}_{uploadId}/.meta``             the in-progress specification (without URLs)
   ``upload/{id}_{uploadId}/part-NNNNNNNN|{..}`` zero-byte completion markers, state in the key name
 
+  ``upload/{id}_{uploadId}/committed``          the verified MD5, written when finalize passes its checks
+
 Nothing lives in process memory, so any number of replicas can serve one store. Fixes over the
 original: zero-byte objects, overwrite refused with 409, the whole-object MD5 the client computed is
 checked against the declared one (and the registry's) before anything becomes visible, a superseded
 upload is aborted rather than leaked, and ``status`` marks completed parts so resume skips them.
+
+Finalize is a sequence whose every prefix is recoverable (the crash points name its steps). Up to the
+``committed`` document it only reads and checks, so a crash leaves an upload in progress (resumed, or
+aborted by the stale-upload sweep). From the ``committed`` document on, the parts are all recorded and the
+MD5 verified, so whoever comes next -- the client's retry, its re-run, or the sweep -- rolls the finalize
+forward: hide an overwritten ``.meta``, complete the store's upload (already completed counts), write the
+new ``.meta``, delete the state. A finalize asked for an upload whose ``.meta`` is already written answers
+success and removes what is left of its state.
 """
 
 from __future__ import annotations
@@ -24,14 +34,23 @@ from score.core import md5 as md5s
 from score.core.ids import is_upload_id
 from score.core.models import CompletedPart, ObjectSpecification, UploadProgress
 from score.core.parts import calculate_parts
-from score.server.errors import BadRequest, Conflict, NotFound, Unavailable
+from score.crashpoints import crash_point
+from score.server.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from score.server.metadata.base import Entity, StoredObject
 from score.server.settings import ServerSettings
-from score.server.storage.base import ObjectStore, StoreUnavailable, UploadedPart, UploadNotFound
+from score.server.storage.base import (
+    InvalidKey,
+    ObjectStore,
+    StoreFull,
+    StoreUnavailable,
+    UploadedPart,
+    UploadNotFound,
+)
 
 DATA_DIR = "data"
 UPLOAD_DIR = "upload"
 MARKER_PREFIX = "part-"
+COMMITTED = "committed"
 STATE_DELETE_PARALLEL = 16  # store deletes in flight when an upload's state is removed
 T = TypeVar("T")
 
@@ -80,12 +99,20 @@ def write_spec(store: ObjectStore, key: str, spec: ObjectSpecification) -> None:
     store.write_document(key, json.dumps(spec.to_wire(), separators=(",", ":")).encode("utf-8"))
 
 
+class InsufficientStorage(ApiError):
+    status = 507
+
+
 def guard(call: Callable[[], T]) -> T:
-    """Run a store call, mapping transient store failures to 503 so clients retry."""
+    """Run a store call: transient failures are 503 (clients retry), a full store 507, a bad key 400."""
     try:
         return call()
     except StoreUnavailable as exc:
         raise Unavailable(f"the object store is unavailable ({exc}); try again shortly") from exc
+    except StoreFull as exc:
+        raise InsufficientStorage(f"the store is full: {exc}") from exc
+    except InvalidKey as exc:
+        raise BadRequest(str(exc)) from exc
 
 
 def _check_md5(value: str, what: str) -> str:
@@ -129,6 +156,12 @@ class UploadService:
     ) -> ObjectSpecification:
         if file_size < 0:
             raise BadRequest(f"fileSize must not be negative (got {file_size})")
+        limit = self._store.max_object_size
+        if file_size > limit:
+            raise BadRequest(
+                f"fileSize {file_size} is larger than the {self._store.name} store can hold "
+                f"({limit} bytes = {limit / 1024**4:g} TiB); split the file"
+            )
         if entity.fileSize is not None and entity.fileSize != file_size:
             raise BadRequest(
                 f"file size {file_size} differs from the size registered for object {object_id} "
@@ -151,6 +184,7 @@ class UploadService:
         key = data_key(object_id)
         # An empty object needs no multipart upload in the store (S3 cannot complete an empty one).
         upload_id = uuid.uuid4().hex if file_size == 0 else guard(lambda: self._store.start_upload(key, file_size))
+        crash_point("initiate.store_started")
         minimum = max(self._settings.min_part_size, self._store.min_part_size)
         parts = calculate_parts(0, file_size, max(self._settings.part_size, minimum), minimum)
         spec = ObjectSpecification(
@@ -171,10 +205,20 @@ class UploadService:
     def discard(self, object_id: str, upload_id: str) -> None:
         """Abort the store's multipart upload and delete its state (the original leaked the former)."""
         guard(lambda: self._store.abort_upload(data_key(object_id), upload_id))
-        self._discard_state_only(object_id, upload_id)
+        self.discard_state(object_id, upload_id)
 
-    def _with_upload_urls(self, spec: ObjectSpecification, completed: dict[int, CompletedPart]) -> ObjectSpecification:
+    def _with_upload_urls(
+        self,
+        spec: ObjectSpecification,
+        completed: dict[int, CompletedPart],
+        stored: dict[int, str] | None = None,
+    ) -> ObjectSpecification:
+        """Fresh URLs for the parts not completed. A part the store already holds but nobody recorded
+        (the client died between its PUT and the record call) gets its stored MD5 as ``sourceMd5`` with
+        ``md5`` left null: a client whose own part hashes the same records it instead of sending it again
+        (the Java client, which only skips parts with ``md5``, sends it again, which is harmless)."""
         ttl = self._settings.upload_url_ttl
+        held = stored or {}
         parts = []
         for part in spec.parts:
             done = completed.get(part.partNumber)
@@ -192,7 +236,7 @@ class UploadService:
                         # Setting md5 as well as sourceMd5 on completed parts makes the Java client's
                         # resume skip them too (its bug §8.6 re-sent every part).
                         "md5": done.md5 if done else None,
-                        "sourceMd5": done.md5 if done else None,
+                        "sourceMd5": done.md5 if done else held.get(part.partNumber),
                     }
                 )
             )
@@ -228,9 +272,26 @@ class UploadService:
     def status(self, object_id: str, file_size: int) -> UploadProgress:
         """Progress of the current upload, completed parts marked and fresh URLs for the others."""
         spec = self._current_state(object_id, file_size)
-        completed = {m.partNumber: m for m in self._markers(object_id, spec.uploadId or "")}
-        fresh = self._with_upload_urls(spec, completed)
-        return UploadProgress(objectId=object_id, uploadId=spec.uploadId or "", parts=fresh.parts)
+        upload_id = spec.uploadId or ""
+        completed = {m.partNumber: m for m in self._markers(object_id, upload_id)}
+        fresh = self._with_upload_urls(spec, completed, self._stored_unrecorded(spec, completed))
+        return UploadProgress(objectId=object_id, uploadId=upload_id, parts=fresh.parts)
+
+    def _stored_unrecorded(self, spec: ObjectSpecification, completed: dict[int, CompletedPart]) -> dict[int, str]:
+        """{part number: MD5} of parts the store holds whole but that are not recorded, where the store's
+        ETag is the MD5 of the bytes it holds (no such knowledge otherwise)."""
+        if len(completed) == len(spec.parts) or spec.objectSize == 0 or not self._store.etag_is_md5:
+            return {}
+        sizes = {p.partNumber: p.partSize for p in spec.parts}
+        try:
+            held = guard(lambda: self._store.list_uploaded_parts(spec.objectKey, spec.uploadId or ""))
+        except UploadNotFound:
+            return {}
+        return {
+            p.part_number: p.etag.strip('"').lower()
+            for p in held
+            if p.part_number not in completed and sizes.get(p.part_number) == p.size and md5s.is_hex(p.etag.strip('"'))
+        }
 
     def recovery(self, object_id: str, file_size: int) -> None:
         self._current_state(object_id, file_size)
@@ -257,6 +318,7 @@ class UploadService:
                 "upload the part again"
             )
         self.delete_part(object_id, upload_id, part_number)
+        crash_point("finalize_part.unmarked")
         marker = CompletedPart(partNumber=part_number, md5=md5, etag=etag)
         guard(lambda: self._store.write_document(marker_key(object_id, upload_id, marker), b""))
 
@@ -273,16 +335,32 @@ class UploadService:
 
     # -- finalize ------------------------------------------------------------------------------
     def finalize(self, object_id: str, upload_id: str, md5: str | None, entity: Entity) -> ObjectSpecification:
-        """Verify and publish the object. Idempotent: a repeated call after success answers success."""
+        """Verify and publish the object. Idempotent: a repeated call after success answers success.
+
+        The steps, each survivable (see the module docstring): check the parts are all recorded and still
+        the ones the store holds, verify the MD5, write ``committed``, then roll forward.
+        """
+        final = guard(lambda: read_spec(self._store, meta_key(object_id)))
+        if final is not None and final.uploadId == upload_id:
+            self.discard_state(object_id, upload_id)  # finished earlier; its state may be left over
+            return final
         state_meta = upload_state_prefix(object_id, upload_id) + ".meta"
         spec = guard(lambda: read_spec(self._store, state_meta))
         if spec is None:
-            final = guard(lambda: read_spec(self._store, meta_key(object_id)))
-            if final is not None and final.uploadId == upload_id:
-                return final  # finished by an earlier (perhaps timed-out) call
             self._state(object_id, upload_id)  # raises the clear 404
-
         assert spec is not None
+        committed = self._committed_md5(object_id, upload_id)
+        if committed is None:
+            completed = self._complete_markers(object_id, upload_id, spec)
+            if spec.objectSize > 0:
+                self._check_markers_against_store(object_id, upload_id, spec, completed)
+            committed = self._verified_md5(object_id, upload_id, spec, md5, entity)
+            record = json.dumps({"objectMd5": committed}).encode("utf-8")
+            guard(lambda: self._store.write_document(upload_state_prefix(object_id, upload_id) + COMMITTED, record))
+            crash_point("finalize.committed")
+        return self.roll_forward(object_id, upload_id, spec, committed)
+
+    def _complete_markers(self, object_id: str, upload_id: str, spec: ObjectSpecification) -> dict[int, CompletedPart]:
         completed = {m.partNumber: m for m in self._markers(object_id, upload_id)}
         missing = [p.partNumber for p in spec.parts if p.partNumber not in completed]
         if missing:
@@ -291,18 +369,63 @@ class UploadService:
                 f"object {object_id} cannot be finalized: {len(missing)} of {len(spec.parts)} parts are not "
                 f"uploaded (parts {shown}); resume the upload"
             )
-        final_md5 = self._verified_md5(object_id, upload_id, spec, md5, entity)
+        return completed
 
+    def _check_markers_against_store(
+        self, object_id: str, upload_id: str, spec: ObjectSpecification, completed: dict[int, CompletedPart]
+    ) -> None:
+        """Every recorded part must still be the part the store holds. A part replaced after it was recorded
+        (a replayed PUT; S3, Azure and GCS let a signed URL overwrite a part until completion) loses its
+        record, so the client's resume sends it again instead of this finalize failing for ever."""
+        held = {p.part_number: p for p in guard(lambda: self._uploaded_parts(object_id, upload_id))}
+        changed = []
+        for part in spec.parts:
+            stored, marker = held.get(part.partNumber), completed[part.partNumber]
+            replaced = stored is not None and bool(stored.etag) and stored.etag.strip('"') != marker.etag
+            if stored is None or stored.size != part.partSize or replaced:
+                changed.append(part.partNumber)
+        if not changed:
+            return
+        for number in changed:
+            self.delete_part(object_id, upload_id, number)
+        shown = ", ".join(str(n) for n in changed[:20]) + (" ..." if len(changed) > 20 else "")
+        raise BadRequest(
+            f"object {object_id} cannot be finalized: parts {shown} are no longer what was recorded (missing "
+            "from the store or replaced since); their records were removed: resume the upload to send them again"
+        )
+
+    def _committed_md5(self, object_id: str, upload_id: str) -> str | None:
+        """The MD5 a finalize verified and committed to, or None if no finalize got that far."""
+        body = guard(lambda: self._store.read_document(upload_state_prefix(object_id, upload_id) + COMMITTED))
+        if body is None:
+            return None
+        try:
+            value = json.loads(body)["objectMd5"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Unavailable(f"the commit record of upload {upload_id} of {object_id} is unreadable: {exc}") from exc
+        return _check_md5(value, "committed md5") if value else value
+
+    def finish_committed(self, object_id: str, upload_id: str, spec: ObjectSpecification) -> ObjectSpecification:
+        """Roll forward a finalize that committed and then died (the sweep's call)."""
+        committed = self._committed_md5(object_id, upload_id)
+        if committed is None:
+            raise BadRequest(f"upload {upload_id} of object {object_id} has no committed finalize to finish")
+        return self.roll_forward(object_id, upload_id, spec, committed)
+
+    def roll_forward(
+        self, object_id: str, upload_id: str, spec: ObjectSpecification, final_md5: str | None
+    ) -> ObjectSpecification:
+        """Finish a committed finalize; every step may have been done already by a call that died."""
+        completed = {m.partNumber: m for m in self._markers(object_id, upload_id)}
         if self.exists(object_id):
             # Overwrite: hide the old object first so no reader ever pairs old metadata with new bytes.
             guard(lambda: self._store.delete(meta_key(object_id)))
+            crash_point("finalize.old_meta_hidden")
         key = data_key(object_id)
         if spec.objectSize == 0:
             guard(lambda: self._store.put_empty(key))
         else:
-            parts = [
-                UploadedPart(m.partNumber, m.etag, p.partSize) for p in spec.parts for m in [completed[p.partNumber]]
-            ]
+            parts = [UploadedPart(p.partNumber, completed[p.partNumber].etag, p.partSize) for p in spec.parts]
             try:
                 guard(lambda: self._store.complete_upload(key, upload_id, parts))
             except UploadNotFound as exc:
@@ -314,6 +437,7 @@ class UploadService:
                     ) from exc
             except ValueError as exc:
                 raise BadRequest(f"object {object_id} cannot be assembled: {exc}; resume the upload") from exc
+        crash_point("finalize.completed")
 
         final = spec.model_copy(
             update={
@@ -325,7 +449,8 @@ class UploadService:
             }
         )
         guard(lambda: write_spec(self._store, meta_key(object_id), final))
-        self._discard_state_only(object_id, upload_id)
+        crash_point("finalize.meta_written")
+        self.discard_state(object_id, upload_id)
         return final
 
     def _verified_md5(
@@ -350,7 +475,7 @@ class UploadService:
                     )
         return computed or candidates["declared at initiate"] or candidates["registered in the metadata"]
 
-    def _discard_state_only(self, object_id: str, upload_id: str) -> None:
+    def discard_state(self, object_id: str, upload_id: str) -> None:
         """Delete the part markers, several at a time (one store round trip each: a 16,000-part upload's
         finalize would otherwise wait ~80 s for them), then the state document last, so a crash midway
         leaves the state document for the stale-upload cleanup to find."""
@@ -359,6 +484,7 @@ class UploadService:
         if markers:
             with ThreadPoolExecutor(max_workers=min(STATE_DELETE_PARALLEL, len(markers))) as pool:
                 list(pool.map(lambda key: guard(lambda: self._store.delete(key)), markers))
+            crash_point("finalize.state_half_removed")
         guard(lambda: self._store.delete(prefix + ".meta"))
 
     def cancel(self, object_id: str) -> None:

@@ -74,6 +74,7 @@ from score.server.storage.base import (
     StoreError,
     StoreMisconfigured,
     StoreUnavailable,
+    StoreUpload,
     UploadedPart,
     UploadNotFound,
 )
@@ -83,7 +84,7 @@ MAX_BLOCKS = 50_000  # Azure's limit of committed blocks per blob
 MAX_BLOCK_BYTES = 4000 * 1024 * 1024  # Azure's largest block (service version 2019-12-12 and later)
 MAX_KEY_CHARS = 1024  # Azure's limit on blob names
 OCTET_STREAM = "application/octet-stream"
-_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")  # fixed length, so every block id has one encoded length
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}\Z")  # fixed length, so every block id has one encoded length
 _TRANSIENT_STATUS = {408, 429}  # plus every 5xx: timeouts and throttling, worth a retry
 
 
@@ -131,6 +132,8 @@ class AzureStore:
     name = "azure"
     etag_is_md5 = False  # Put Block returns no ETag; Azure checks each block's Content-MD5 instead
     min_part_size = 1  # blocks may be of any size
+    # Score's part calculator makes at most 10,000 parts, each one block of at most 4000 MiB
+    max_object_size = 10_000 * MAX_BLOCK_BYTES
 
     def __init__(self, config: AzureConfig, retries: int = 3) -> None:
         """``retries``: attempts after a transient failure (connection, 5xx, throttling), 1, 3, 5 s apart."""
@@ -341,6 +344,11 @@ class AzureStore:
             raise self._error(exc, f"discarding the blocks of {key}") from None
         except AzureError as exc:
             raise self._error(exc, f"discarding the blocks of {key}") from None
+
+    def list_uploads(self) -> Iterator[StoreUpload]:
+        """Nothing: Azure keeps no record of an upload (its block ids carry it) and discards uncommitted
+        blocks itself after seven days, so an abandoned upload cannot outlive the sweep's own age limit."""
+        return iter(())
 
     def put_empty(self, key: str) -> None:
         self.write_document(key, b"")

@@ -29,6 +29,14 @@ class ObjectNotFound(StoreError):
     pass
 
 
+class InvalidKey(StoreError, ValueError):
+    """A key (built from a caller's id) the store cannot hold: the API answers 400 with the reason."""
+
+
+class StoreFull(StoreError):
+    """The store has no room for what was asked (the local disk): the API answers 507 with the reason."""
+
+
 class StoreMisconfigured(StoreError):
     """The store cannot serve as configured (missing bucket, bad credentials, unreachable endpoint).
 
@@ -59,6 +67,18 @@ class ObjectHead:
     md5: str | None = None  # lower-case hex, when the store knows it (e.g. Content-MD5 metadata)
 
 
+@dataclass(frozen=True)
+class StoreUpload:
+    """A multipart upload the store holds (what S3's ListMultipartUploads lists): for the sweep of orphans."""
+
+    key: str
+    upload_id: str
+    started_ms: int
+
+
+TiB = 1024**4
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     """One bucket-like namespace of keys such as ``data/{id}``, ``data/{id}.meta``, ``upload/...``."""
@@ -66,6 +86,7 @@ class ObjectStore(Protocol):
     name: str  # "local", "s3", "azure", "gcs": reported by GET /profile
     etag_is_md5: bool  # True when a part's ETag is the MD5 of its bytes (not under SSE-KMS, not Azure)
     min_part_size: int  # smallest part the store accepts but for the last (S3: 5 MiB; local: 1 byte)
+    max_object_size: int  # largest object it can hold (S3 and GCS: 5 TiB); initiate refuses larger
 
     def check_ready(self, sentinel_key: str) -> None:
         """Fail fast at start-up with StoreMisconfigured: buckets exist, credentials work, sentinel present."""
@@ -92,6 +113,12 @@ class ObjectStore(Protocol):
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """Discard an upload and its parts; unknown ids are ignored."""
+        ...
+
+    def list_uploads(self) -> Iterator[StoreUpload]:
+        """Every multipart upload the store still holds, so the sweep can abort those no state refers to
+        (a crash between starting an upload and recording it leaves one). Stores that expire abandoned
+        uploads themselves and cannot list them (Azure's uncommitted blocks) yield nothing."""
         ...
 
     def put_empty(self, key: str) -> None:

@@ -22,4 +22,4 @@ def build_store(settings: ServerSettings) -> ObjectStore:
         return GcsStore(settings.gcs)
     from score.server.storage.local import LocalStore
 
-    return LocalStore(settings.data_dir / "store", settings.base_url)
+    return LocalStore(settings.data_dir / "store", settings.base_url, min_free_bytes=settings.min_free_space)

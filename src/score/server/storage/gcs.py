@@ -58,6 +58,8 @@ from score.server.storage.base import (
     StoreError,
     StoreMisconfigured,
     StoreUnavailable,
+    StoreUpload,
+    TiB,
     UploadedPart,
     UploadNotFound,
 )
@@ -80,8 +82,8 @@ COMPOSE_TIMEOUT = (10.0, 300.0)
 READY_RETRY = DEFAULT_RETRY.with_timeout(5.0)  # start-up checks fail fast on an unreachable endpoint
 READY_TIMEOUT = (3.0, 10.0)
 
-_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
-_PART_NAME = re.compile(r"^part-(\d{8})$")
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}\Z")
+_PART_NAME = re.compile(r"^part-(\d{8})\Z")
 _LINE_BREAK = re.compile(r"[\r\n]")
 _TRANSIENT = (
     api_exceptions.TooManyRequests,
@@ -225,6 +227,7 @@ class GcsStore:
     name = "gcs"
     etag_is_md5 = True  # a part object's md5Hash is the MD5 of its bytes
     min_part_size = 1  # compose has no minimum source size
+    max_object_size = 5 * TiB  # GCS's maximum object size
 
     def __init__(self, config: GcsConfig, retry_timeout: float = RETRY_TIMEOUT) -> None:
         """``retry_timeout`` bounds the time spent retrying transient failures of one call (seconds)."""
@@ -475,6 +478,23 @@ class GcsStore:
         self._delete_one(_record_name(upload_id), "abort an upload")  # the upload is gone from here on
         names = [b.name for b in self._list_names(prefix, "list an upload's part objects")]
         self._delete_names(names, "delete an upload's part objects")
+
+    def list_uploads(self) -> Iterator[StoreUpload]:
+        """Every upload folder under ``multipart/``: with its record (key, start time), or without one (an
+        abort that died after deleting the record but before the part objects)."""
+        folders: dict[str, list[storage.Blob]] = {}
+        for blob in self._list_names(RESERVED_PREFIX, "list the uploads in progress"):
+            upload_id = blob.name[len(RESERVED_PREFIX) :].partition("/")[0]
+            if _UPLOAD_ID.match(upload_id):
+                folders.setdefault(upload_id, []).append(blob)
+        for upload_id, blobs in sorted(folders.items()):
+            record = next((b for b in blobs if b.name == _record_name(upload_id)), None)
+            key = ""
+            if record is not None:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    key = str(json.loads(self._read(record.name, "read an upload record") or b"{}")["key"])
+            started = min(_millis(b.time_created) for b in blobs)
+            yield StoreUpload(key, upload_id, started)
 
     def put_empty(self, key: str) -> None:
         self._write(validate_key(key), b"", "create an empty object")

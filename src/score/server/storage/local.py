@@ -1,10 +1,10 @@
 """The local-disk ObjectStore: keys are files, and the server itself serves the signed URLs.
 
-Layout under ``root`` (e.g. ``<data-dir>/store``)::
+Layout under ``root`` (e.g. ``<data-dir>/store``), every file 0600 and every folder 0700::
 
     objects/<key>                          every object and document, one file per key
     multipart/<uploadId>/upload.json       {key, size, created} of an upload in progress
-    multipart/<uploadId>/data              the object being uploaded, pre-sized (sparse)
+    multipart/<uploadId>/data              the object being uploaded, its space reserved up front
     multipart/<uploadId>/parts/NNNNNNNN.json   {partNumber, etag, size, offset} per stored part
     ../keys/url-signing.key                the HMAC secret of the signed URLs (0600)
 
@@ -12,7 +12,18 @@ Parts are written in place into ``data`` at their offsets, so completing an uplo
 copy of the whole object. Durability rules, so that a process killed at any instant loses nothing it
 acknowledged: a part is recorded only after its bytes are fsynced; every document is written to a
 temporary file in the same folder, fsynced, renamed over the final name and the folder fsynced; a
-completed object appears under its key by one rename.
+completed object appears under its key by one rename. Keys are reached without following symbolic links
+(``local_files``).
+
+Space: starting an upload reserves its whole size on disk (``fallocate``), and refuses with StoreFull
+when that would leave less than ``min_free_bytes`` free, so an upload that starts can finish and the
+server's own small writes (state documents, the registry, the audit log) keep their room. On a file
+system without ``fallocate`` every part is checked against the free space instead.
+
+A stored part is immutable: a PUT of a part the store already holds is hashed, not written, and
+acknowledged only if the bytes are the same (a retry whose answer was lost); different bytes are refused
+with PartImmutable and change nothing. A first PUT whose bytes fail their ``Content-MD5`` leaves the part
+unrecorded.
 
 Part writes and completion synchronise through ``flock`` on ``data``: each batch of part bytes is
 written under a shared lock after checking that ``data`` is still the upload's file, and completion
@@ -23,6 +34,9 @@ it was completed (it gets UploadNotFound instead).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
 import fcntl
 import hashlib
 import json
@@ -30,7 +44,6 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,15 +52,33 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 from uuid import uuid4
 
-from score.server.storage.base import ObjectHead, StoreError, UploadedPart, UploadNotFound
+from score.server.storage.base import (
+    InvalidKey,
+    ObjectHead,
+    StoreError,
+    StoreFull,
+    StoreUpload,
+    TiB,
+    UploadedPart,
+    UploadNotFound,
+)
+from score.server.storage.local_files import (
+    DIR_MODE,
+    FILE_MODE,
+    TMP_PREFIX,
+    Beneath,
+    fsync_dir,
+    write_atomic,
+)
 from score.server.storage.url_signing import UrlSigner
 
-TMP_PREFIX = ".score-tmp-"  # temporary files; reserved, so never a key segment
 MAX_KEY_BYTES = 1024  # S3's limit
 MAX_SEGMENT_BYTES = 255  # NAME_MAX of common file systems
+MAX_OBJECT_SIZE = 5 * TiB  # S3's limit, so a local store's objects can move to any backend as they are
 SIGNING_KEY_BYTES = 32
-_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
-_PART_RECORD = re.compile(r"^(\d{8})\.json$")
+STALE_STAGING_SECONDS = 3600  # an upload folder still being set up after this long was left by a crash
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}\Z")
+_PART_RECORD = re.compile(r"^(\d{8})\.json\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -55,37 +86,49 @@ class BadDigest(StoreError):
     """The bytes received for a part do not match the Content-MD5 the client sent."""
 
 
+class PartImmutable(StoreError):
+    """A PUT of a part the store already holds, with different bytes (HTTP 409): nothing was changed."""
+
+
+class PartBusy(StoreError):
+    """Another request is writing the same part right now (HTTP 409)."""
+
+
 # -- keys -------------------------------------------------------------------------------------------
 
 
 def _check_segment(segment: str, what: str) -> None:
     if not segment:
-        raise ValueError(f"invalid {what}: empty path segment (no leading '/', no '//')")
+        raise InvalidKey(f"invalid {what}: empty path segment (no leading '/', no '//')")
     if segment in (".", ".."):
-        raise ValueError(f"invalid {what}: '.' and '..' segments are not allowed")
+        raise InvalidKey(f"invalid {what}: '.' and '..' segments are not allowed")
     if segment.startswith(TMP_PREFIX):
-        raise ValueError(f"invalid {what}: segments starting with {TMP_PREFIX!r} are reserved")
+        raise InvalidKey(f"invalid {what}: segments starting with {TMP_PREFIX!r} are reserved")
     if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
-        raise ValueError(f"invalid {what}: a segment is longer than {MAX_SEGMENT_BYTES} bytes")
+        raise InvalidKey(f"invalid {what}: a segment is longer than {MAX_SEGMENT_BYTES} bytes")
 
 
 def _check_characters(text: str, what: str) -> None:
     if _CONTROL.search(text):
-        raise ValueError(f"invalid {what}: control characters (including NUL) are not allowed")
+        raise InvalidKey(f"invalid {what}: control characters (including NUL) are not allowed")
     if "\\" in text:
-        raise ValueError(f"invalid {what}: backslashes are not allowed; use '/' between segments")
-    if len(text.encode("utf-8")) > MAX_KEY_BYTES:
-        raise ValueError(f"invalid {what}: longer than {MAX_KEY_BYTES} bytes")
+        raise InvalidKey(f"invalid {what}: backslashes are not allowed; use '/' between segments")
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKey(f"invalid {what}: not Unicode text (a lone surrogate)") from None
+    if len(encoded) > MAX_KEY_BYTES:
+        raise InvalidKey(f"invalid {what}: longer than {MAX_KEY_BYTES} bytes")
 
 
 def validate_key(key: str) -> str:
-    """Return ``key`` if it is safe to map onto a file path, else raise ValueError saying why.
+    """Return ``key`` if it is safe to map onto a file path, else raise InvalidKey saying why.
 
     Keys come from object ids and JSON marker payloads; validating here means no key can escape
     ``objects/`` or collide with the store's temporary files, whatever a caller passes.
     """
     if not isinstance(key, str) or not key:
-        raise ValueError("invalid key: it must be a non-empty string")
+        raise InvalidKey("invalid key: it must be a non-empty string")
     _check_characters(key, f"key {key!r}")
     for segment in key.split("/"):
         _check_segment(segment, f"key {key!r}")
@@ -101,51 +144,48 @@ def _split_prefix(prefix: str) -> tuple[list[str], str]:
     return folders, partial
 
 
-# -- durable file primitives ------------------------------------------------------------------------
+# -- space ------------------------------------------------------------------------------------------
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename/creation/unlink in ``path`` durable (a rename alone survives no power cut)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _load_fallocate() -> ctypes._CFuncPtr | None:
+    """libc's ``fallocate`` (not ``posix_fallocate``, which on a file system without the call writes
+    every block of the file to emulate it)."""
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        function = libc.fallocate
+        function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+        function.restype = ctypes.c_int
+        return function
+    return None
 
 
-def write_atomic(path: Path, body: bytes, mode: int = 0o644) -> None:
-    """Write ``body`` to ``path`` so a reader (or a restart) sees the old file, the new one, or none."""
-    tmp = path.with_name(f"{TMP_PREFIX}{uuid4().hex}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(body)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+_FALLOCATE = _load_fallocate()
 
 
-def ensure_dir(path: Path) -> None:
-    """``mkdir -p`` that also fsyncs each new folder's parent, so the folder survives a crash."""
-    missing: list[Path] = []
-    probe = path
-    while not probe.is_dir():
-        missing.append(probe)
-        probe = probe.parent
-    for folder in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            folder.mkdir()
-        fsync_dir(folder.parent)
+def reserve_space(fd: int, size: int) -> bool:
+    """Allocate ``size`` bytes for ``fd`` (its size becomes ``size``). False where the file system cannot
+    reserve space; raises OSError (ENOSPC, EFBIG) when it can but there is no room."""
+    if size == 0:
+        return True
+    if _FALLOCATE is None:
+        return False
+    if _FALLOCATE(fd, 0, 0, size) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EOPNOTSUPP, errno.ENOSYS):
+        return False
+    raise OSError(error, os.strerror(error))
+
+
+def _human(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+# -- signing key ------------------------------------------------------------------------------------
 
 
 def load_or_create_signing_key(path: Path) -> bytes:
@@ -157,11 +197,11 @@ def load_or_create_signing_key(path: Path) -> bytes:
     try:
         secret = path.read_bytes()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         tmp = path.with_name(f"{TMP_PREFIX}{uuid4().hex}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         try:
-            os.fchmod(fd, 0o600)
+            os.fchmod(fd, FILE_MODE)
             os.write(fd, secrets.token_bytes(SIGNING_KEY_BYTES))
             os.fsync(fd)
         finally:
@@ -207,6 +247,13 @@ def _record_name(part_number: int) -> str:
     return f"{part_number:08d}.json"
 
 
+def _read_record(parts_dir: Path, part_number: int) -> PartRecord | None:
+    try:
+        return PartRecord.from_json((parts_dir / _record_name(part_number)).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
 class _UploadFile:
     """An open handle on an upload's ``data`` file plus the lock discipline described above."""
 
@@ -215,7 +262,7 @@ class _UploadFile:
         self.upload_id = upload_id
         self.path = upload_dir / "data"
         try:
-            self.fd = os.open(self.path, flags | os.O_CLOEXEC)
+            self.fd = os.open(self.path, flags | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
             raise UploadNotFound(_gone(upload_id)) from None
 
@@ -225,7 +272,7 @@ class _UploadFile:
         fcntl.flock(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
             try:
-                on_disk = os.stat(self.path)
+                on_disk = os.stat(self.path, follow_symlinks=False)
             except FileNotFoundError:
                 raise UploadNotFound(_gone(self.upload_id)) from None
             mine = os.fstat(self.fd)
@@ -247,23 +294,30 @@ def _gone(upload_id: str) -> str:
     )
 
 
-class PartBusy(StoreError):
-    """Another request is writing the same part right now (HTTP 409)."""
-
-
 class PartWriter:
     """Receives one part's bytes (in order), writes them in place and records the part when done.
 
     Used by the data endpoint from worker threads: ``write`` per batch of bytes, then ``finish``.
     Not thread-safe itself (one writer per request); writers of different parts run concurrently.
+    When the part is already stored (``stored`` is its record), the bytes are only hashed: ``finish``
+    then acknowledges the same bytes and refuses different ones, writing nothing either way.
     """
 
-    def __init__(self, upload: _UploadFile, part_number: int, offset: int, size: int, part_lock: int = -1) -> None:
+    def __init__(
+        self,
+        upload: _UploadFile,
+        part_number: int,
+        offset: int,
+        size: int,
+        part_lock: int = -1,
+        stored: PartRecord | None = None,
+    ) -> None:
         self._upload = upload
         self._part_lock = part_lock  # an fd holding this part's exclusive lock, released by close()
         self.part_number = part_number
         self.offset = offset
         self.size = size
+        self.stored = stored
         self.received = 0
         self._md5 = hashlib.md5()  # noqa: S324 - integrity checksum mandated by the protocol
 
@@ -271,36 +325,45 @@ class PartWriter:
         if self.received + len(chunk) > self.size:
             raise ValueError(f"part {self.part_number} body is longer than its signed size of {self.size} bytes")
         self._md5.update(chunk)
-        view = memoryview(chunk)
-        with self._upload.locked():
-            position = self.offset + self.received
-            while view:
-                written = os.pwrite(self._upload.fd, view, position)
-                view = view[written:]
-                position += written
+        if self.stored is None:
+            view = memoryview(chunk)
+            with self._upload.locked():
+                position = self.offset + self.received
+                while view:
+                    written = os.pwrite(self._upload.fd, view, position)
+                    view = view[written:]
+                    position += written
         self.received += len(chunk)
 
     def finish(self, content_md5_hex: str | None) -> str:
         """Make the part durable and record it; return its ETag (the MD5 hex).
 
-        Raises BadDigest, without recording anything, when ``content_md5_hex`` differs.
+        Raises BadDigest, without recording anything, when ``content_md5_hex`` differs, and
+        PartImmutable when the part was stored before with other bytes.
         """
         if self.received != self.size:
             raise ValueError(
                 f"part {self.part_number} body has {self.received} bytes but its URL was signed for {self.size}"
             )
         etag = self._md5.hexdigest()
+        if content_md5_hex is not None and content_md5_hex.lower() != etag:
+            raise BadDigest(
+                f"BadDigest: part {self.part_number} arrived with MD5 {etag} but Content-MD5 says "
+                f"{content_md5_hex.lower()}; the bytes were damaged in transit or the file changed: "
+                "upload the part again"
+            )
+        if self.stored is not None:
+            if self.stored.etag != etag:
+                raise PartImmutable(
+                    f"part {self.part_number} of upload {self._upload.upload_id} is already stored with MD5 "
+                    f"{self.stored.etag}; these bytes hash to {etag}. A stored part cannot be replaced: if the "
+                    "file changed, start the upload over (score-client upload --force)"
+                )
+            return etag  # the same bytes again: a retry whose first answer was lost
         with self._upload.locked():
             os.fdatasync(self._upload.fd)
-            if content_md5_hex is not None and content_md5_hex.lower() != etag:
-                raise BadDigest(
-                    f"BadDigest: part {self.part_number} arrived with MD5 {etag} but Content-MD5 says "
-                    f"{content_md5_hex.lower()}; the bytes were damaged in transit or the file changed: "
-                    "upload the part again"
-                )
             record = PartRecord(self.part_number, etag, self.size, self.offset)
-            parts_dir = self._upload.upload_dir / "parts"
-            write_atomic(parts_dir / _record_name(self.part_number), record.to_json())
+            write_atomic(self._upload.upload_dir / "parts" / _record_name(self.part_number), record.to_json())
         return etag
 
     def close(self) -> None:
@@ -355,20 +418,38 @@ def _check_tiling(parts: list[UploadedPart], records: dict[int, PartRecord], siz
         raise ValueError(f"the parts given cover {position} bytes, but the upload is {size} bytes: parts are missing")
 
 
+@dataclass(frozen=True)
+class DiskSpace:
+    """The store's file system: what is free and what the store keeps free."""
+
+    free: int
+    total: int
+    threshold: int
+
+    @property
+    def low(self) -> bool:
+        return self.free < self.threshold
+
+
 class LocalStore:
     """ObjectStore over a local folder; its signed URLs point at this server's ``/_store`` endpoint."""
 
     name = "local"
     etag_is_md5 = True  # part ETags are the MD5 of the bytes this server received
     min_part_size = 1
+    max_object_size = MAX_OBJECT_SIZE
 
-    def __init__(self, root: Path, base_url: str, signing_key: bytes | None = None) -> None:
+    def __init__(
+        self, root: Path, base_url: str, signing_key: bytes | None = None, min_free_bytes: int = 0
+    ) -> None:
         self.root = Path(root).absolute()
         self.base_url = base_url.rstrip("/")
+        self.min_free_bytes = min_free_bytes
         self.objects = self.root / "objects"
         self.multipart = self.root / "multipart"
-        for folder in (self.objects, self.multipart):
-            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, self.objects, self.multipart):
+            folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        self._files = Beneath(self.objects)
         if signing_key is None:
             signing_key = load_or_create_signing_key(self.root.parent / "keys" / "url-signing.key")
         self.signer = UrlSigner(signing_key)
@@ -378,20 +459,28 @@ class LocalStore:
         """The file holding ``key`` (validated, so it is always inside ``objects/``)."""
         return self.objects.joinpath(*validate_key(key).split("/"))
 
+    @staticmethod
+    def _segments(key: str) -> list[str]:
+        return validate_key(key).split("/")
+
     def _upload_dir(self, upload_id: str) -> Path:
         if not isinstance(upload_id, str) or not _UPLOAD_ID.match(upload_id):
             raise UploadNotFound(f"{upload_id!r} is not an upload id of this store; start a new upload")
         return self.multipart / upload_id
 
-    def _upload_size(self, key: str, upload_id: str) -> int:
-        """Read ``upload.json``; raise UploadNotFound if it is missing or for another key."""
+    def _upload_meta(self, upload_id: str) -> dict[str, object]:
         try:
             meta = json.loads((self._upload_dir(upload_id) / "upload.json").read_bytes())
         except FileNotFoundError:
             raise UploadNotFound(_gone(upload_id)) from None
+        return meta if isinstance(meta, dict) else {}
+
+    def _upload_size(self, key: str, upload_id: str) -> int:
+        """Read ``upload.json``; raise UploadNotFound if it is missing or for another key."""
+        meta = self._upload_meta(upload_id)
         if meta.get("key") != key:
             raise UploadNotFound(f"upload {upload_id} is for another object, not {key}; check the object id")
-        return int(meta["size"])
+        return int(str(meta["size"]))
 
     def _signed_url(self, key: str, method: str, params: dict[str, str | int], expires_in: int) -> str:
         if expires_in <= 0:
@@ -404,21 +493,42 @@ class LocalStore:
         if self.head(sentinel_key) is None:
             self.write_document(sentinel_key, b"heliograph\n")
 
+    # -- space ---------------------------------------------------------------------------------------
+    def disk_space(self) -> DiskSpace:
+        info = os.statvfs(self.root)
+        return DiskSpace(info.f_bavail * info.f_frsize, info.f_blocks * info.f_frsize, self.min_free_bytes)
+
+    def _refuse_unless_room(self, size: int, what: str) -> None:
+        space = self.disk_space()
+        if space.free - size < space.threshold:
+            raise StoreFull(
+                f"{what} needs {_human(size)} but the store's disk has {_human(space.free)} free and keeps "
+                f"{_human(space.threshold)} free for the server itself; free space on the server or ask its "
+                "operator, then try again"
+            )
+
     # -- multipart upload ----------------------------------------------------------------------------
     def start_upload(self, key: str, size: int) -> str:
         validate_key(key)
         if size < 0:
             raise ValueError(f"upload size must be >= 0, got {size}")
+        if size > self.max_object_size:
+            raise InvalidKey(f"an object holds at most {self.max_object_size} bytes, not {size}")
+        self._refuse_unless_room(size, f"an upload of {key}")
         upload_id = uuid4().hex
         staging = self.multipart / f"{TMP_PREFIX}{upload_id}"
-        staging.mkdir()
+        staging.mkdir(mode=DIR_MODE)
         try:
-            (staging / "parts").mkdir()
-            with open(staging / "data", "wb") as data:
-                data.truncate(size)
-                os.fsync(data.fileno())
+            (staging / "parts").mkdir(mode=DIR_MODE)
+            fd = os.open(staging / "data", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+            try:
+                reserved = self._reserve(fd, size, key)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             created = datetime.now(UTC).isoformat(timespec="milliseconds")
-            write_atomic(staging / "upload.json", json.dumps({"key": key, "size": size, "created": created}).encode())
+            record = {"key": key, "size": size, "created": created, "reserved": reserved}
+            write_atomic(staging / "upload.json", json.dumps(record).encode())
             fsync_dir(staging / "parts")
             os.rename(staging, self.multipart / upload_id)  # the upload exists complete or not at all
         except BaseException:
@@ -426,6 +536,22 @@ class LocalStore:
             raise
         fsync_dir(self.multipart)
         return upload_id
+
+    def _reserve(self, fd: int, size: int, key: str) -> bool:
+        try:
+            if reserve_space(fd, size):
+                return True
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StoreFull(
+                    f"there is no room for {_human(size)} on the store's disk ({_human(self.disk_space().free)} "
+                    "free); free space on the server or ask its operator, then try again"
+                ) from None
+            if exc.errno == errno.EFBIG:
+                raise InvalidKey(f"the store's file system cannot hold a file of {size} bytes") from None
+            raise
+        os.ftruncate(fd, size)  # no reservation on this file system: sparse, checked per part instead
+        return False
 
     def sign_upload_part(
         self, key: str, upload_id: str, part_number: int, offset: int, size: int, expires_in: int
@@ -444,11 +570,8 @@ class LocalStore:
         return self._signed_url(key, "PUT", params, expires_in)
 
     def begin_part_write(self, key: str, upload_id: str, part_number: int, offset: int, size: int) -> PartWriter:
-        """Open the upload for writing one part (the data endpoint's PUT).
-
-        Any previous record of this part is removed first (durably), so a re-PUT that fails half-way
-        leaves the part missing, never recorded with bytes that no longer match its ETag.
-        """
+        """Open the upload for writing one part (the data endpoint's PUT); a part already stored is only
+        compared (see PartWriter)."""
         validate_key(key)
         total = self._upload_size(key, upload_id)
         if offset + size > total:
@@ -458,7 +581,9 @@ class LocalStore:
         try:
             # One writer per part: two concurrent PUTs of the same part would interleave their bytes
             # on disk while each recorded the MD5 of its own stream.
-            part_lock = os.open(upload.upload_dir / "parts" / f"{part_number:08d}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            part_lock = os.open(
+                upload.upload_dir / "parts" / f"{part_number:08d}.lock", os.O_CREAT | os.O_RDWR, FILE_MODE
+            )
             try:
                 fcntl.flock(part_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -467,16 +592,15 @@ class LocalStore:
                     "retry once it has finished"
                 ) from None
             with upload.locked():
-                record = upload.upload_dir / "parts" / _record_name(part_number)
-                if record.exists():
-                    record.unlink()
-                    fsync_dir(record.parent)
+                stored = _read_record(upload.upload_dir / "parts", part_number)
+            if stored is None and not self._upload_meta(upload_id).get("reserved"):
+                self._refuse_unless_room(size, f"part {part_number}")
         except BaseException:
             if part_lock >= 0:
                 os.close(part_lock)
             upload.close()
             raise
-        return PartWriter(upload, part_number, offset, size, part_lock)
+        return PartWriter(upload, part_number, offset, size, part_lock, stored)
 
     def _read_records(self, upload_id: str) -> dict[int, PartRecord]:
         parts_dir = self._upload_dir(upload_id) / "parts"
@@ -487,7 +611,7 @@ class LocalStore:
             raise UploadNotFound(_gone(upload_id)) from None
         for name in names:
             if _PART_RECORD.match(name):
-                with contextlib.suppress(FileNotFoundError):  # a concurrent re-PUT removed it
+                with contextlib.suppress(FileNotFoundError):
                     record = PartRecord.from_json((parts_dir / name).read_bytes())
                     records[record.part_number] = record
         return records
@@ -507,16 +631,16 @@ class LocalStore:
             with upload.locked(exclusive=True):
                 _check_tiling(parts, self._read_records(upload_id), size)
                 os.fsync(upload.fd)
-                target = self.path_of(key)
-                ensure_dir(target.parent)
-                os.replace(upload.path, target)
-                fsync_dir(target.parent)
+                self._files.move_in(upload.path, self._segments(key))
         finally:
             upload.close()
         shutil.rmtree(upload_dir, ignore_errors=True)
         fsync_dir(self.multipart)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
+        if isinstance(upload_id, str) and upload_id.startswith(TMP_PREFIX) and "/" not in upload_id:
+            shutil.rmtree(self.multipart / upload_id, ignore_errors=True)  # a start that never finished
+            return
         try:
             upload_dir = self._upload_dir(upload_id)
         except UploadNotFound:
@@ -532,6 +656,30 @@ class LocalStore:
         finally:
             upload.close()
         fsync_dir(self.multipart)
+
+    def list_uploads(self) -> Iterator[StoreUpload]:
+        """Uploads in progress, folders a completion left behind (its clean-up was cut short), and
+        upload folders whose creation never finished (after an hour: a live start takes milliseconds)."""
+        try:
+            entries = list(os.scandir(self.multipart))
+        except FileNotFoundError:
+            return
+        for entry in sorted(entries, key=lambda e: e.name):
+            try:
+                started_ms = entry.stat(follow_symlinks=False).st_mtime_ns // 1_000_000
+            except FileNotFoundError:
+                continue
+            if entry.name.startswith(TMP_PREFIX):
+                if started_ms < (time.time() - STALE_STAGING_SECONDS) * 1000:
+                    yield StoreUpload("", entry.name, started_ms)
+                continue
+            if not _UPLOAD_ID.match(entry.name):
+                continue
+            try:
+                meta = self._upload_meta(entry.name)
+            except (UploadNotFound, ValueError):
+                meta = {}
+            yield StoreUpload(str(meta.get("key", "")), entry.name, started_ms)
 
     def put_empty(self, key: str) -> None:
         self.write_document(key, b"")
@@ -553,84 +701,49 @@ class LocalStore:
 
     def open_read(self, key: str) -> OpenObject | None:
         """Open ``key`` for the data endpoint's GET; None if there is no such object."""
-        try:
-            fd = os.open(self.path_of(key), os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
+        fd = self._files.open(self._segments(key))
+        if fd is None:
             return None
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            return None
         return OpenObject(fd, info.st_size, info.st_mtime_ns // 1_000_000)
 
     def head(self, key: str) -> ObjectHead | None:
-        try:
-            info = os.stat(self.path_of(key))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if not stat.S_ISREG(info.st_mode):
+        info = self._files.stat(self._segments(key))
+        if info is None:
             return None
         return ObjectHead(key=key, size=info.st_size, last_modified_ms=info.st_mtime_ns // 1_000_000)
 
     # -- documents -----------------------------------------------------------------------------------
     def read_document(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
-        try:
-            with self.path_of(key).open("rb") as handle:
-                handle.seek(start)
-                return handle.read() if end is None else handle.read(max(end - start, 0))
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        fd = self._files.open(self._segments(key))
+        if fd is None:
             return None
+        with os.fdopen(fd, "rb") as handle:
+            handle.seek(start)
+            return handle.read() if end is None else handle.read(max(end - start, 0))
 
     def write_document(self, key: str, body: bytes) -> None:
-        target = self.path_of(key)
+        segments = self._segments(key)
         for attempt in range(3):  # a concurrent delete may prune the folder between mkdir and write
             try:
-                ensure_dir(target.parent)
-                write_atomic(target, body)
+                self._files.write(segments, body)
                 return
             except FileNotFoundError:
                 if attempt == 2:
                     raise
-            except (NotADirectoryError, IsADirectoryError) as exc:
-                raise StoreError(f"cannot write {key}: it clashes with an existing object or folder ({exc})") from exc
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise StoreFull(f"no room on the store's disk to write {key}") from None
+                if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ELOOP):
+                    what = "it clashes with an existing object or folder, or goes through a link"
+                    raise StoreError(f"cannot write {key}: {what} ({exc})") from None
+                raise
 
     def list(self, prefix: str) -> Iterator[ObjectHead]:
         folders, partial = _split_prefix(prefix)
         key_prefix = "".join(f"{folder}/" for folder in folders)
-        return self._walk(self.objects.joinpath(*folders), key_prefix, partial)
-
-    def _walk(self, folder: Path, key_prefix: str, name_prefix: str) -> Iterator[ObjectHead]:
-        """Yield files under ``folder`` in key order: a folder sorts as ``name/`` so that ``a.x`` < ``a/b``."""
-        try:
-            with os.scandir(folder) as scan:
-                entries = [e for e in scan if e.name.startswith(name_prefix) and not e.name.startswith(TMP_PREFIX)]
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        ordered = sorted(
-            ((e.name + "/", e) if e.is_dir(follow_symlinks=False) else (e.name, e) for e in entries),
-            key=lambda item: item[0],
-        )
-        for sort_name, entry in ordered:
-            if sort_name.endswith("/"):
-                yield from self._walk(Path(entry.path), f"{key_prefix}{entry.name}/", "")
-            elif entry.is_file(follow_symlinks=False):
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                yield ObjectHead(f"{key_prefix}{entry.name}", info.st_size, info.st_mtime_ns // 1_000_000)
+        for relative, info in self._files.walk(folders, partial):
+            yield ObjectHead(f"{key_prefix}{relative}", info.st_size, info.st_mtime_ns // 1_000_000)
 
     def delete(self, key: str) -> None:
-        target = self.path_of(key)
-        try:
-            target.unlink()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return
-        fsync_dir(target.parent)
-        folder = target.parent
-        while folder != self.objects:  # prune folders the key leaves empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-            folder = folder.parent
+        self._files.unlink(self._segments(key))

@@ -41,6 +41,8 @@ from score.server.storage.base import (
     StoreError,
     StoreMisconfigured,
     StoreUnavailable,
+    StoreUpload,
+    TiB,
     UploadedPart,
     UploadNotFound,
 )
@@ -82,7 +84,7 @@ TRANSIENT_CODES = frozenset(
 )
 BAD_PARTS_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML"})
 
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_HEX = re.compile(r"^[0-9a-fA-F]+\Z")
 T = TypeVar("T")
 
 ENV_ENDPOINT = "s3.endpoint (SCORE_S3__ENDPOINT)"
@@ -298,6 +300,7 @@ class S3Store:
 
     name = "s3"
     min_part_size = 5 * MiB  # S3's minimum for every part but the last
+    max_object_size = 5 * TiB  # S3's maximum object size
 
     def __init__(self, config: S3Config, page_size: int = DEFAULT_PAGE_SIZE) -> None:
         if not 1 <= page_size <= DEFAULT_PAGE_SIZE:
@@ -577,6 +580,32 @@ class S3Store:
             )
         except UploadNotFound:
             return
+
+    def list_uploads(self) -> Iterator[StoreUpload]:
+        """ListMultipartUploads of ``data/`` in every bucket that may hold data, page by page (the
+        original listed one page of 1000, so older uploads past it were never swept)."""
+        for bucket in self.router.list_buckets(DATA_PREFIX):
+            tolerant = self.router.partitioned and bucket in self.router.base_buckets()
+            markers: dict[str, str] = {}
+            while True:
+                kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": DATA_PREFIX, "MaxUploads": self.page_size}
+                kwargs.update(markers)
+                try:
+                    page = self._call(
+                        f"ListMultipartUploads {bucket}", lambda k=kwargs: self._client.list_multipart_uploads(**k)
+                    )
+                except StoreUnavailable:
+                    raise
+                except StoreError as exc:
+                    if tolerant and self._code_of(exc) in NO_BUCKET_CODES:
+                        break
+                    raise
+                for item in page.get("Uploads", []):
+                    yield StoreUpload(str(item["Key"]), str(item["UploadId"]), _millis(item.get("Initiated")))
+                key_marker, id_marker = page.get("NextKeyMarker"), page.get("NextUploadIdMarker")
+                if not page.get("IsTruncated") or not (key_marker or id_marker):
+                    break
+                markers = {"KeyMarker": key_marker or "", "UploadIdMarker": id_marker or ""}
 
     def _upload_call(self, what: str, call: Callable[[], T], upload_id: str) -> T:
         try:
