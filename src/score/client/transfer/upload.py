@@ -230,7 +230,6 @@ class Uploader:
             data.close()
         return len(set(held) - {p.partNumber for p in unrecorded})
 
-
     def _recorded(self, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
         self._api.finalize_part(object_id, upload_id, part_number, md5, etag)
         crash_point("upload.part_recorded")

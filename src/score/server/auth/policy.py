@@ -159,9 +159,7 @@ def decide(
     if level != "controlled":
         return Decision(False, f"the file's access level {access!r} is neither 'open' nor 'controlled'", 400)
     if study_id is not None:
-        held = granted_study(
-            principal.scopes, settings.download_study_prefix, study_id, settings.download_study_suffix
-        )
+        held = granted_study(principal.scopes, settings.download_study_prefix, study_id, settings.download_study_suffix)
         if held:
             return Decision.allow(f"study scope {held}")
     if principal.anonymous:

@@ -311,8 +311,12 @@ class GcsStore:
             if end is not None and end <= start:
                 return b"" if self._bucket().get_blob(name) is not None else None
             try:
-                return self._bucket().blob(name).download_as_bytes(
-                    start=start or None, end=None if end is None else end - 1, retry=self._retry, timeout=TIMEOUT
+                return (
+                    self._bucket()
+                    .blob(name)
+                    .download_as_bytes(
+                        start=start or None, end=None if end is None else end - 1, retry=self._retry, timeout=TIMEOUT
+                    )
                 )
             except api_exceptions.NotFound:
                 return None

@@ -439,9 +439,7 @@ class LocalStore:
     min_part_size = 1
     max_object_size = MAX_OBJECT_SIZE
 
-    def __init__(
-        self, root: Path, base_url: str, signing_key: bytes | None = None, min_free_bytes: int = 0
-    ) -> None:
+    def __init__(self, root: Path, base_url: str, signing_key: bytes | None = None, min_free_bytes: int = 0) -> None:
         self.root = Path(root).absolute()
         self.base_url = base_url.rstrip("/")
         self.min_free_bytes = min_free_bytes
