@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 import uuid
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+# Letters, digits, '_', '-' and '.', starting with a letter or digit, never two dots in a row; also the
+# pattern the OpenAPI document gives (JSON Schema's ECMA regex: '$' is the end of the string there).
+SAFE_ID_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.[A-Za-z0-9_-])*\.?$"
+SAFE_ID_MAX = 128
+_SAFE_ID = re.compile(SAFE_ID_PATTERN)
 
 
 def is_uuid(value: str) -> bool:
@@ -17,8 +21,8 @@ def is_uuid(value: str) -> bool:
 
 
 def is_safe_id(value: str) -> bool:
-    """Ids that are safe as one path segment: letters, digits, ``_ . -``; no ``..``."""
-    return bool(_SAFE_ID.match(value)) and ".." not in value
+    """Ids that are safe as one path segment: letters, digits, ``_ . -``; no ``..``; at most 128."""
+    return isinstance(value, str) and len(value) <= SAFE_ID_MAX and _SAFE_ID.fullmatch(value) is not None
 
 
 def require_safe_id(value: str, what: str = "id") -> str:
@@ -27,9 +31,10 @@ def require_safe_id(value: str, what: str = "id") -> str:
     return value
 
 
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9._~+=-]{1,1024}\Z")
+UPLOAD_ID_PATTERN = r"^[A-Za-z0-9._~+=-]{1,200}$"  # S3-compatible stores issue ~30-150 characters
+_UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
 
 
 def is_upload_id(value: str) -> bool:
     """Store-issued multipart upload ids (hex here, opaque base64-ish strings on S3): never a path."""
-    return bool(_UPLOAD_ID.match(value)) and ".." not in value
+    return isinstance(value, str) and _UPLOAD_ID.fullmatch(value) is not None and ".." not in value

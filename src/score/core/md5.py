@@ -6,14 +6,15 @@ import base64
 import binascii
 import re
 
-_HEX_MD5 = re.compile(r"^[0-9a-fA-F]{32}\Z")
+MD5_PATTERN = r"^[0-9a-fA-F]{32}$"
+_HEX_MD5 = re.compile(MD5_PATTERN)
 _B64_MD5 = re.compile(r"^[A-Za-z0-9+/]{22}==\Z")
 
 MISSING = "<missing>"  # what the Java server writes as a part's sourceMd5 when it had none
 
 
 def is_hex(value: str | None) -> bool:
-    return bool(value) and bool(_HEX_MD5.match(value or ""))
+    return bool(value) and _HEX_MD5.fullmatch(value or "") is not None
 
 
 def is_base64(value: str | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 from score import __version__
 from score.server.api import download, health, htsget, listing, upload
 from score.server.api.bodies import BodyLimit
+from score.server.api.openapi import install_openapi
 from score.server.api.song import build_song_router
 from score.server.api.store_data import build_store_data_router
 from score.server.audit import AuditLog
@@ -39,7 +41,11 @@ DESCRIPTION = (
 
 def build_context(settings: ServerSettings) -> ServerContext:
     data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Controlled-access data, the registry and the audit log are the server user's alone: files it
+    # creates are 0600 and folders 0700, and the data dir itself is closed to other users.
+    os.umask(0o077)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
     store = build_store(settings)
     store.check_ready(data_key(settings.sentinel))
     uploads = UploadService(store, settings)
@@ -55,7 +61,7 @@ def build_context(settings: ServerSettings) -> ServerContext:
         verifier=build_verifier(settings.auth, data_dir),
         uploads=uploads,
         downloads=DownloadService(store, settings),
-        audit=AuditLog(data_dir / "logs" / "audit.log"),
+        audit=AuditLog(data_dir / "logs" / "audit.log", settings.trusted_proxies),
         htsget=HtsgetService(store, settings),
     )
 
@@ -73,6 +79,7 @@ def build_app(settings: ServerSettings) -> FastAPI:
     app = FastAPIOffline(title="Score API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.context = context
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(
         BodyLimit,
         limits={"/_store/": None, "/song/": settings.max_json_body, "/htsget/": htsget.MAX_BODY},

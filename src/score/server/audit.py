@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
 from fastapi import Request
@@ -18,10 +20,33 @@ from score.server.auth.principal import Principal
 _log = logging.getLogger("score.audit")
 
 
+def client_address(request: Request, trusted_proxies: Sequence[IPv4Network | IPv6Network]) -> str:
+    """Who is asking: the peer's address, or, when the peer is a trusted proxy, the right-most address in
+    ``X-Forwarded-For`` that is not itself a trusted proxy. Anyone can send that header, so it counts only
+    from the proxies the operator configured (``trusted_proxies``); from anyone else it is ignored."""
+    peer = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-for")
+    if not forwarded or not _is_trusted(peer, trusted_proxies):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+        if not _is_trusted(hop, trusted_proxies):
+            return hop[:64]  # a forged header cannot fill the log
+    return peer
+
+
+def _is_trusted(address: str, trusted: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
 class AuditLog:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, trusted_proxies: Sequence[str] = ()) -> None:
         self._path = path
         self._lock = threading.Lock()
+        self._trusted = [ip_network(p, strict=False) for p in trusted_proxies]
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -36,8 +61,7 @@ class AuditLog:
         study_id: str | None = None,
         byte_range: str | None = None,
     ) -> None:
-        forwarded = request.headers.get("x-forwarded-for")
-        client = forwarded.split(",")[0].strip() if forwarded else (request.client.host if request.client else "")
+        client = client_address(request, self._trusted)
         line = json.dumps(
             {
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -56,5 +80,8 @@ class AuditLog:
         )
         _log.info(line)
         if self._path is not None:
-            with self._lock, self._path.open("a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+            try:
+                with self._lock, self._path.open("a", encoding="utf-8") as handle:
+                    handle.write(line + "\n")
+            except OSError as exc:  # a full disk: the line above still reached the server's log
+                _log.warning("could not append to %s (%s); the decision is in the server log only", self._path, exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -192,9 +193,25 @@ class ServerSettings(BaseSettings):
         "is closed (else the new one). Far more than a transfer service's concurrent clients (each moves bytes "
         "straight to storage), and lowered automatically to 64 below the file-descriptor limit if that is smaller",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the proxies in front of the server: only from these is "
+        "X-Forwarded-For believed for the audit log's client address; empty = the peer's address always",
+    )
     scopes: ScopeConfig = ScopeConfig()
     auth: AuthConfig = AuthConfig()
     log_level: str = "info"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ip_network(entry, strict=False)
+            except ValueError:
+                problem = f"trusted_proxies: {entry!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+                raise ValueError(problem) from None
+        return value
 
     @field_validator("public_url", "metadata_url")
     @classmethod

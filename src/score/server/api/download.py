@@ -8,23 +8,35 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from score.core.models import ObjectSpecification
 from score.server.api.deps import get_context
 from score.server.api.guards import authorize_object, require_state
+from score.server.api.openapi import score_errors
 from score.server.auth.policy import Action
 from score.server.metadata.base import PUBLISHED
 
 router = APIRouter(prefix="/download", tags=["download"])
+MAX_OFFSET = 2**63 - 1  # a Java long, as Score's
 
 
-@router.get("/ping", response_class=PlainTextResponse, summary="A signed URL of the sentinel object")
+@router.get(
+    "/ping",
+    response_class=PlainTextResponse,
+    summary="A signed URL of the sentinel object",
+    responses=score_errors(503),
+)
 def ping(request: Request) -> str:
     return get_context(request).downloads.sentinel_url()
 
 
-@router.get("/{object_id}", response_model=ObjectSpecification, summary="Signed URLs to read an object or a range")
+@router.get(
+    "/{object_id}",
+    response_model=ObjectSpecification,
+    summary="Signed URLs to read an object or a range",
+    responses=score_errors(400, 401, 403, 404, 503),
+)
 def download(
     request: Request,
     object_id: str,
-    offset: int = Query(0, description="First byte of the range"),
-    length: int = Query(-1, description="Bytes to read; -1 reads to the end"),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET, description="First byte of the range"),
+    length: int = Query(-1, ge=-1, le=MAX_OFFSET, description="Bytes to read; -1 reads to the end"),
     external: bool = Query(False, description="One unranged URL usable with any Range (curl, htslib)"),
     exclude_urls: bool = Query(False, alias="exclude-urls", description="Sizes and MD5s only, no URLs"),
 ) -> Response:

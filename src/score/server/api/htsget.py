@@ -19,12 +19,13 @@ from score.genomics import UNPLACED, Region
 from score.server.api.bodies import InvalidJson, parse_json
 from score.server.api.deps import get_context
 from score.server.api.guards import analysis_state, authorize_object
+from score.server.api.openapi import HTSGET_MEDIA_TYPE, HtsgetRequest, htsget_errors, json_body, query_parameter
 from score.server.auth.policy import Action
 from score.server.errors import ApiError
 from score.server.metadata.base import PUBLISHED, MetadataUnavailable
 from score.server.services.htsget import READS_FORMATS, VARIANTS_FORMATS, HtsgetError
 
-MEDIA_TYPE = "application/vnd.ga4gh.htsget.v1.0.0+json; charset=utf-8"
+MEDIA_TYPE = HTSGET_MEDIA_TYPE
 MAX_BODY = 256 * 1024  # a ticket request; BodyLimit enforces it while the body streams
 MAX_COORDINATE = 2**32 - 1
 FIELDS = ("QNAME", "FLAG", "RNAME", "POS", "MAPQ", "CIGAR", "RNEXT", "PNEXT", "TLEN", "SEQ", "QUAL")
@@ -34,12 +35,18 @@ DATATYPES = {"reads": READS_FORMATS, "variants": VARIANTS_FORMATS}
 router = APIRouter(prefix="/htsget", tags=["htsget"])
 
 
+class HtsgetResponse(JSONResponse):
+    """JSON in htsget's media type (also how the OpenAPI document declares every htsget answer)."""
+
+    media_type = MEDIA_TYPE
+
+
 def _respond(request: Request, body: dict[str, Any], status: int = 200) -> JSONResponse:
     headers = {}
     origin = request.headers.get("origin")
     if origin:  # CORS: browsers (igv.js) call htsget directly
         headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    return HtsgetResponse(body, status_code=status, headers=headers)
 
 
 def _error(request: Request, name: str, status: int, message: str) -> JSONResponse:
@@ -225,9 +232,28 @@ def _service_info(datatype: str) -> dict[str, Any]:
     }
 
 
+def _ticket_parameters(datatype: str) -> list[dict[str, Any]]:
+    """The query parameters of a GET ticket request (read by ``_get_request``), for the OpenAPI document."""
+    coordinate = {"type": "integer", "minimum": 0, "maximum": MAX_COORDINATE}
+    listed = {"type": "string", "description": "comma-separated"}
+    return [
+        query_parameter("format", {"type": "string", "enum": list(DATATYPES[datatype])}, "Default: the first listed"),
+        query_parameter("class", {"type": "string", "enum": ["header"]}, "header: the header only, nothing else"),
+        query_parameter("referenceName", {"type": "string", "minLength": 1}, "The region's reference; * = unplaced"),
+        query_parameter("start", coordinate, "0-based start of the region (needs referenceName)"),
+        query_parameter("end", coordinate, "0-based exclusive end of the region (needs referenceName)"),
+        query_parameter("fields", listed, f"Fields to include: {', '.join(FIELDS)}"),
+        query_parameter("tags", listed, "Tags to include"),
+        query_parameter("notags", listed, "Tags to exclude"),
+    ]
+
+
 def _register(datatype: str) -> None:
     @router.get(
-        f"/{datatype}/service-info", summary=f"htsget service-info for {datatype}", name=f"{datatype}_service_info"
+        f"/{datatype}/service-info",
+        summary=f"htsget service-info for {datatype}",
+        name=f"{datatype}_service_info",
+        response_class=HtsgetResponse,
     )
     def service_info(request: Request) -> Response:
         return _respond(request, _service_info(datatype))
@@ -236,6 +262,9 @@ def _register(datatype: str) -> None:
         f"/{datatype}/{{object_id}}",
         summary=f"An htsget ticket for {datatype} (query parameters)",
         name=f"{datatype}_get",
+        response_class=HtsgetResponse,
+        responses=htsget_errors(400, 401, 403, 404, 503),
+        openapi_extra={"parameters": _ticket_parameters(datatype)},
     )
     def ticket_get(request: Request, object_id: str) -> Response:
         def handler() -> dict[str, Any]:
@@ -245,7 +274,12 @@ def _register(datatype: str) -> None:
         return _htsget_errors(request, handler)
 
     @router.post(
-        f"/{datatype}/{{object_id}}", summary=f"An htsget ticket for {datatype} (JSON body)", name=f"{datatype}_post"
+        f"/{datatype}/{{object_id}}",
+        summary=f"An htsget ticket for {datatype} (JSON body)",
+        name=f"{datatype}_post",
+        response_class=HtsgetResponse,
+        responses=htsget_errors(400, 401, 403, 404, 413, 503),
+        openapi_extra=json_body(HtsgetRequest),
     )
     async def ticket_post(request: Request, object_id: str) -> Response:
         # Authorise before reading the body, so an unauthorised caller cannot make the server read it;

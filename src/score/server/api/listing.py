@@ -8,13 +8,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from score.core.ids import is_uuid
 from score.core.models import ObjectInfo
 from score.server.api.deps import authorize, get_context
+from score.server.api.openapi import score_errors
 from score.server.auth.policy import Action
 from score.server.services.uploads import DATA_DIR, guard
 
 router = APIRouter(tags=["listing"])
 
 
-@router.get("/listing", response_model=list[ObjectInfo], summary="Every finished object: id, size, mtime")
+@router.get(
+    "/listing",
+    response_model=list[ObjectInfo],
+    summary="Every finished object: id, size, mtime",
+    responses=score_errors(401, 503),
+)
 def listing(request: Request) -> Response:
     authorize(request, Action.LIST)
     store = get_context(request).store
@@ -29,7 +35,12 @@ def listing(request: Request) -> Response:
     return JSONResponse(infos)
 
 
-@router.get("/profile", response_class=PlainTextResponse, summary="Which upload protocol clients should use")
+@router.get(
+    "/profile",
+    response_class=PlainTextResponse,
+    summary="Which upload protocol clients should use",
+    responses=score_errors(401),
+)
 def profile(request: Request) -> str:
     """``s3`` for every backend that takes part PUTs with ETags (local included), ``az`` for Azure."""
     authorize(request, Action.LIST)

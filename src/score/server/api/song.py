@@ -24,13 +24,15 @@ from starlette.concurrency import run_in_threadpool
 
 from score.server.api.bodies import InvalidJson, parse_json
 from score.server.api.deps import authorize
+from score.server.api.openapi import SongPayload, SongStudy, json_body, query_parameter, song_errors
 from score.server.auth.policy import Action
 from score.server.errors import ApiError
-from score.server.metadata.base import PUBLISHED
+from score.server.metadata.base import PUBLISHED, MetadataUnavailable
 from score.server.metadata.registry import (
     ENTITY_FILTERS,
     ILLEGAL_FILTER_PARAMETER,
     ILLEGAL_QUERY_PARAMETER,
+    INSUFFICIENT_STORAGE,
     LEGACY_ENTITY_NOT_FOUND,
     MALFORMED_PARAMETER,
     PAYLOAD_PARSING,
@@ -45,6 +47,7 @@ from score.server.metadata.registry import (
 DEFAULT_PAGE_SIZE = 10  # Spring Data's @PageableDefault size, which Song's entity endpoint uses
 MAX_PAGE_SIZE = 2000  # Spring Data's default max-page-size; larger requests are clamped, as in Song
 _PAGING_PARAMS = {"page", "size", "sort", "fields"}
+JAVA_INT_MIN, JAVA_INT_MAX = -(2**31), 2**31 - 1
 _TRUE = {"true", "on", "yes", "1"}
 _FALSE = {"false", "off", "no", "0", ""}
 # Spring's HttpStatus names (Python's differ for some codes, e.g. 422 on newer versions).
@@ -54,9 +57,11 @@ _STATUS_NAMES = {
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
     422: "UNPROCESSABLE_ENTITY",
     500: "INTERNAL_SERVER_ERROR",
     503: "SERVICE_UNAVAILABLE",
+    507: "INSUFFICIENT_STORAGE",
 }
 
 
@@ -117,12 +122,22 @@ class SongRoute(APIRoute):
             except RequestValidationError as exc:
                 return song_error_response(request, MALFORMED_PARAMETER.error_id, 400, _validation_message(exc))
             except sqlite3.OperationalError as exc:
+                if "full" in str(exc):  # SQLITE_FULL: "database or disk is full"
+                    return song_error_response(
+                        request,
+                        INSUFFICIENT_STORAGE.error_id,
+                        507,
+                        "the registry's disk is full, so nothing can be changed; reads still work. Free space "
+                        "on the server (or ask its operator), then retry",
+                    )
                 return song_error_response(
                     request,
                     SERVICE_UNAVAILABLE.error_id,
                     503,
                     f"the metadata registry database is unavailable ({exc}); retry shortly",
                 )
+            except MetadataUnavailable as exc:
+                return song_error_response(request, SERVICE_UNAVAILABLE.error_id, 503, f"{exc}; retry shortly")
 
         return song_errors
 
@@ -153,13 +168,17 @@ def _bool_param(request: Request, name: str, default: bool) -> bool:
 
 
 def _int_param(request: Request, name: str, default: int) -> int:
+    """An integer query parameter as Spring binds a Java ``int``: anything else is MALFORMED_PARAMETER."""
     raw = request.query_params.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise _bad(MALFORMED_PARAMETER, f"the query parameter {name}={raw!r} must be an integer") from None
+        raise _bad(MALFORMED_PARAMETER, f"the query parameter {name}={raw[:40]!r} must be an integer") from None
+    if not JAVA_INT_MIN <= value <= JAVA_INT_MAX:
+        raise _bad(MALFORMED_PARAMETER, f"the query parameter {name} must be from {JAVA_INT_MIN} to {JAVA_INT_MAX}")
+    return value
 
 
 async def _json_body(request: Request) -> Any:
@@ -239,6 +258,39 @@ def spring_page(result: EntityPage, fields: list[str]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Query parameters the handlers read themselves, for the OpenAPI document
+
+_STATES_PARAMETER = query_parameter(
+    "analysisStates",
+    {"type": "string", "pattern": "^((PUBLISHED|UNPUBLISHED|SUPPRESSED)(,(PUBLISHED|UNPUBLISHED|SUPPRESSED))*)?$"},
+    "Comma-separated analysis states to list (default, and when empty: PUBLISHED)",
+)
+_IGNORE_MD5_PARAMETER = query_parameter(
+    "ignoreUndefinedMd5", {"type": "boolean"}, "Publish files stored without an MD5 too (default false)"
+)
+_FIELD_NAMES = "|".join(sorted(ENTITY_FILTERS))
+_ENTITY_PARAMETERS = [
+    *(
+        query_parameter(name, {"type": "string"}, f"Only entities whose {name} is exactly this")
+        for name in ENTITY_FILTERS
+    ),
+    query_parameter(
+        "page", {"type": "integer", "minimum": JAVA_INT_MIN, "maximum": JAVA_INT_MAX}, "Page number from 0 (below: 0)"
+    ),
+    query_parameter(
+        "size",
+        {"type": "integer", "minimum": JAVA_INT_MIN, "maximum": JAVA_INT_MAX},
+        f"Page size, {DEFAULT_PAGE_SIZE} below 1, at most {MAX_PAGE_SIZE} (larger asks are clamped, as in Song)",
+    ),
+    query_parameter(
+        "fields",
+        {"type": "string", "pattern": f"^(({_FIELD_NAMES})(,({_FIELD_NAMES}))*)?$"},
+        "Only these fields of each entity (comma-separated, or the parameter repeated)",
+    ),
+]
+
+
+# --------------------------------------------------------------------------------------------------
 # Router
 
 
@@ -262,16 +314,20 @@ def _add_health_routes(router: APIRouter) -> None:
 
 def _add_study_routes(router: APIRouter) -> None:
     # /studies/all is declared before /studies/{studyId} so "all" is never read as a study id.
-    @router.get("/studies/all")
+    @router.get("/studies/all", responses=song_errors(503))
     def all_studies(request: Request) -> list[str]:
         return _registry(request).study_ids()
 
-    @router.get("/studies/{studyId}")
+    @router.get("/studies/{studyId}", responses=song_errors(400, 404, 503))
     def get_study(studyId: str, request: Request) -> dict[str, Any]:
         return _registry(request).get_study(studyId)
 
     async def create_study(studyId: str, request: Request) -> PlainTextResponse:
         """Song's CreateStudy; like Song it answers the new study id as plain text."""
+        if studyId == "all":  # the path of GET /studies/all, which takes no POST
+            raise ApiError(
+                "POST is not allowed on /studies/all; create a study at /studies/{studyId}/", 405, {"Allow": "GET"}
+            )
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
         body = await _json_body(request)
         if not isinstance(body, dict):
@@ -284,12 +340,23 @@ def _add_study_routes(router: APIRouter) -> None:
         return PlainTextResponse(study["studyId"])
 
     # Song maps "/{studyId}/"; Spring also matched it without the slash, so both are served.
-    router.add_api_route("/studies/{studyId}/", create_study, methods=["POST"])
-    router.add_api_route("/studies/{studyId}", create_study, methods=["POST"], include_in_schema=False)
+    documented = {
+        "response_class": PlainTextResponse,
+        "responses": song_errors(400, 401, 403, 409, 413, 422, 503, 507),
+        "openapi_extra": json_body(SongStudy),
+    }
+    router.add_api_route("/studies/{studyId}/", create_study, methods=["POST"], **documented)
+    router.add_api_route(
+        "/studies/{studyId}", create_study, methods=["POST"], name="create_study_no_slash", **documented
+    )
 
 
 def _add_analysis_routes(router: APIRouter) -> None:
-    @router.post("/submit/{studyId}")
+    @router.post(
+        "/submit/{studyId}",
+        responses=song_errors(400, 401, 403, 404, 409, 413, 422, 503, 507),
+        openapi_extra=json_body(SongPayload),
+    )
     async def submit(studyId: str, request: Request) -> dict[str, str]:
         """Song's Submit: registers the payload as an UNPUBLISHED analysis."""
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
@@ -297,23 +364,32 @@ def _add_analysis_routes(router: APIRouter) -> None:
         analysis_id = await run_in_threadpool(_registry(request).submit, studyId, payload)
         return {"analysisId": analysis_id, "status": "OK"}
 
-    @router.get("/studies/{studyId}/analysis")
+    @router.get(
+        "/studies/{studyId}/analysis",
+        responses=song_errors(400, 404, 503),
+        openapi_extra={"parameters": [_STATES_PARAMETER]},
+    )
     def list_analyses(studyId: str, request: Request) -> list[dict[str, Any]]:
         raw = request.query_params.get("analysisStates") or PUBLISHED
-        states = [s.strip().upper() for s in raw.split(",") if s.strip()]
+        states = [s.strip() for s in raw.split(",") if s.strip()]
         return _registry(request).list_analyses(studyId, states)
 
-    @router.get("/studies/{studyId}/analysis/{analysisId}")
+    @router.get("/studies/{studyId}/analysis/{analysisId}", responses=song_errors(400, 404, 503))
     def get_analysis(studyId: str, analysisId: str, request: Request) -> dict[str, Any]:
         return _registry(request).get_analysis(studyId, analysisId)
 
-    @router.get("/studies/{studyId}/analysis/{analysisId}/files")
+    @router.get("/studies/{studyId}/analysis/{analysisId}/files", responses=song_errors(400, 404, 503))
     def analysis_files(studyId: str, analysisId: str, request: Request) -> list[dict[str, Any]]:
         return [f.to_wire() for f in _registry(request).analysis_files(studyId, analysisId)]
 
 
 def _add_state_routes(router: APIRouter) -> None:
-    @router.put("/studies/{studyId}/analysis/publish/{analysisId}")
+    @router.put(
+        "/studies/{studyId}/analysis/publish/{analysisId}",
+        response_class=PlainTextResponse,
+        responses=song_errors(400, 401, 403, 404, 409, 503, 507),
+        openapi_extra={"parameters": [_IGNORE_MD5_PARAMETER]},
+    )
     def publish(studyId: str, analysisId: str, request: Request) -> PlainTextResponse:
         """Song's PublishAnalysis: only once every file is stored in Score with matching size and MD5."""
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
@@ -321,13 +397,21 @@ def _add_state_routes(router: APIRouter) -> None:
         _registry(request).publish(studyId, analysisId, ignore_undefined_md5=ignore)
         return _state_change_response(f"AnalysisId {analysisId} successfully published")
 
-    @router.put("/studies/{studyId}/analysis/unpublish/{analysisId}")
+    @router.put(
+        "/studies/{studyId}/analysis/unpublish/{analysisId}",
+        response_class=PlainTextResponse,
+        responses=song_errors(400, 401, 403, 404, 503, 507),
+    )
     def unpublish(studyId: str, analysisId: str, request: Request) -> PlainTextResponse:
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
         _registry(request).unpublish(studyId, analysisId)
         return _state_change_response(f"AnalysisId {analysisId} successfully unpublished")
 
-    @router.put("/studies/{studyId}/analysis/suppress/{analysisId}")
+    @router.put(
+        "/studies/{studyId}/analysis/suppress/{analysisId}",
+        response_class=PlainTextResponse,
+        responses=song_errors(400, 401, 403, 404, 503, 507),
+    )
     def suppress(studyId: str, analysisId: str, request: Request) -> PlainTextResponse:
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
         _registry(request).suppress(studyId, analysisId)
@@ -341,10 +425,16 @@ def _add_entity_routes(router: APIRouter) -> None:
         return spring_page(_registry(request).find_entities(filters, page, size), fields)
 
     # Score's `mount` calls "/entities/?..." with the trailing slash; other callers omit it.
-    router.add_api_route("/entities", find_entities, methods=["GET"])
+    router.add_api_route(
+        "/entities",
+        find_entities,
+        methods=["GET"],
+        responses=song_errors(400, 503),
+        openapi_extra={"parameters": _ENTITY_PARAMETERS},
+    )
     router.add_api_route("/entities/", find_entities, methods=["GET"], include_in_schema=False)
 
-    @router.get("/entities/{entityId}")
+    @router.get("/entities/{entityId}", responses=song_errors(404, 503))
     def get_entity(entityId: str, request: Request) -> dict[str, Any]:
         entity = _registry(request).entity(entityId)
         if entity is None:

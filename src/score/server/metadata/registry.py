@@ -153,6 +153,7 @@ MISSING_STORAGE_OBJECTS = SongErrorCode("MISSING_STORAGE_OBJECTS", 409)
 MISMATCHING_STORAGE_OBJECT_SIZES = SongErrorCode("MISMATCHING_STORAGE_OBJECT_SIZES", 409)
 MISMATCHING_STORAGE_OBJECT_CHECKSUMS = SongErrorCode("MISMATCHING_STORAGE_OBJECT_CHECKSUMS", 409)
 SERVICE_UNAVAILABLE = SongErrorCode("SERVICE_UNAVAILABLE", 503)
+INSUFFICIENT_STORAGE = SongErrorCode("INSUFFICIENT_STORAGE", 507)  # not Song's: its database is elsewhere
 
 
 class RegistryError(Exception):
@@ -438,8 +439,19 @@ class Registry:
         self.catalog = catalog  # set later by the app: the upload service is built after the registry
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._init_schema()
+        self._keeper = self._keep_files_open()
 
     # ---- connections -----------------------------------------------------------------------------
+
+    def _keep_files_open(self) -> sqlite3.Connection:
+        """One connection held for the registry's lifetime, so SQLite's ``-wal`` and ``-shm`` files stay
+        allocated. Every call opens its own connection; without this one, the last of them to close removes
+        both files, and the next must create them again: on a full disk that fails and every read of the
+        registry answers "disk I/O error" (seen: a full data disk took all of /song and every download down).
+        """
+        keeper = self._connect()
+        keeper.execute("SELECT 1 FROM study LIMIT 1").fetchall()  # maps the WAL index
+        return keeper
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
@@ -449,10 +461,14 @@ class Registry:
         return db
 
     def _init_schema(self) -> None:
+        """Create the tables if missing; an existing registry is only read (a start on a full disk works)."""
         db = self._connect()
         try:
-            db.execute("PRAGMA journal_mode = WAL")  # persistent: recorded in the database file
-            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode = WAL")  # persistent: recorded in the database file
+            present = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not {"study", "analysis", "state_change", "file"} <= present:
+                db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
         finally:
             db.close()
 
@@ -488,6 +504,11 @@ class Registry:
             yield
         except sqlite3.Error as exc:
             raise MetadataUnavailable(f"the metadata registry database cannot be read ({exc})") from exc
+
+    def check(self) -> None:
+        """Raise if the registry cannot be read (the health endpoint's probe)."""
+        with self._source_errors(), self._read() as db:
+            db.execute("SELECT 1 FROM study LIMIT 1").fetchall()
 
     def entity(self, object_id: str) -> Entity | None:
         """The file entity for an object id (with registered size and MD5), or None."""
