@@ -169,7 +169,7 @@ def upload(
         if not files:
             raise ClientError(f"analysis {analysis_id} of study {study_id} has no registered files")
         jobs = [(input_dir / f.file_name, f.object_id, f.md5) for f in files]
-        missing = [str(p) for p, _, _ in jobs if not p.is_file()]
+        missing = [str(p) for p, _, _ in jobs if not (_exists(p) and p.is_file())]
         if missing:
             raise ClientError(f"registered files not found in {input_dir}: {', '.join(missing)}")
 
@@ -183,7 +183,7 @@ def upload(
             result = uploader.upload(path, oid, expected, force)
         except ClientError as exc:
             failures += 1
-            session.say(f"error: upload of {path} failed: {exc}")
+            session.say(f"error: upload of {_shown(str(path))} failed: {exc}")
             continue
         elapsed = time.monotonic() - started
         session.say(
@@ -370,30 +370,54 @@ def _uuid(value: str) -> str:
     return value.lower()
 
 
+def _shown(text: str, limit: int = 120) -> str:
+    """A user's input quoted in a message, cut short (a 100,000-character path is not worth repeating)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
 def _read_resource(location: str) -> tuple[str, Path]:
     """Manifest text from a URL or a file, and the directory relative paths in it may refer to."""
     if location.startswith(("http://", "https://")):
         try:
             response = httpx.get(location, timeout=30, follow_redirects=True)
             response.raise_for_status()
+            return _manifest_text(response.content, location), Path.cwd()
         except httpx.HTTPError as exc:
-            raise ClientError(f"could not read manifest from {location}: {exc}") from exc
-        return response.text, Path.cwd()
+            raise ClientError(f"could not read manifest from {_shown(location)}: {exc}") from exc
     path = Path(location)
     if path.suffix.lower() == ".xml":
-        raise ClientError(f"{location}: GNOS XML manifests are not supported; use a Song tab-separated manifest")
+        raise ClientError(f"{_shown(location)}: GNOS XML manifests are not supported; use Song's tab-separated one")
     try:
-        return path.read_text(), path.resolve().parent
+        return _manifest_text(path.read_bytes(), location), path.resolve().parent
     except OSError as exc:
-        raise ClientError(f"could not read manifest from {location!r}: {exc.strerror}") from exc
+        raise ClientError(f"could not read manifest from {_shown(location)}: {exc.strerror or exc}") from exc
+
+
+def _manifest_text(raw: bytes, location: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ClientError(
+            f"manifest {_shown(location)} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+            "save it as UTF-8 (a tab-separated text file) and try again"
+        ) from None
 
 
 def _resolve(path: Path, manifest_dir: Path) -> Path:
     """Paths are relative to the current directory (as in Score), else to the manifest's directory."""
-    if path.is_absolute() or path.exists():
+    if path.is_absolute() or _exists(path):
         return path
     beside = manifest_dir / path
-    return beside if beside.exists() else path
+    return beside if _exists(beside) else path
+
+
+def _exists(path: Path) -> bool:
+    """``Path.exists`` that answers False for a path the system cannot even look up (too long, a loop)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _describe_token(token: str) -> str:
@@ -422,7 +446,8 @@ def _exit_codes() -> Iterator[None]:
 
 
 def run() -> None:
-    """Entry point: Score's exit codes (1 for bad parameters as well as failures)."""
+    """Entry point: Score's exit codes (1 for bad parameters as well as failures). A defect still ends with
+    one line that says what happened (the traceback with --verbose), never a bare traceback."""
     with _exit_codes():
         try:
             main.main(standalone_mode=False)
@@ -435,3 +460,14 @@ def run() -> None:
         except click.Abort:
             click.echo("aborted", err=True)
             sys.exit(130)
+        except (ClientError, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if "--verbose" in sys.argv:
+                logging.getLogger("score.client").exception("unexpected error")
+            click.echo(
+                f"error: unexpected {exc.__class__.__name__}: {str(exc)[:300]}; this is a defect of score-client: "
+                "please report it with the output of the same command run with --verbose",
+                err=True,
+            )
+            sys.exit(1)

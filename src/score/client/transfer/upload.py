@@ -69,8 +69,12 @@ class Uploader:
         self._progress = progress or NoProgress()
 
     def upload(self, path: Path, object_id: str, md5: str | None, force: bool) -> UploadResult:
-        if not path.is_file():
-            raise ClientError(f"{path} is not a readable file")
+        try:
+            readable = path.is_file()
+        except OSError as exc:  # e.g. a name longer than the system allows
+            raise ClientError(f"cannot read {str(path)[:120]}: {exc.strerror or exc}") from None
+        if not readable:
+            raise ClientError(f"{str(path)[:200]} is not a readable file")
         declared = None
         if md5:
             try:
