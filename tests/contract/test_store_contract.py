@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Client, Registry, make_file, md5_of
+from tests.conftest import BIN, Client, Registry, ScoreServer, make_file, md5_of
 from tests.contract.conftest import Deployment
 from tests.genomics_data import make_bam_and_cram
 from tests.services.proxy import ProxyEvent
@@ -289,3 +291,111 @@ def test_htsget_tickets_point_at_the_stores_own_signed_ranges(deployment: Deploy
     local = subprocess.run(["samtools", "view", str(bam), "CHROMOSOME_I:100001-300000"], capture_output=True, text=True)
     wanted = set(local.stdout.splitlines())
     assert wanted and wanted <= set(via_ticket.stdout.splitlines())
+
+
+def test_a_part_replayed_after_it_was_recorded_never_becomes_the_object(deployment: Deployment, tmp_path: Path) -> None:
+    """A recorded part's signed URL replayed with other bytes (and their own Content-MD5): the local store
+    refuses it (a stored part is immutable); S3 and GCS take it: where the store then holds only the new
+    bytes (AWS, GCS), finalize notices the part is not what was recorded, drops its record and asks for a
+    resume, after which the object is right; SeaweedFS keeps both and completes with the one recorded,
+    so finalize succeeds with the recorded bytes. Azure keeps no
+    checksum of an uncommitted block, so the replaced block is committed and the download's part check
+    is what refuses it (issue 11, noticed and left: see the README)."""
+    registry, client, auth = _setup(deployment, tmp_path)
+    server = deployment.server
+    source = make_file(tmp_path / "in" / "r.bin", 2 * deployment.part_size + 5, seed=11)
+    data = source.read_bytes()
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids["r.bin"]
+    api = httpx.Client(base_url=server.url, headers=auth, timeout=60)
+    spec = api.post(f"/upload/{oid}/uploads", params={"fileSize": len(data)}).json()
+
+    def send(part: dict, body: bytes) -> httpx.Response:
+        headers = {"Content-Type": "application/octet-stream", "Content-MD5": _b64md5(body)}
+        return httpx.put(part["url"], content=body, headers=headers, timeout=60)
+
+    def record(part: dict, body: bytes, etag: str) -> None:
+        params = {"uploadId": spec["uploadId"], "partNumber": part["partNumber"], "md5": md5_of_bytes(body)}
+        assert api.post(f"/upload/{oid}/parts", params={**params, "etag": etag or md5_of_bytes(body)}).is_success
+
+    for part in spec["parts"]:
+        body = data[part["offset"] : part["offset"] + part["partSize"]]
+        put = send(part, body)
+        assert put.status_code in (200, 201), put.text
+        record(part, body, put.headers.get("etag", "").strip('"'))
+    first = spec["parts"][0]
+    other = bytes(b ^ 0x5A for b in data[: first["partSize"]])
+    replay = send(first, other)
+    final = api.post(f"/upload/{oid}", params={"uploadId": spec["uploadId"], "md5": md5_of(source)})
+    if deployment.backend == "local":
+        assert replay.status_code == 409 and "cannot be replaced" in replay.json()["message"]
+        assert final.status_code == 200, final.text
+    elif deployment.backend == "azure":
+        assert replay.status_code in (200, 201) and final.status_code == 200  # Azure cannot tell (see above)
+    elif final.status_code != 200:
+        assert replay.status_code in (200, 201), replay.text
+        assert final.status_code == 400 and "no longer what was recorded" in final.json()["message"], final.text
+        progress = api.get(f"/upload/{oid}/status", params={"fileSize": len(data)}).json()
+        assert [p["partNumber"] for p in progress["parts"] if p["md5"] is None] == [1]  # its record was dropped
+        body = data[: first["partSize"]]
+        again = send(progress["parts"][0], body)
+        record(first, body, again.headers.get("etag", "").strip('"'))
+        final = api.post(f"/upload/{oid}", params={"uploadId": spec["uploadId"], "md5": md5_of(source)})
+        assert final.status_code == 200, final.text
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+    out = tmp_path / "out"
+    download = client.run("download", "--object-id", oid, "--output-dir", str(out))
+    if deployment.backend == "azure":
+        assert download.returncode == 1 and not (out / "r.bin").exists()  # the part check refuses it
+    else:
+        assert download.returncode == 0, download.stderr
+        assert (out / "r.bin").read_bytes() == data
+
+
+def _b64md5(data: bytes) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324
+
+
+def test_the_sweep_aborts_a_store_upload_that_no_state_refers_to(deployment: Deployment, tmp_path: Path) -> None:
+    """A server killed between starting the store's upload and writing its state leaves an upload only the
+    store knows; the sweep finds it (ListMultipartUploads, the GCS upload records, the local folders) and
+    aborts it. Azure keeps no upload record (its uncommitted blocks expire by themselves in 7 days)."""
+    registry, _, auth = _setup(deployment, tmp_path)
+    source = make_file(tmp_path / "in" / "o.bin", deployment.part_size + 1, seed=12)
+    _, ids = registry.submit(STUDY, [source])
+    env = {**deployment.env, "SCORE_CRASH_AT": "initiate.store_started"}
+    dying = ScoreServer(deployment.server.data_dir, part_size=deployment.part_size, extra_env=env).start()
+    try:
+        with contextlib.suppress(httpx.TransportError):
+            httpx.post(
+                f"{dying.url}/upload/{ids['o.bin']}/uploads", params={"fileSize": source.stat().st_size}, headers=auth
+            )
+        assert dying.process is not None and dying.process.wait(10) == -signal.SIGKILL
+    finally:
+        dying.stop()
+
+    def sweep() -> str:
+        done = subprocess.run(
+            [str(BIN / "score-server"), "cleanup", "--older-than", "0s", "--data-dir", str(deployment.server.data_dir)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **deployment.env},
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    swept = sweep()
+    if deployment.backend == "azure":
+        assert "removed orphan store upload" not in swept
+    else:
+        assert swept.count("removed orphan store upload") == 1, swept
+    assert "orphan" not in sweep()  # nothing is left for a second sweep
+    status = httpx.get(
+        f"{deployment.server.url}/upload/{ids['o.bin']}/status",
+        params={"fileSize": source.stat().st_size},
+        headers=auth,
+    )
+    assert status.status_code == 404

@@ -377,12 +377,19 @@ class UploadService:
         """Every recorded part must still be the part the store holds. A part replaced after it was recorded
         (a replayed PUT; S3, Azure and GCS let a signed URL overwrite a part until completion) loses its
         record, so the client's resume sends it again instead of this finalize failing for ever."""
-        held = {p.part_number: p for p in guard(lambda: self._uploaded_parts(object_id, upload_id))}
+        held: dict[int, list[UploadedPart]] = {}
+        for stored in guard(lambda: self._uploaded_parts(object_id, upload_id)):
+            held.setdefault(stored.part_number, []).append(stored)
         changed = []
         for part in spec.parts:
-            stored, marker = held.get(part.partNumber), completed[part.partNumber]
-            replaced = stored is not None and bool(stored.etag) and stored.etag.strip('"') != marker.etag
-            if stored is None or stored.size != part.partSize or replaced:
+            marker = completed[part.partNumber]
+            # Some stores list every version of a re-sent part (SeaweedFS) and complete with the one named:
+            # the recorded part is still there if any listed version is it.
+            still = any(
+                stored.size == part.partSize and (not stored.etag or stored.etag.strip('"') == marker.etag)
+                for stored in held.get(part.partNumber, [])
+            )
+            if not still:
                 changed.append(part.partNumber)
         if not changed:
             return
