@@ -615,17 +615,24 @@ def test_an_upload_that_does_not_fit_is_refused_before_anything_is_written(store
     assert keeping.disk_space().low is False
 
 
-def test_list_uploads_finds_uploads_and_starts_that_never_finished(store: LocalStore) -> None:
+def test_list_uploads_finds_uploads_starts_that_never_finished_and_temporary_leftovers(store: LocalStore) -> None:
     live = store.start_upload(OBJECT_KEY, 10)
     half = store.multipart / f"{TMP_PREFIX}{'a' * 32}"
     half.mkdir()
     old = time.time() - 2 * 3600
     os.utime(half, (old, old))
+    store.write_document("upload/x_y/.meta", b"{}")
+    left = store.objects / "upload" / "x_y" / f"{TMP_PREFIX}{'b' * 32}"  # a writer killed mid-document
+    left.write_bytes(b"half")
+    fresh = left.with_name(f"{TMP_PREFIX}{'c' * 32}")  # one being written right now
+    fresh.write_bytes(b"live")
+    os.utime(left, (old, old))
     found = {(u.key, u.upload_id) for u in store.list_uploads()}
-    assert found == {(OBJECT_KEY, live), ("", half.name)}
-    store.abort_upload("", half.name)
-    store.abort_upload(OBJECT_KEY, live)
+    assert found == {(OBJECT_KEY, live), ("", half.name), (f"upload/x_y/{left.name}", left.name)}
+    for upload in store.list_uploads():
+        store.abort_upload(upload.key, upload.upload_id)
     assert list(store.list_uploads()) == []
+    assert not left.exists() and fresh.exists() and store.read_document("upload/x_y/.meta") == b"{}"
 
 
 def test_wrong_content_length_or_chunked_body_is_refused(store: LocalStore, client: httpx.Client) -> None:

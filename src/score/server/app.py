@@ -94,10 +94,14 @@ def build_app(settings: ServerSettings) -> FastAPI:
 
 
 async def _sweep_stale_uploads(context: ServerContext) -> None:
-    """Every replica may run this: the sweep is idempotent (see services/cleanup.py)."""
+    """Every replica may run this: the sweep is idempotent (see services/cleanup.py). The first sweep runs
+    soon after start, so a finalize a crash interrupted is finished (its object visible again) within
+    about a minute of the restart, not a cleanup interval later."""
     settings = context.settings
+    delay = random.uniform(5, 15)
     while True:
-        await asyncio.sleep(settings.cleanup_interval * random.uniform(0.9, 1.1))
+        await asyncio.sleep(delay)
+        delay = settings.cleanup_interval * random.uniform(0.9, 1.1)
         try:
             await asyncio.to_thread(clean_stale_uploads, context.store, context.uploads, settings.upload_url_ttl)
         except Exception:  # a failed sweep is retried at the next interval

@@ -32,7 +32,7 @@ from score.client.transfer.parallel import PartTally, UrlBook, run_parallel, tra
 from score.client.transfer.progress import NoProgress, Progress
 from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
 from score.core import md5 as md5s
-from score.core.models import Part
+from score.core.models import Part, UploadProgress
 from score.crashpoints import crash_point
 
 log = logging.getLogger("score.client")
@@ -155,8 +155,15 @@ class Uploader:
         identity: dict[str, int],
         journal_path: Path,
     ) -> tuple[str, list[Part]]:
+        journal = read_json(journal_path)
+        if force and journal is not None and journal.get("file") == identity and journal.get("md5") == declared:
+            # --force discards uploads in progress, but not this very file's own interrupted --force run
+            # (an overwrite): resume that one instead of sending every part again.
+            progress = self._progress_or_none(object_id, size)
+            if progress is not None and progress.uploadId == journal.get("uploadId"):
+                log.info("resuming upload %s of %s (started with --force)", progress.uploadId, object_id)
+                return progress.uploadId, progress.parts
         if not force:
-            journal = read_json(journal_path)
             try:
                 progress = self._api.status(object_id, size)
             except ServerError as exc:
@@ -182,6 +189,15 @@ class Uploader:
         write_json(journal_path, {"objectId": object_id, "uploadId": spec.uploadId, "file": identity, "md5": declared})
         crash_point("upload.initiated")
         return spec.uploadId or "", spec.parts
+
+    def _progress_or_none(self, object_id: str, size: int) -> UploadProgress | None:
+        """The upload in progress, or None when there is none or it is for another size."""
+        try:
+            return self._api.status(object_id, size)
+        except ServerError as exc:
+            if exc.status == 400:
+                return None
+            raise
 
     def _send_parts(self, path: Path, object_id: str, upload_id: str, parts: list[Part], hasher: PartMd5s) -> int:
         """Send (or, where the store already holds them, just record) ``parts``; return how many were held."""

@@ -3,8 +3,9 @@
 It runs every ``cleanup_interval`` and as ``score-server cleanup``, and handles every state a crash can
 leave (reference §3.4 aborted only old uploads):
 
-* an upload whose finalize committed (its ``committed`` document is written) is rolled forward at once:
-  its object becomes visible exactly as the finalize would have made it;
+* an upload whose finalize committed (its ``committed`` document is written) is rolled forward once the
+  commit is a minute old (or ``older_than_s``, if less): its object becomes visible exactly as the finalize
+  would have made it;
 * an upload whose ``.meta`` object already names it (finalize died while deleting the state) loses its
   state;
 * an upload in progress older than ``older_than_s`` is aborted, in the store and in the state;
@@ -35,6 +36,7 @@ from score.server.services.uploads import (
 from score.server.storage.base import ObjectHead, ObjectStore
 
 log = logging.getLogger("score.cleanup")
+COMMIT_GRACE_SECONDS = 60  # a committed finalize younger than this is left to the request finishing it
 
 
 @dataclass
@@ -77,13 +79,15 @@ def _folders(heads: Iterable[ObjectHead]) -> dict[str, _Folder]:
 def clean_stale_uploads(
     store: ObjectStore, uploads: UploadService, older_than_s: float, now: float | None = None
 ) -> CleanupReport:
-    cutoff_ms = ((now if now is not None else time.time()) - older_than_s) * 1000
+    now = now if now is not None else time.time()
+    cutoff_ms = (now - older_than_s) * 1000
+    grace_ms = (now - min(older_than_s, COMMIT_GRACE_SECONDS)) * 1000
     report = CleanupReport()
     folders = _folders(guard(lambda: store.list(f"{UPLOAD_DIR}/")))
     for folder in folders.values():
         report.examined += 1
         try:
-            _sweep_folder(store, uploads, folder, cutoff_ms, report)
+            _sweep_folder(store, uploads, folder, cutoff_ms, grace_ms, report)
         except Exception as exc:  # one bad upload must not stop the sweep; the next run retries it
             log.warning("could not clean up upload %s of %s: %s", folder.upload_id, folder.object_id, exc)
     known = {folder.upload_id for folder in folders.values()}
@@ -101,7 +105,12 @@ def clean_stale_uploads(
 
 
 def _sweep_folder(
-    store: ObjectStore, uploads: UploadService, folder: _Folder, cutoff_ms: float, report: CleanupReport
+    store: ObjectStore,
+    uploads: UploadService,
+    folder: _Folder,
+    cutoff_ms: float,
+    grace_ms: float,
+    report: CleanupReport,
 ) -> None:
     ids = (folder.object_id, folder.upload_id)
     if ".meta" not in folder.names:
@@ -116,6 +125,8 @@ def _sweep_folder(
         report.tidied.append(ids)
         log.info("removed the state left by finished upload %s of object %s", *reversed(ids))
     elif COMMITTED in folder.names:
+        if folder.newest_ms > grace_ms:
+            return  # committed a moment ago: its own finalize is most likely still finishing it
         spec = guard(lambda: read_spec(store, upload_state_prefix(*ids) + ".meta"))
         if spec is None:
             return

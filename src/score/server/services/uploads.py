@@ -422,9 +422,22 @@ class UploadService:
     def roll_forward(
         self, object_id: str, upload_id: str, spec: ObjectSpecification, final_md5: str | None
     ) -> ObjectSpecification:
-        """Finish a committed finalize; every step may have been done already by a call that died."""
+        """Finish a committed finalize; every step may have been done already by a call that died, or be
+        under way in another (a client's retry beside the sweep): nothing is hidden before everything needed
+        to put it back has been read."""
+        current = guard(lambda: read_spec(self._store, meta_key(object_id)))
+        if current is not None and current.uploadId == upload_id:
+            self.discard_state(object_id, upload_id)  # finished by the other call
+            return current
         completed = {m.partNumber: m for m in self._markers(object_id, upload_id)}
-        if self.exists(object_id):
+        if any(p.partNumber not in completed for p in spec.parts):
+            # The markers go first when a finished upload's state is removed: another call just finished.
+            current = guard(lambda: read_spec(self._store, meta_key(object_id)))
+            if current is not None and current.uploadId == upload_id:
+                self.discard_state(object_id, upload_id)
+                return current
+            raise Unavailable(f"upload {upload_id} of object {object_id} is being finished by another request; retry")
+        if current is not None:
             # Overwrite: hide the old object first so no reader ever pairs old metadata with new bytes.
             guard(lambda: self._store.delete(meta_key(object_id)))
             crash_point("finalize.old_meta_hidden")

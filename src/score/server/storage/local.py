@@ -637,7 +637,12 @@ class LocalStore:
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         if isinstance(upload_id, str) and upload_id.startswith(TMP_PREFIX) and "/" not in upload_id:
-            shutil.rmtree(self.multipart / upload_id, ignore_errors=True)  # a start that never finished
+            if key:  # a document's temporary file a killed writer left (see list_uploads)
+                *folders, name = key.split("/")
+                if name == upload_id:
+                    self._files.unlink([*folders, name])
+            else:  # a start that never finished
+                shutil.rmtree(self.multipart / upload_id, ignore_errors=True)
             return
         try:
             upload_dir = self._upload_dir(upload_id)
@@ -656,8 +661,23 @@ class LocalStore:
         fsync_dir(self.multipart)
 
     def list_uploads(self) -> Iterator[StoreUpload]:
-        """Uploads in progress, folders a completion left behind (its clean-up was cut short), and
-        upload folders whose creation never finished (after an hour: a live start takes milliseconds)."""
+        """Uploads in progress, folders a completion left behind (its clean-up was cut short), upload
+        folders whose creation never finished, and documents' temporary files a killed writer left under
+        ``objects/`` (those two after an hour: a live start or write takes milliseconds). The last are
+        listed as uploads of their own path so that the sweep, which aborts what it finds, removes them."""
+        yield from self._started_uploads()
+        stale_before = (time.time() - STALE_STAGING_SECONDS) * 1000
+        for folder, _, names in os.walk(self.objects):
+            for name in names:
+                if not name.startswith(TMP_PREFIX):
+                    continue
+                path = Path(folder) / name
+                with contextlib.suppress(FileNotFoundError):
+                    modified = path.lstat().st_mtime_ns // 1_000_000
+                    if modified < stale_before:
+                        yield StoreUpload(str(path.relative_to(self.objects)), name, modified)
+
+    def _started_uploads(self) -> Iterator[StoreUpload]:
         try:
             entries = list(os.scandir(self.multipart))
         except FileNotFoundError:
