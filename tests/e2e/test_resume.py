@@ -170,7 +170,9 @@ def test_server_killed_mid_upload_restarts_and_upload_resumes(
 
 def test_expired_urls_are_renewed_not_restarted(registry: Registry, tmp_path: Path) -> None:
     server = ScoreServer(
-        tmp_path / "short-ttl", extra_env={"SCORE_DOWNLOAD_URL_TTL": "2", "SCORE_UPLOAD_URL_TTL": "2"}
+        tmp_path / "short-ttl",
+        # no sweep: with a 2-second upload TTL it would abort the upload between the two runs
+        extra_env={"SCORE_DOWNLOAD_URL_TTL": "2", "SCORE_UPLOAD_URL_TTL": "2", "SCORE_CLEANUP_INTERVAL": "0"},
     ).start()
     try:
         token = server.token("score.WRITE score.READ song.WRITE")

@@ -8,7 +8,8 @@ leave (reference §3.4 aborted only old uploads):
   would have made it;
 * an upload whose ``.meta`` object already names it (finalize died while deleting the state) loses its
   state;
-* an upload in progress older than ``older_than_s`` is aborted, in the store and in the state;
+* an upload in progress with no activity for ``older_than_s`` (neither started nor a part recorded since)
+  is aborted, in the store and in the state;
 * state keys without a state document (markers written after their upload was discarded) and store
   uploads no state refers to (a crash between starting one and recording it) are removed once older than
   ``older_than_s``, so a live initiate or part record is never swept away under a client.
@@ -56,7 +57,6 @@ class _Folder:
     upload_id: str
     names: set[str] = field(default_factory=set)
     keys: list[str] = field(default_factory=list)
-    meta_modified_ms: int | None = None
     newest_ms: int = 0
 
 
@@ -71,8 +71,6 @@ def _folders(heads: Iterable[ObjectHead]) -> dict[str, _Folder]:
         folder.names.add(name)
         folder.keys.append(head.key)
         folder.newest_ms = max(folder.newest_ms, head.last_modified_ms)
-        if name == ".meta":
-            folder.meta_modified_ms = head.last_modified_ms
     return folders
 
 
@@ -133,7 +131,7 @@ def _sweep_folder(
         uploads.finish_committed(*ids, spec)
         report.finished.append(ids)
         log.info("finished committed upload %s of object %s", *reversed(ids))
-    elif folder.meta_modified_ms is not None and folder.meta_modified_ms <= cutoff_ms:
+    elif folder.newest_ms <= cutoff_ms:  # no part recorded for that long either: abandoned
         uploads.discard(*ids)
         report.aborted.append(ids)
         log.info("aborted stale upload %s of object %s", *reversed(ids))

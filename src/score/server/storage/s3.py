@@ -584,28 +584,45 @@ class S3Store:
     def list_uploads(self) -> Iterator[StoreUpload]:
         """ListMultipartUploads of ``data/`` in every bucket that may hold data, page by page (the
         original listed one page of 1000, so older uploads past it were never swept)."""
+
+        def following(page: dict[str, Any]) -> dict[str, str] | None:
+            key, upload = page.get("NextKeyMarker"), page.get("NextUploadIdMarker")
+            return {"KeyMarker": key or "", "UploadIdMarker": upload or ""} if key or upload else None
+
         for bucket in self.router.list_buckets(DATA_PREFIX):
             tolerant = self.router.partitioned and bucket in self.router.base_buckets()
-            markers: dict[str, str] = {}
-            while True:
-                kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": DATA_PREFIX, "MaxUploads": self.page_size}
-                kwargs.update(markers)
-                try:
-                    page = self._call(
-                        f"ListMultipartUploads {bucket}", lambda k=kwargs: self._client.list_multipart_uploads(**k)
-                    )
-                except StoreUnavailable:
-                    raise
-                except StoreError as exc:
-                    if tolerant and self._code_of(exc) in NO_BUCKET_CODES:
-                        break
-                    raise
+            first = {"Bucket": bucket, "Prefix": DATA_PREFIX, "MaxUploads": self.page_size}
+            pages = self._pages(f"ListMultipartUploads {bucket}", self._client.list_multipart_uploads, first, following)
+            for page in pages if not tolerant else self._tolerating_no_bucket(pages):
                 for item in page.get("Uploads", []):
                     yield StoreUpload(str(item["Key"]), str(item["UploadId"]), _millis(item.get("Initiated")))
-                key_marker, id_marker = page.get("NextKeyMarker"), page.get("NextUploadIdMarker")
-                if not page.get("IsTruncated") or not (key_marker or id_marker):
-                    break
-                markers = {"KeyMarker": key_marker or "", "UploadIdMarker": id_marker or ""}
+
+    def _pages(
+        self,
+        what: str,
+        call: Callable[..., dict[str, Any]],
+        first: dict[str, Any],
+        following: Callable[[dict[str, Any]], dict[str, Any] | None],
+    ) -> Iterator[dict[str, Any]]:
+        """Every page of a paginated S3 listing: ``following(page)`` gives the next request's markers."""
+        arguments = first
+        while True:
+            page = self._call(what, lambda a=arguments: call(**a))
+            yield page
+            more = following(page) if page.get("IsTruncated") else None
+            if not more:
+                return
+            arguments = {**first, **more}
+
+    def _tolerating_no_bucket(self, pages: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """``pages``, ending quietly if the bucket does not exist (a partitioned store's base bucket)."""
+        try:
+            yield from pages
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if self._code_of(exc) not in NO_BUCKET_CODES:
+                raise
 
     def _upload_call(self, what: str, call: Callable[[], T], upload_id: str) -> T:
         try:
@@ -769,30 +786,19 @@ class S3Store:
         return sorted(self._list_bucket(bucket, prefix, tolerate_no_bucket), key=lambda head: head.key)
 
     def _list_bucket(self, bucket: str, prefix: str, tolerate_no_bucket: bool) -> Iterable[ObjectHead]:
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
-            if token:
-                kwargs["ContinuationToken"] = token
-            try:
-                page = self._call(
-                    f"ListObjectsV2 {bucket}/{prefix}", lambda k=kwargs: self._client.list_objects_v2(**k)
-                )
-            except StoreUnavailable:
-                raise
-            except StoreError as exc:
-                if tolerate_no_bucket and self._code_of(exc) in NO_BUCKET_CODES:
-                    return
-                raise
+        def following(page: dict[str, Any]) -> dict[str, str] | None:
+            token = page.get("NextContinuationToken")
+            return {"ContinuationToken": token} if token else None
+
+        first = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
+        pages = self._pages(f"ListObjectsV2 {bucket}/{prefix}", self._client.list_objects_v2, first, following)
+        for page in self._tolerating_no_bucket(pages) if tolerate_no_bucket else pages:
             for item in page.get("Contents", []):
                 yield ObjectHead(
                     key=str(item["Key"]),
                     size=int(item.get("Size", 0)),
                     last_modified_ms=_millis(item.get("LastModified")),
                 )
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
 
 
 def _unique_by_key(heads: Iterable[ObjectHead]) -> Iterator[ObjectHead]:
