@@ -156,7 +156,7 @@ def run_mode(server: ScoreServer, seeded: Seeded, mode: str, seconds: int, workd
     report = done.stdout + done.stderr
     operations = _number(r"Tested:\s+(\d+)", report)
     cases = _number(r"(\d+) generated", report)
-    failures = _number(r"found (\d+) unique failures", report)
+    failures = _number(r"found (\d+) unique failures?", report)
     return Outcome(mode, operations, cases, failures, done.returncode, report)
 
 

@@ -9,6 +9,7 @@ the ``REGISTRY_WRITE`` permission.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Coroutine
@@ -48,6 +49,7 @@ DEFAULT_PAGE_SIZE = 10  # Spring Data's @PageableDefault size, which Song's enti
 MAX_PAGE_SIZE = 2000  # Spring Data's default max-page-size; larger requests are clamped, as in Song
 _PAGING_PARAMS = {"page", "size", "sort", "fields"}
 JAVA_INT_MIN, JAVA_INT_MAX = -(2**31), 2**31 - 1
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 _TRUE = {"true", "on", "yes", "1"}
 _FALSE = {"false", "off", "no", "0", ""}
 # Spring's HttpStatus names (Python's differ for some codes, e.g. 422 on newer versions).
@@ -170,12 +172,11 @@ def _bool_param(request: Request, name: str, default: bool) -> bool:
 def _int_param(request: Request, name: str, default: int) -> int:
     """An integer query parameter as Spring binds a Java ``int``: anything else is MALFORMED_PARAMETER."""
     raw = request.query_params.get(name)
-    if raw is None or raw.strip() == "":
+    if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad(MALFORMED_PARAMETER, f"the query parameter {name}={raw[:40]!r} must be an integer") from None
+    if not _INTEGER.fullmatch(raw):  # Java's parseInt: no spaces, no '_', no '+', ASCII digits
+        raise _bad(MALFORMED_PARAMETER, f"the query parameter {name}={raw[:40]!r} must be an integer")
+    value = int(raw)
     if not JAVA_INT_MIN <= value <= JAVA_INT_MAX:
         raise _bad(MALFORMED_PARAMETER, f"the query parameter {name} must be from {JAVA_INT_MIN} to {JAVA_INT_MAX}")
     return value
@@ -269,18 +270,21 @@ _IGNORE_MD5_PARAMETER = query_parameter(
     "ignoreUndefinedMd5", {"type": "boolean"}, "Publish files stored without an MD5 too (default false)"
 )
 _FIELD_NAMES = "|".join(sorted(ENTITY_FILTERS))
+# Spring's pageable binding: a Java int, and an empty value means the default
+_JAVA_INT_OR_EMPTY = {
+    "anyOf": [{"type": "integer", "minimum": JAVA_INT_MIN, "maximum": JAVA_INT_MAX}, {"type": "string", "maxLength": 0}]
+}
 _ENTITY_PARAMETERS = [
     *(
         query_parameter(name, {"type": "string"}, f"Only entities whose {name} is exactly this")
         for name in ENTITY_FILTERS
     ),
-    query_parameter(
-        "page", {"type": "integer", "minimum": JAVA_INT_MIN, "maximum": JAVA_INT_MAX}, "Page number from 0 (below: 0)"
-    ),
+    query_parameter("page", _JAVA_INT_OR_EMPTY, "Page number from 0 (below, or empty: 0)"),
     query_parameter(
         "size",
-        {"type": "integer", "minimum": JAVA_INT_MIN, "maximum": JAVA_INT_MAX},
-        f"Page size, {DEFAULT_PAGE_SIZE} below 1, at most {MAX_PAGE_SIZE} (larger asks are clamped, as in Song)",
+        _JAVA_INT_OR_EMPTY,
+        f"Page size, {DEFAULT_PAGE_SIZE} below 1 or empty, at most {MAX_PAGE_SIZE} (larger asks are clamped, as in "
+        "Song)",
     ),
     query_parameter(
         "fields",
