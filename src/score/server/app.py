@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from score import __version__
-from score.server.api import download, health, htsget, listing, upload
+from score.server.api import batch, download, health, htsget, listing, upload
 from score.server.api.bodies import BodyLimit
 from score.server.api.openapi import install_openapi
 from score.server.api.song import build_song_router
@@ -82,9 +82,14 @@ def build_app(settings: ServerSettings) -> FastAPI:
     install_openapi(app)
     app.add_middleware(
         BodyLimit,
-        limits={"/_store/": None, "/song/": settings.max_json_body, "/htsget/": htsget.MAX_BODY},
+        limits={
+            "/_store/": None,
+            "/song/": settings.max_json_body,
+            "/htsget/": htsget.MAX_BODY,
+            "/batch/": batch.MAX_BODY,
+        },
     )
-    for router in (upload.router, download.router, listing.router, health.router, htsget.router):
+    for router in (upload.router, download.router, batch.router, listing.router, health.router, htsget.router):
         app.include_router(router)
     if not settings.metadata_url:  # the embedded registry's Song API; a remote Song serves its own
         app.include_router(build_song_router(), prefix="/song")

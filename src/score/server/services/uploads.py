@@ -28,6 +28,7 @@ import json
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 from score.core import md5 as md5s
@@ -97,6 +98,28 @@ def read_spec(store: ObjectStore, key: str) -> ObjectSpecification | None:
 
 def write_spec(store: ObjectStore, key: str, spec: ObjectSpecification) -> None:
     store.write_document(key, json.dumps(spec.to_wire(), separators=(",", ":")).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """The commit record: the MD5 a finalize verified and the parts it will assemble, so that whoever rolls
+    the finalize forward (the retry, the sweep) needs nothing else."""
+
+    md5: str | None
+    parts: dict[int, CompletedPart]
+
+    def to_json(self) -> bytes:
+        parts = [p.to_wire() for _, p in sorted(self.parts.items())]
+        return json.dumps({"objectMd5": self.md5, "parts": parts}, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, body: bytes) -> _Commit:
+        data = json.loads(body)
+        md5 = data["objectMd5"]
+        if md5 is not None and not md5s.is_hex(md5):
+            raise ValueError(f"objectMd5 {md5!r} is not an MD5")
+        parts = [CompletedPart.model_validate(p) for p in data["parts"]]
+        return cls(md5.lower() if md5 else None, {p.partNumber: p for p in parts})
 
 
 class InsufficientStorage(ApiError):
@@ -334,34 +357,73 @@ class UploadService:
             guard(lambda k=head.key: self._store.delete(k))
 
     # -- finalize ------------------------------------------------------------------------------
-    def finalize(self, object_id: str, upload_id: str, md5: str | None, entity: Entity) -> ObjectSpecification:
+    def finalize(
+        self,
+        object_id: str,
+        upload_id: str,
+        md5: str | None,
+        entity: Entity,
+        parts: list[CompletedPart] | None = None,
+    ) -> ObjectSpecification:
         """Verify and publish the object. Idempotent: a repeated call after success answers success.
 
-        The steps, each survivable (see the module docstring): check the parts are all recorded and still
-        the ones the store holds, verify the MD5, write ``committed``, then roll forward.
+        The parts are the recorded markers, or ``parts`` when the caller sends them with the finalize (the
+        batch API: no per-part record calls). The steps, each survivable (see the module docstring): check
+        the parts are all there and still the ones the store holds, verify the MD5, write the commit record
+        (the verified MD5 and the parts), then roll forward.
         """
-        final = guard(lambda: read_spec(self._store, meta_key(object_id)))
-        if final is not None and final.uploadId == upload_id:
+        current = guard(lambda: read_spec(self._store, meta_key(object_id)))
+        if current is not None and current.uploadId == upload_id:
             self.discard_state(object_id, upload_id)  # finished earlier; its state may be left over
-            return final
-        state_meta = upload_state_prefix(object_id, upload_id) + ".meta"
-        spec = guard(lambda: read_spec(self._store, state_meta))
+            return current
+        prefix = upload_state_prefix(object_id, upload_id)
+        spec = guard(lambda: read_spec(self._store, prefix + ".meta"))
         if spec is None:
             self._state(object_id, upload_id)  # raises the clear 404
         assert spec is not None
-        committed = self._committed_md5(object_id, upload_id)
-        if committed is None:
-            completed = self._complete_markers(object_id, upload_id, spec)
+        state_keys = {h.key for h in guard(lambda: list(self._store.list(prefix)))}
+        commit = self._read_commit(object_id, upload_id) if prefix + COMMITTED in state_keys else None
+        if commit is None:
+            if parts is None:
+                completed = self._complete_markers(object_id, spec, state_keys)
+            else:
+                completed = self._complete_given(object_id, upload_id, spec, parts)
             if spec.objectSize > 0:
-                self._check_markers_against_store(object_id, upload_id, spec, completed)
-            committed = self._verified_md5(object_id, upload_id, spec, md5, entity)
-            record = json.dumps({"objectMd5": committed}).encode("utf-8")
-            guard(lambda: self._store.write_document(upload_state_prefix(object_id, upload_id) + COMMITTED, record))
+                self._check_parts_against_store(object_id, upload_id, spec, completed, markers=parts is None)
+            commit = _Commit(self._verified_md5(object_id, upload_id, spec, md5, entity), completed)
+            guard(lambda: self._store.write_document(prefix + COMMITTED, commit.to_json()))
+            state_keys.add(prefix + COMMITTED)
             crash_point("finalize.committed")
-        return self.roll_forward(object_id, upload_id, spec, committed)
+        return self.roll_forward(object_id, upload_id, spec, commit, current, state_keys)
 
-    def _complete_markers(self, object_id: str, upload_id: str, spec: ObjectSpecification) -> dict[int, CompletedPart]:
-        completed = {m.partNumber: m for m in self._markers(object_id, upload_id)}
+    def _complete_markers(
+        self, object_id: str, spec: ObjectSpecification, state_keys: set[str]
+    ) -> dict[int, CompletedPart]:
+        markers = [m for m in (parse_marker(k) for k in state_keys) if m is not None]
+        completed = {m.partNumber: m for m in markers}
+        return self._all_parts(object_id, spec, completed)
+
+    def _complete_given(
+        self, object_id: str, upload_id: str, spec: ObjectSpecification, parts: list[CompletedPart]
+    ) -> dict[int, CompletedPart]:
+        for part in parts:
+            _check_md5(part.md5, f"md5 of part {part.partNumber}")
+            if (
+                md5s.is_hex(part.etag.strip('"'))
+                and self._store.etag_is_md5
+                and part.etag.strip('"').lower() != part.md5.lower()
+            ):
+                raise BadRequest(
+                    f"part {part.partNumber}: the store received bytes with MD5 {part.etag} but the client reports "
+                    f"{part.md5}; upload the part again"
+                )
+        given = {p.partNumber: p.model_copy(update={"md5": p.md5.lower(), "etag": p.etag.strip('"')}) for p in parts}
+        return self._all_parts(object_id, spec, given)
+
+    @staticmethod
+    def _all_parts(
+        object_id: str, spec: ObjectSpecification, completed: dict[int, CompletedPart]
+    ) -> dict[int, CompletedPart]:
         missing = [p.partNumber for p in spec.parts if p.partNumber not in completed]
         if missing:
             shown = ", ".join(str(n) for n in missing[:20]) + (" ..." if len(missing) > 20 else "")
@@ -371,12 +433,17 @@ class UploadService:
             )
         return completed
 
-    def _check_markers_against_store(
-        self, object_id: str, upload_id: str, spec: ObjectSpecification, completed: dict[int, CompletedPart]
+    def _check_parts_against_store(
+        self,
+        object_id: str,
+        upload_id: str,
+        spec: ObjectSpecification,
+        completed: dict[int, CompletedPart],
+        markers: bool,
     ) -> None:
-        """Every recorded part must still be the part the store holds. A part replaced after it was recorded
-        (a replayed PUT; S3, Azure and GCS let a signed URL overwrite a part until completion) loses its
-        record, so the client's resume sends it again instead of this finalize failing for ever."""
+        """Every part must be the part the store holds. A part replaced after it was recorded (a replayed PUT;
+        S3, Azure and GCS let a signed URL overwrite a part until completion) loses its record, so the
+        client's resume sends it again instead of this finalize failing for ever."""
         held: dict[int, list[UploadedPart]] = {}
         for stored in guard(lambda: self._uploaded_parts(object_id, upload_id)):
             held.setdefault(stored.part_number, []).append(stored)
@@ -393,50 +460,50 @@ class UploadService:
                 changed.append(part.partNumber)
         if not changed:
             return
-        for number in changed:
-            self.delete_part(object_id, upload_id, number)
+        if markers:
+            for number in changed:
+                self.delete_part(object_id, upload_id, number)
         shown = ", ".join(str(n) for n in changed[:20]) + (" ..." if len(changed) > 20 else "")
         raise BadRequest(
-            f"object {object_id} cannot be finalized: parts {shown} are no longer what was recorded (missing "
-            "from the store or replaced since); their records were removed: resume the upload to send them again"
+            f"object {object_id} cannot be finalized: parts {shown} are not in the store as recorded (missing "
+            "or replaced since); their records were removed: resume the upload to send them again"
         )
 
-    def _committed_md5(self, object_id: str, upload_id: str) -> str | None:
-        """The MD5 a finalize verified and committed to, or None if no finalize got that far."""
+    def _read_commit(self, object_id: str, upload_id: str) -> _Commit | None:
+        """What a finalize verified and committed to, or None if no finalize got that far."""
         body = guard(lambda: self._store.read_document(upload_state_prefix(object_id, upload_id) + COMMITTED))
         if body is None:
             return None
         try:
-            value = json.loads(body)["objectMd5"]
+            return _Commit.from_json(body)
         except (ValueError, KeyError, TypeError) as exc:
             raise Unavailable(f"the commit record of upload {upload_id} of {object_id} is unreadable: {exc}") from exc
-        return _check_md5(value, "committed md5") if value else value
 
     def finish_committed(self, object_id: str, upload_id: str, spec: ObjectSpecification) -> ObjectSpecification:
         """Roll forward a finalize that committed and then died (the sweep's call)."""
-        committed = self._committed_md5(object_id, upload_id)
-        if committed is None:
+        commit = self._read_commit(object_id, upload_id)
+        if commit is None:
             raise BadRequest(f"upload {upload_id} of object {object_id} has no committed finalize to finish")
-        return self.roll_forward(object_id, upload_id, spec, committed)
+        current = guard(lambda: read_spec(self._store, meta_key(object_id)))
+        return self.roll_forward(object_id, upload_id, spec, commit, current)
 
     def roll_forward(
-        self, object_id: str, upload_id: str, spec: ObjectSpecification, final_md5: str | None
+        self,
+        object_id: str,
+        upload_id: str,
+        spec: ObjectSpecification,
+        commit: _Commit,
+        current: ObjectSpecification | None,
+        state_keys: set[str] | None = None,
     ) -> ObjectSpecification:
         """Finish a committed finalize; every step may have been done already by a call that died, or be
-        under way in another (a client's retry beside the sweep): nothing is hidden before everything needed
-        to put it back has been read."""
-        current = guard(lambda: read_spec(self._store, meta_key(object_id)))
+        under way in another (a client's retry beside the sweep). ``current`` is the object's ``.meta`` as
+        read before: everything needed to put the object back is in the commit record, read before anything
+        is hidden."""
         if current is not None and current.uploadId == upload_id:
-            self.discard_state(object_id, upload_id)  # finished by the other call
+            self.discard_state(object_id, upload_id, state_keys)  # finished by the other call
             return current
-        completed = {m.partNumber: m for m in self._markers(object_id, upload_id)}
-        if any(p.partNumber not in completed for p in spec.parts):
-            # The markers go first when a finished upload's state is removed: another call just finished.
-            current = guard(lambda: read_spec(self._store, meta_key(object_id)))
-            if current is not None and current.uploadId == upload_id:
-                self.discard_state(object_id, upload_id)
-                return current
-            raise Unavailable(f"upload {upload_id} of object {object_id} is being finished by another request; retry")
+        completed = commit.parts
         if current is not None:
             # Overwrite: hide the old object first so no reader ever pairs old metadata with new bytes.
             guard(lambda: self._store.delete(meta_key(object_id)))
@@ -461,7 +528,7 @@ class UploadService:
 
         final = spec.model_copy(
             update={
-                "objectMd5": final_md5,
+                "objectMd5": commit.md5,
                 "parts": [
                     p.model_copy(update={"url": None, "md5": None, "sourceMd5": completed[p.partNumber].md5})
                     for p in spec.parts
@@ -470,7 +537,7 @@ class UploadService:
         )
         guard(lambda: write_spec(self._store, meta_key(object_id), final))
         crash_point("finalize.meta_written")
-        self.discard_state(object_id, upload_id)
+        self.discard_state(object_id, upload_id, state_keys)
         return final
 
     def _verified_md5(
@@ -495,12 +562,15 @@ class UploadService:
                     )
         return computed or candidates["declared at initiate"] or candidates["registered in the metadata"]
 
-    def discard_state(self, object_id: str, upload_id: str) -> None:
-        """Delete the part markers, several at a time (one store round trip each: a 16,000-part upload's
-        finalize would otherwise wait ~80 s for them), then the state document last, so a crash midway
-        leaves the state document for the stale-upload cleanup to find."""
+    def discard_state(self, object_id: str, upload_id: str, keys: set[str] | None = None) -> None:
+        """Delete the part markers and the commit record, several at a time (one store round trip each: a
+        16,000-part upload's finalize would otherwise wait ~80 s for them), then the state document last, so
+        a crash midway leaves the state document for the sweep to find. ``keys``: the state's keys when
+        the caller has just listed them (saves listing again)."""
         prefix = upload_state_prefix(object_id, upload_id)
-        markers = [h.key for h in guard(lambda: list(self._store.list(prefix))) if not h.key.endswith("/.meta")]
+        if keys is None:
+            keys = {h.key for h in guard(lambda: list(self._store.list(prefix)))}
+        markers = sorted(k for k in keys if not k.endswith("/.meta"))
         if markers:
             with ThreadPoolExecutor(max_workers=min(STATE_DELETE_PARALLEL, len(markers))) as pool:
                 list(pool.map(lambda key: guard(lambda: self._store.delete(key)), markers))

@@ -1,0 +1,207 @@
+"""Batch endpoints: one request for many objects, each object answered on its own (additions to Score's API).
+
+Score's API costs at least one round trip per object and call; a job of thousands of small files paid
+them one after another. These endpoints take up to ``MAX_ITEMS`` objects and run exactly the checks of
+the single-object calls for each (authorisation, audit, analysis state, registered size and MD5), several
+objects at a time, answering ``200`` with every object's outcome: a ``specs`` (or ``finalized``) list and
+an ``errors`` list of ``{objectId, status, message}`` with the status the single call would have given.
+The whole request is refused only for what concerns all of it: a bad token (401), a malformed body (400).
+
+* ``POST /batch/download/specs``: ``GET /download/{id}?offset=0&length=-1`` for many ids;
+* ``POST /batch/upload/initiate``: ``POST /upload/{id}/uploads`` for many files;
+* ``POST /batch/upload/finalize``: ``POST /upload/{id}`` for many uploads, each with its parts
+  (``partNumber``, ``md5``, ``etag``) instead of one ``POST /upload/{id}/parts`` call per part.
+
+Bodies are read after the caller's token is verified, within ``BodyLimit``'s bound for ``/batch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from score.core.ids import SAFE_ID_PATTERN
+from score.core.models import CompletedPart, ObjectSpecification
+from score.server.api.bodies import InvalidJson, parse_json
+from score.server.api.deps import audited_principal, get_context
+from score.server.api.guards import authorize_object, require_state
+from score.server.api.openapi import json_body, score_errors
+from score.server.auth.policy import Action
+from score.server.errors import ApiError, BadRequest
+from score.server.metadata.base import PUBLISHED, UNPUBLISHED
+
+MAX_ITEMS = 1000  # objects per request: a bounded body, a bounded answer, a bounded time
+WORKERS = 8  # objects handled at once: store round trips overlap, the registry and CPU are not flooded
+MAX_BODY = 4 * 1024 * 1024  # 1,000 finalizes of a few parts each fit with room to spare
+T = TypeVar("T")
+
+router = APIRouter(prefix="/batch", tags=["batch"])
+
+_ObjectId = Field(pattern=SAFE_ID_PATTERN, max_length=128)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BatchError(BaseModel):
+    objectId: str
+    status: int = Field(description="What the single-object call would have answered")
+    message: str
+
+
+class SpecsRequest(_Strict):
+    objectIds: list[str] = Field(min_length=1, max_length=MAX_ITEMS)
+    excludeUrls: bool = Field(False, description="Sizes and MD5s only (no URLs, no PUBLISHED check)")
+
+
+class SpecsAnswer(BaseModel):
+    specs: list[ObjectSpecification]
+    errors: list[BatchError]
+
+
+class InitiateItem(_Strict):
+    objectId: str = _ObjectId
+    fileSize: int = Field(ge=0, le=2**63 - 1)
+    md5: str | None = Field(None, pattern=r"^[0-9a-fA-F]{32}$")
+    overwrite: bool = False
+
+
+class InitiateRequest(_Strict):
+    uploads: list[InitiateItem] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class InitiateAnswer(BaseModel):
+    specs: list[ObjectSpecification]
+    errors: list[BatchError]
+
+
+class FinalizeItem(_Strict):
+    objectId: str = _ObjectId
+    uploadId: str = Field(min_length=1, max_length=200)
+    md5: str | None = Field(None, pattern=r"^[0-9a-fA-F]{32}$", description="MD5 the client computed")
+    parts: list[CompletedPart] | None = Field(
+        None, description="Every part with its MD5 and ETag; absent: the parts recorded with /upload/{id}/parts"
+    )
+
+
+class FinalizeRequest(_Strict):
+    uploads: list[FinalizeItem] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class FinalizeAnswer(BaseModel):
+    finalized: list[str] = Field(description="Object ids now finalized (or finalized before by this upload)")
+    errors: list[BatchError]
+
+
+_ERRORS = score_errors(400, 401, 413, 503)
+
+
+async def _body(request: Request, model: type[BaseModel]) -> Any:
+    """The caller's token is checked first; then the bounded body, parsed as ``model`` (400 if it is not)."""
+    await run_in_threadpool(audited_principal, request, "batch", request.url.path)
+    try:
+        return model.model_validate(parse_json(await request.body()))
+    except InvalidJson as exc:
+        raise BadRequest(f"the body is not JSON this server accepts ({exc})") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}" for err in exc.errors()
+        )
+        raise BadRequest(f"invalid request: {problems[:2000]}") from exc
+
+
+def _each(items: list[Any], handle: Callable[[Any], T], object_id: Callable[[Any], str]) -> list[T | BatchError]:
+    """``handle(item)`` for every item, several at a time; an ``ApiError`` becomes that item's BatchError."""
+
+    def one(item: Any) -> T | BatchError:
+        try:
+            return handle(item)
+        except ApiError as exc:
+            return BatchError(objectId=object_id(item), status=exc.status, message=exc.message)
+
+    with ThreadPoolExecutor(max_workers=min(WORKERS, len(items)), thread_name_prefix="batch") as pool:
+        return list(pool.map(one, items))
+
+
+def _split(results: list[Any]) -> tuple[list[Any], list[BatchError]]:
+    return [r for r in results if not isinstance(r, BatchError)], [r for r in results if isinstance(r, BatchError)]
+
+
+@router.post(
+    "/download/specs",
+    response_model=SpecsAnswer,
+    summary="Download specifications of many objects (each as GET /download/{id}?offset=0&length=-1)",
+    responses=_ERRORS,
+    openapi_extra=json_body(SpecsRequest),
+)
+async def download_specs(request: Request) -> JSONResponse:
+    body: SpecsRequest = await _body(request, SpecsRequest)
+    context = get_context(request)
+
+    def spec(object_id: str) -> dict[str, Any]:
+        _, entity = authorize_object(request, Action.DOWNLOAD, object_id, audit=not body.excludeUrls)
+        if not body.excludeUrls:
+            require_state(request, entity, PUBLISHED)
+        return context.downloads.specification(object_id, 0, -1, False, body.excludeUrls).to_wire()
+
+    ids = list(dict.fromkeys(body.objectIds))
+    specs, errors = _split(await run_in_threadpool(_each, ids, spec, str))
+    return JSONResponse({"specs": specs, "errors": [e.model_dump() for e in errors]})
+
+
+@router.post(
+    "/upload/initiate",
+    response_model=InitiateAnswer,
+    summary="Start many uploads (each as POST /upload/{id}/uploads)",
+    responses=_ERRORS,
+    openapi_extra=json_body(InitiateRequest),
+)
+async def initiate(request: Request) -> JSONResponse:
+    body: InitiateRequest = await _body(request, InitiateRequest)
+    uploads = get_context(request).uploads
+
+    def start(item: InitiateItem) -> dict[str, Any]:
+        _, entity = authorize_object(request, Action.UPLOAD, item.objectId, audit=True)
+        require_state(request, entity, UNPUBLISHED)
+        return uploads.initiate(item.objectId, item.fileSize, item.md5, item.overwrite, entity).to_wire()
+
+    _unique(item.objectId for item in body.uploads)
+    specs, errors = _split(await run_in_threadpool(_each, body.uploads, start, lambda i: i.objectId))
+    return JSONResponse({"specs": specs, "errors": [e.model_dump() for e in errors]})
+
+
+@router.post(
+    "/upload/finalize",
+    response_model=FinalizeAnswer,
+    summary="Finalize many uploads (each as POST /upload/{id}, with its parts)",
+    responses=_ERRORS,
+    openapi_extra=json_body(FinalizeRequest),
+)
+async def finalize(request: Request) -> JSONResponse:
+    body: FinalizeRequest = await _body(request, FinalizeRequest)
+    uploads = get_context(request).uploads
+
+    def finish(item: FinalizeItem) -> str:
+        _, entity = authorize_object(request, Action.UPLOAD, item.objectId)
+        require_state(request, entity, UNPUBLISHED)
+        uploads.finalize(item.objectId, item.uploadId, item.md5, entity, item.parts)
+        return item.objectId
+
+    _unique(item.objectId for item in body.uploads)
+    done, errors = _split(await run_in_threadpool(_each, body.uploads, finish, lambda i: i.objectId))
+    return JSONResponse({"finalized": done, "errors": [e.model_dump() for e in errors]})
+
+
+def _unique(object_ids: Any) -> None:
+    seen: set[str] = set()
+    for object_id in object_ids:
+        if object_id in seen:
+            raise BadRequest(f"object {object_id} appears twice in the request; name each object once")
+        seen.add(object_id)
