@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from score.client.api import FileEntity, MetadataApi, ScoreApi, token_claims, to
 from score.client.config import ClientConfig
 from score.client.errors import ClientError
 from score.client.transfer.data import DataClient
-from score.client.transfer.download import Downloader
+from score.client.transfer.download import DownloadJob, DownloadTarget
+from score.client.transfer.jobs import FileOutcome, JobProgress, JobReport, NoJobProgress
 from score.client.transfer.progress import NoProgress, Progress
 from score.client.transfer.upload import Uploader
 from score.core.ids import is_uuid
@@ -56,8 +58,20 @@ class Session:
 
         return BarProgress()
 
-    def say(self, message: str) -> None:
-        click.echo(message, err=True)
+    def say(self, message: str, board: object = None) -> None:
+        """A line on stderr (above the progress bars when a job draws them)."""
+        say = getattr(board, "say", None)
+        if say is not None:
+            say(message)
+        else:
+            click.echo(message, err=True)
+
+    def job_progress(self, verb: str) -> JobProgress:
+        if self.quiet:
+            return NoJobProgress()
+        from score.client.progress import JobBoard  # rich loads only when bars are drawn
+
+        return JobBoard(verb)
 
     def verify_connection(self) -> None:
         """Score's ``--verify-connection``: the object store must be reachable from this machine."""
@@ -259,35 +273,47 @@ def download(
     finally:
         checking.shutdown(wait=True, cancel_futures=True)
 
-    downloader = Downloader(session.config, session.score, session.progress())
+    targets = []
     seen_targets: set[Path] = set()
-    failures = 0
     for entity in entities:
         target = _target(output_dir, output_layout, entity)
         if target in seen_targets:
             session.say(f"warning: skipping {entity.object_id}: another file is already saved as {target}")
             continue
         seen_targets.add(target)
-        try:
-            started = time.monotonic()
-            result = downloader.download(entity.object_id, target, offset, length, validate, force)
-        except ClientError as exc:
-            failures += 1
-            session.say(f"error: download of {entity.object_id} failed: {exc}")
-            continue
-        if result is None:
-            session.say(f"skipped {entity.object_id}: {target} already exists (use --force to replace it)")
-            continue
-        check = "verified" if result.verified else "NOT verified (--validate false)" if not validate else "unverified"
-        session.say(
-            f"downloaded {entity.object_id} to {target}: {result.size} bytes, {check}"
-            f"{f', {result.parts_skipped} parts already done' if result.parts_skipped else ''}"
-            f" ({_rate(result.size, time.monotonic() - started)})"
-        )
-    if failures:
+        targets.append(DownloadTarget(entity.object_id, target))
+    board = session.job_progress("downloaded")
+    report = JobReport(listener=lambda outcome: _say_download(session, board, outcome, validate))
+    job = DownloadJob(session.config, session.score, board)
+    _finish(session, job.run(targets, offset, length, validate, force, report), "downloaded")
+
+
+def _say_download(session: Session, board: JobProgress, outcome: FileOutcome, validate: bool) -> None:
+    if outcome.status == "skipped":
+        line = f"skipped {outcome.object_id}: {outcome.name} already exists (use --force to replace it)"
+    elif outcome.status == "failed":
+        line = f"error: download of {outcome.object_id} failed: {outcome.detail}"
+    else:
+        check = "verified" if outcome.verified else "NOT verified (--validate false)" if not validate else "unverified"
+        already = f", {outcome.parts_skipped} parts already done" if outcome.parts_skipped else ""
+        line = f"downloaded {outcome.object_id} to {outcome.name}: {outcome.size} bytes, {check}{already}"
+    session.say(line, board)
+
+
+def _finish(session: Session, report: JobReport, verb: str) -> None:
+    """The job's summary; exit 130 if it was stopped, 1 (listing the failed files) if any failed."""
+    session.say(report.summary(verb))
+    if report.cancelled:
+        done = len(report.of("done")) + len(report.of("skipped"))
+        session.say(f"stopped: {done} files done before the interruption; run the same command to resume")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # in-flight requests are abandoned: every journal is already consistent
+    if report.failed:
+        names = ", ".join(_shown(o.name, 80) for o in report.failed[:10]) + (" ..." if len(report.failed) > 10 else "")
         raise ClientError(
-            f"{failures} of {len(entities)} downloads failed (see above); fix what is reported and re-run: "
-            "interrupted downloads resume"
+            f"{len(report.failed)} of {len(report.outcomes)} files failed ({names}); fix what is reported and run "
+            "the same command again: only the files not done are transferred"
         )
 
 

@@ -12,7 +12,6 @@ import http.client
 import json
 import mmap
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from score.client.errors import IntegrityError, ServerError
+from score.client.transfer.connections import Route, open_route
 from score.client.transfer.output import OutputFile
 
 
@@ -69,6 +69,19 @@ class _ThreadBuffers:
         self.views = tuple(memoryview(mmap.mmap(-1, size)) for _ in range(max(count, 2)))
         self.in_use_until = [0] * len(self.views)
         self.turn = 0
+        self.owner: ChunkConsumer | None = None
+
+    def serve(self, consumer: ChunkConsumer | None) -> None:
+        """Switch the ring to ``consumer`` (the hasher of another file or another attempt, or none): first
+        wait until the one before has hashed every buffer it was handed, then start the ring afresh."""
+        if consumer is self.owner:
+            return
+        if self.owner is not None:
+            for position in self.in_use_until:
+                self.owner.wait_hashed(position)
+        self.in_use_until = [0] * len(self.views)
+        self.turn = 0
+        self.owner = consumer
 
 
 class ChunkConsumer(Protocol):
@@ -92,8 +105,8 @@ class DataClient:
 
     def close(self) -> None:
         self._http.close()
-        for connection in self._local.__dict__.get("pool", {}).values():
-            connection.close()
+        for route in self._local.__dict__.get("pool", {}).values():
+            route.close()
 
     def put_part(
         self, url: str, path: Path, offset: int, size: int, md5: str, on_bytes: Callable[[int], None], what: str
@@ -109,9 +122,9 @@ class DataClient:
         if not _is_sigv2(url):  # a SigV2 signature covers Content-MD5 and Content-Type: send neither
             headers["Content-Type"] = "application/octet-stream"
             headers["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
-        with self._exchange(url, what) as (connection, target):
+        with self._exchange(url, what) as (connection, target, route_headers):
             connection.putrequest("PUT", target, skip_accept_encoding=True)
-            for name, value in headers.items():
+            for name, value in {**route_headers, **headers}.items():
                 connection.putheader(name, value)
             connection.endheaders()
             self._send_file(connection, path, offset, size, on_bytes)
@@ -173,9 +186,10 @@ class DataClient:
         md5 = hashlib.md5() if hashing else None  # noqa: S324
         headers = {"Range": f"bytes={offset}-{offset + size - 1}"} if size > 0 else {}
         buffers = self._buffers()
+        buffers.serve(consumer)
         received = 0
-        with self._exchange(url, what) as (connection, target):
-            connection.request("GET", target, headers=headers)
+        with self._exchange(url, what) as (connection, target, route_headers):
+            connection.request("GET", target, headers={**route_headers, **headers})
             response = connection.getresponse()
             if response.status not in (200, 206):
                 raise _store_error_from(response.status, response.read(), what)
@@ -216,7 +230,7 @@ class DataClient:
         return buffers
 
     @contextmanager
-    def _exchange(self, url: str, what: str) -> Iterator[tuple[http.client.HTTPConnection, str]]:
+    def _exchange(self, url: str, what: str) -> Iterator[tuple[http.client.HTTPConnection, str, dict[str, str]]]:
         """One request on this thread's keep-alive connection; any failure drops the connection, and
         socket or protocol errors become a retryable ``ServerError``."""
         try:
@@ -229,32 +243,27 @@ class DataClient:
             self._drop(url)
             raise
 
-    def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str]:
-        parts = urlsplit(url)
-        pool: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
+    def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
+        """This thread's keep-alive connection for the URL's host (through the environment's proxy, if any),
+        the request target and the headers the proxy needs."""
+        pool: dict[tuple[str, str], Route] = self._local.__dict__.setdefault("pool", {})
         used: dict[tuple[str, str], float] = self._local.__dict__.setdefault("used", {})
         key = _pool_key(url)
-        connection = pool.get(key)
-        if connection is not None and time.monotonic() - used.get(key, 0.0) > KEEPALIVE_EXPIRY:
-            connection.close()  # idle long enough for the server to have closed it: do not race its close
-            connection = None
-        if connection is None:
-            if parts.scheme == "https":
-                connection = http.client.HTTPSConnection(
-                    parts.netloc, timeout=self._timeout, context=ssl.create_default_context()
-                )
-            elif parts.scheme == "http":
-                connection = http.client.HTTPConnection(parts.netloc, timeout=self._timeout)
-            else:
-                raise ServerError(f"unsupported URL scheme {parts.scheme!r} from the server", 0)
-            pool[key] = connection
-        return connection, parts.path + (f"?{parts.query}" if parts.query else "")
+        route = pool.get(key)
+        if route is not None and time.monotonic() - used.get(key, 0.0) > KEEPALIVE_EXPIRY:
+            route.close()  # idle long enough for the server to have closed it: do not race its close
+            route = None
+        if route is None:
+            try:
+                route = pool[key] = open_route(url, self._timeout)
+            except ValueError as exc:
+                raise ServerError(str(exc), 0) from None
+        return route.connection, route.target(url), route.headers
 
     def _drop(self, url: str) -> None:
-        parts = urlsplit(url)
-        connection = self._local.__dict__.get("pool", {}).pop((parts.scheme, parts.netloc), None)
-        if connection is not None:
-            connection.close()
+        pooled = self._local.__dict__.get("pool", {}).pop(_pool_key(url), None)
+        if pooled is not None:
+            pooled.connection.close()
 
     def get_text(self, url: str, timeout: float = 5.0) -> int:
         """Status of a plain GET (used to check that the store is reachable)."""

@@ -1,18 +1,34 @@
-"""Download one object (or a byte range of it): parts in parallel into a partial file, verified, renamed.
+"""Download a job of objects: many files at once on one bounded pool, each verified, each renamed when whole.
 
-State lives in ``<output-dir>/.<objectId>/``: ``data.partial`` (bytes written in place), ``meta.json``
-(what is being downloaded) and one ``part-NNNNNNNN`` file per finished, verified part. The final name
-appears only after every part is in and the whole-file MD5 matched, by an atomic rename, so a kill at
-any point leaves either the previous state (resumable) or the finished file, never a partial file under
-the final name. Expired URLs are renewed by asking the server again, never by starting over.
+Per file, by size:
+
+* **Small files** (one part, fetched whole): one task receives the object into ``.<objectId>.partial``
+  beside its target while hashing it, checks the MD5, and hands the file to the ``Committer``, which
+  makes a batch of finished files durable with one ``syncfs`` and then renames each to its final name.
+  A kill leaves at most partial files, which the next run fetches again (one part each).
+* **Large files** (several parts, or a range): a driver keeps the file's state in
+  ``<output-dir>/.<objectId>/`` (``data.partial`` written in place, ``meta.json``, one ``part-NNNNNNNN``
+  per finished part), submits its parts to the job's pool (at most ``parallel`` large parts at once, each
+  with a ring of receive buffers), hashes the whole object in file order as the bytes arrive, fetches
+  again only parts found corrupt, fsyncs and renames. A kill leaves the finished parts, which the next run
+  does not fetch again.
+
+Either way a file appears under its final name only complete and verified, and specifications come from
+one ``POST /batch/download/specs`` per 1,000 objects (per-object calls against a server without it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from score.client.api import ScoreApi
@@ -20,14 +36,34 @@ from score.client.config import ClientConfig
 from score.client.errors import ClientError, IntegrityError
 from score.client.transfer.data import DataClient
 from score.client.transfer.hashing import InOrderHasher, md5_of_range
+from score.client.transfer.jobs import (
+    Cancelled,
+    Coordinator,
+    FileOutcome,
+    FileTally,
+    JobProgress,
+    JobReport,
+    NoJobProgress,
+)
 from score.client.transfer.journal import fsync_dir, read_json, write_json
 from score.client.transfer.output import OutputFile
-from score.client.transfer.parallel import PartTally, UrlBook, run_parallel, transfer_part
-from score.client.transfer.progress import NoProgress, Progress
+from score.client.transfer.parallel import UrlBook, transfer_part
 from score.core import md5 as md5s
 from score.core.models import ObjectSpecification
 
 log = logging.getLogger("score.client")
+
+SMALL_FILE_WORKERS = 16  # small files are latency-bound: this many are fetched at once
+COMMIT_BATCH = 64  # finished small files made durable together (one syncfs)
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+
+@dataclass(frozen=True)
+class DownloadTarget:
+    """One object of the job and the path its bytes go to."""
+
+    object_id: str
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -41,17 +77,6 @@ class PlannedPart:
     skip: int
     keep: int
     write_at: int
-
-
-@dataclass(frozen=True)
-class DownloadResult:
-    object_id: str
-    path: Path
-    size: int
-    md5: str | None
-    parts_fetched: int
-    parts_skipped: int
-    verified: bool
 
 
 def plan(spec: ObjectSpecification, offset: int, length: int) -> list[PlannedPart]:
@@ -80,80 +105,301 @@ def plan(spec: ObjectSpecification, offset: int, length: int) -> list[PlannedPar
     return planned
 
 
-@dataclass(frozen=True)
-class _Job:
-    """One download in progress: what to fetch, from where, into which partial file."""
+@dataclass
+class _File:
+    """One object being downloaded: what the plan says and where it goes."""
 
-    object_id: str
+    target: DownloadTarget
+    spec: ObjectSpecification
     spec_range: tuple[int, int]  # (offset, length) of the specification the URLs come from
-    parts: list[PlannedPart]
-    urls: dict[int, str | None]
-    state_dir: Path
-    partial: Path
-    name: str
+    offset: int
     span: int
+    parts: list[PlannedPart]
+    check_md5: str | None  # the whole object's MD5 to verify, when the whole object is fetched
+    validate: bool
+
+    @property
+    def key(self) -> str:
+        return self.target.object_id
+
+    @property
+    def small(self) -> bool:
+        """At most one part, covering the whole file: fetched, hashed and verified in a single task."""
+        return len(self.parts) <= 1 and self.offset == 0 and self.span == self.spec.objectSize
 
 
-class Downloader:
-    def __init__(self, config: ClientConfig, api: ScoreApi, progress: Progress | None = None) -> None:
+class Committer:
+    """Makes finished small files durable in batches, then gives them their final names.
+
+    A file may only appear under its final name once its bytes are on disk. One ``fsync`` per file costs a
+    disk flush each (thousands for a job of small files); ``syncfs`` flushes the file system once for a
+    whole batch of files, which are then renamed, and each folder they went into is fsynced once.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []  # (partial, final)
+        self._lock = threading.Lock()
+
+    def add(self, partial: Path, final: Path) -> None:
+        with self._lock:
+            self._pending.append((partial, final))
+            full = len(self._pending) >= COMMIT_BATCH
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            sync_file_system(batch[0][0])
+            folders = set()
+            for partial, final in batch:
+                os.replace(partial, final)
+                folders.add(final.parent)
+            for folder in folders:
+                fsync_dir(folder)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).syncfs
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.argtypes = (ctypes.c_int,)
+    return function  # type: ignore[no-any-return]
+
+
+_SYNCFS = _load_syncfs()
+
+
+def sync_file_system(path: Path) -> None:
+    """Flush every dirty page of the file system holding ``path`` (``os.sync`` where there is no syncfs)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _SYNCFS is None or _SYNCFS(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+class DownloadJob:
+    def __init__(self, config: ClientConfig, api: ScoreApi, progress: JobProgress | None = None) -> None:
         self._config = config
         self._api = api
-        self._progress = progress or NoProgress()
+        self._progress = progress or NoJobProgress()
+        self.coordinator: Coordinator | None = None
 
-    def download(
+    def run(
         self,
-        object_id: str,
-        target: Path,
+        targets: list[DownloadTarget],
         offset: int = 0,
         length: int = -1,
         validate: bool = True,
         force: bool = False,
-    ) -> DownloadResult | None:
-        """Download to ``target``; None if it already exists and ``force`` is off."""
-        if target.exists() and not force:
-            return None
-        spec = self._api.download_spec(object_id)
-        size = spec.objectSize
-        if offset < 0 or offset > size:
-            raise ClientError(f"--offset {offset} is outside object {object_id} ({size} bytes)")
-        span = size - offset if length < 0 else length
-        if offset + span > size:
-            raise ClientError(f"--offset {offset} --length {length} goes beyond object {object_id} ({size} bytes)")
-        whole = offset == 0 and span == size
+        report: JobReport | None = None,
+    ) -> JobReport:
+        """Download every target; each file's outcome is in the report. Ctrl-C cancels the job and returns
+        the report so far (``report.cancelled``)."""
+        report = report if report is not None else JobReport()
+        todo = []
+        for target in targets:
+            if target.path.exists() and not force:
+                report.add(FileOutcome(str(target.path), target.object_id, "skipped", detail="already exists"))
+            else:
+                todo.append(target)
+        files = self._plan(todo, offset, length, validate, report)
+        self._check_space(files, report)
+        files = [f for f in files if not any(o.object_id == f.key and o.status == "failed" for o in report.outcomes)]
+        self._progress.job_started(len(targets), sum(f.span for f in files))
+        for outcome in report.outcomes:
+            self._progress.file_finished(outcome.object_id, outcome.status != "failed")
+        if not files:
+            self._progress.job_finished()
+            return report
+        small = sum(f.small for f in files)
+        workers = self._config.parallel if not small else max(self._config.parallel, SMALL_FILE_WORKERS)
+        coordinator = self.coordinator = Coordinator(workers)
+        data = DataClient(workers, self._config.timeout, self._config.chunk_size)
+        committer = Committer()
+        large_slots = threading.Semaphore(self._config.parallel)
+        try:
+            futures = {self._start(f, coordinator, data, committer, large_slots): f for f in files}
+            self._collect(futures, report, coordinator)
+            committer.flush()
+        except KeyboardInterrupt:
+            report.cancelled = True
+            coordinator.cancel()
+            with contextlib.suppress(OSError):
+                committer.flush()  # files verified before the interruption keep their final names
+        finally:
+            coordinator.shutdown(wait=not report.cancelled)
+            if not report.cancelled:
+                data.close()
+            self._progress.job_finished()
+        return report
 
-        state_dir = target.parent / f".{object_id}"
-        _check_free_space(target.parent, span, state_dir / "data.partial")
-        if force and target.exists():
-            target.unlink()
+    # -- planning ----------------------------------------------------------------------------------
+    def _plan(
+        self, targets: list[DownloadTarget], offset: int, length: int, validate: bool, report: JobReport
+    ) -> list[_File]:
+        whole_range = (offset, length) == (0, -1)
+        # Verified ranges fetch whole upload parts (to check their MD5s): they need the whole specification.
+        # An unverified range asks for the range's own specification (its parts: the range, absolute offsets).
+        spec_range = (0, -1) if validate or whole_range else (offset, length)
+        specs = self._api.download_specs([t.object_id for t in targets], *spec_range)
+        files = []
+        for target in targets:
+            spec = specs.get(target.object_id, "no answer from the server")
+            if not isinstance(spec, ObjectSpecification):
+                report.add(FileOutcome(str(target.path), target.object_id, "failed", detail=str(spec)))
+                continue
+            if spec_range == (0, -1):
+                size = spec.objectSize
+                span = size - offset if length < 0 else length
+                if offset > size or offset + span > size:
+                    detail = f"--offset {offset} --length {length} is outside object {target.object_id} ({size} bytes)"
+                    report.add(FileOutcome(str(target.path), target.object_id, "failed", detail=detail))
+                    continue
+            else:  # the server checked the range; the specification's size is the range's
+                size, span = -1, spec.objectSize
+            whole = offset == 0 and span == size
+            check = spec.objectMd5 if validate and whole and md5s.known(spec.objectMd5) else None
+            files.append(_File(target, spec, spec_range, offset, span, plan(spec, offset, span), check, validate))
+        return files
+
+    def _check_space(self, files: list[_File], report: JobReport) -> None:
+        """Refuse up front rather than fail (or fill the disk) half-way: per folder, what the files need."""
+        needed: dict[Path, list[_File]] = {}
+        for f in files:
+            needed.setdefault(f.target.path.parent, []).append(f)
+        for folder, group in needed.items():
+            folder.mkdir(parents=True, exist_ok=True)
+            have = shutil.disk_usage(folder).free
+            want = sum(f.span - _partial_blocks(f) for f in group)
+            if want > have:
+                detail = (
+                    f"not enough free space in {folder}: the downloads need {want} more bytes, {have} are free; "
+                    "free some space or choose another --output-dir"
+                )
+                for f in group:
+                    report.add(FileOutcome(str(f.target.path), f.key, "failed", detail=detail))
+
+    # -- running ---------------------------------------------------------------------------------------
+    def _start(
+        self,
+        f: _File,
+        coordinator: Coordinator,
+        data: DataClient,
+        committer: Committer,
+        large_slots: threading.Semaphore,
+    ) -> Future[FileOutcome]:
+        if f.small:
+            return coordinator.submit(self._small, f, coordinator, data, committer)
+        driver: Future[FileOutcome] = Future()
+        thread = threading.Thread(
+            target=_complete,
+            args=(driver, lambda: self._large(f, coordinator, data, large_slots)),
+            name=f"file-{f.key[:8]}",
+            daemon=True,
+        )
+        thread.start()
+        return driver
+
+    def _collect(self, futures: dict[Future[FileOutcome], _File], report: JobReport, coordinator: Coordinator) -> None:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2)  # short waits: Ctrl-C reaches this thread promptly
+            for future in done:
+                f = futures[future]
+                try:
+                    outcome = future.result()
+                except Cancelled:
+                    continue
+                except ClientError as exc:
+                    outcome = FileOutcome(str(f.target.path), f.key, "failed", f.span, detail=str(exc))
+                report.add(outcome)
+                self._progress.file_finished(f.key, outcome.status != "failed")
+
+    def _small(self, f: _File, coordinator: Coordinator, data: DataClient, committer: Committer) -> FileOutcome:
+        """A file of one part (or none): fetch it whole into a partial file beside its target, hashing it."""
+        target = f.target.path
+        partial = target.parent / f".{f.key}.partial"
+        tally = FileTally(self._progress, f.key, coordinator)
+        tally.start(target.name, f.span)
+        if not f.parts:  # an empty object
+            expected = f.check_md5 or EMPTY_MD5
+            if f.validate and not md5s.equal(EMPTY_MD5, expected):
+                raise IntegrityError(f"object {f.key} is empty but its MD5 is {expected}, not that of no bytes")
+            partial.write_bytes(b"")
+            committer.add(partial, target)
+            return FileOutcome(str(target), f.key, "done", 0, verified=f.validate)
+        part = f.parts[0]
+        expected = f.check_md5 or part.source_md5
+        what = f"object {f.key}"
+        book = UrlBook({p.partNumber: p.url for p in f.spec.parts}, lambda: self._fresh_urls(f))
+
+        def fetch(url: str, part_tally: object) -> None:
+            out = OutputFile(partial, f.span, direct=False)
+            try:
+                digest = data.get_range(
+                    url,
+                    part.fetch_offset,
+                    part.fetch_size,
+                    out,
+                    0,
+                    0,
+                    part.keep,
+                    True,
+                    part_tally,
+                    what,  # type: ignore[arg-type]
+                )
+            finally:
+                out.close()
+            if f.validate and expected and not md5s.equal(digest, expected):
+                raise IntegrityError(f"{what}: the received bytes hash to {digest}, expected {expected}")
+
+        try:
+            transfer_part(fetch, part.number, what, book, tally, self._config.retries)  # type: ignore[arg-type]
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        committer.add(partial, target)
+        verified = bool(f.validate and expected)
+        return FileOutcome(str(target), f.key, "done", f.span, parts_moved=1, verified=verified)
+
+    def _fresh_urls(self, f: _File) -> dict[int, str | None]:
+        spec = self._api.download_specs([f.key], *f.spec_range)[f.key]
+        if not isinstance(spec, ObjectSpecification):
+            raise ClientError(f"object {f.key}: cannot renew its URLs: {spec}")
+        return {p.partNumber: p.url for p in spec.parts}
+
+    def _large(
+        self, f: _File, coordinator: Coordinator, data: DataClient, large_slots: threading.Semaphore
+    ) -> FileOutcome:
+        """A file of several parts (or a range): resumable state beside the target, parts on the job's pool."""
+        target = f.target.path
+        state_dir = target.parent / f".{f.key}"
         identity = {
-            "objectId": object_id,
-            "uploadId": spec.uploadId,
-            "objectSize": size,
-            "objectMd5": spec.objectMd5,
-            "offset": offset,
-            "length": span,
-            "wholeParts": validate or whole,
+            "objectId": f.key,
+            "uploadId": f.spec.uploadId,
+            "objectSize": f.spec.objectSize,
+            "objectMd5": f.spec.objectMd5,
+            "offset": f.offset,
+            "length": f.span,
+            "wholeParts": f.validate or (f.offset == 0 and f.span == f.spec.objectSize),
         }
-        if (read_json(state_dir / "meta.json") or {}).get("identity") != identity or force:
+        if (read_json(state_dir / "meta.json") or {}).get("identity") != identity:
             shutil.rmtree(state_dir, ignore_errors=True)  # a different object or range: start afresh
         state_dir.mkdir(parents=True, exist_ok=True)
         write_json(state_dir / "meta.json", {"identity": identity})
         partial = state_dir / "data.partial"
-
-        # Verified ranges fetch whole upload parts (to check their MD5s); unverified ones only the range.
-        spec_range = (0, -1) if validate or whole else (offset, span)
-        if spec_range != (0, -1):
-            spec = self._api.download_spec(object_id, *spec_range)
-        parts = plan(spec, offset, span)
-        finished = {p.number for p in parts if (state_dir / f"part-{p.number:08x}").exists()}
-        urls = {p.partNumber: p.url for p in spec.parts}
-        check_whole = validate and whole and md5s.known(spec.objectMd5)
-        job = _Job(object_id, spec_range, parts, urls, state_dir, partial, target.name, span)
+        finished = {p.number for p in f.parts if (state_dir / f"part-{p.number:08x}").exists()}
+        whole = f.offset == 0 and f.span == f.spec.objectSize
         # Direct I/O only for whole objects: their parts start at multiples of the part size.
-        out = OutputFile(partial, span, direct=whole)
+        out = OutputFile(partial, f.span, direct=whole)
         try:
-            object_md5 = spec.objectMd5 if check_whole else None
-            fetched, digest = self._fetch_verified(job, out, finished, validate, object_md5)
+            fetched, digest = _LargeFetch(self, f, out, state_dir, coordinator, data, large_slots).run(finished)
             os.fsync(out.fd)
         finally:
             out.close()
@@ -161,128 +407,137 @@ class Downloader:
         os.replace(partial, target)
         fsync_dir(target.parent)
         shutil.rmtree(state_dir, ignore_errors=True)
-        verified = digest is not None or (validate and all(p.source_md5 for p in parts))
-        return DownloadResult(object_id, target, span, digest, fetched, len(finished), verified)
+        verified = digest is not None or (f.validate and all(p.source_md5 for p in f.parts))
+        return FileOutcome(str(target), f.key, "done", f.span, fetched, len(finished), verified)
 
-    def _fetch_verified(
-        self,
-        job: _Job,
-        out: OutputFile,
-        finished: set[int],
-        validate: bool,
-        object_md5: str | None,
-    ) -> tuple[int, str | None]:
-        """Fetch the missing parts and verify; return (parts fetched, whole-object MD5 or None).
 
-        With a whole-object MD5 to check, every byte is hashed once, for that check; parts are hashed
-        against their ``sourceMd5`` only if it fails, to find and re-fetch just the corrupt ones.
-        Without one (ranges, legacy objects), each part is checked against its ``sourceMd5`` as it arrives.
-        """
-        pending = {p.number for p in job.parts} - finished
+@dataclass
+class _LargeFetch:
+    """Fetch a large file's missing parts on the job's pool, verify, and fetch again what is corrupt."""
+
+    job: DownloadJob
+    f: _File
+    out: OutputFile
+    state_dir: Path
+    coordinator: Coordinator
+    data: DataClient
+    slots: threading.Semaphore
+    tally: FileTally = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tally = FileTally(self.job._progress, self.f.key, self.coordinator)
+
+    def run(self, finished: set[int]) -> tuple[int, str | None]:
+        """(parts fetched, whole-object MD5 or None). With a whole-object MD5 to check, every byte is hashed
+        once, for that check; parts are hashed against their ``sourceMd5`` only if it fails, to find and
+        fetch again just the corrupt ones. Without one (ranges, legacy objects), each part is checked
+        against its ``sourceMd5`` as it arrives."""
+        f = self.f
+        object_md5 = f.check_md5
+        pending = {p.number for p in f.parts} - finished
         fetched = 0
+        digest: str | None = None
+        first = True
         for attempt in (1, 2):
             hasher = None
             if object_md5 is not None:
-                on_disk = {i for i, p in enumerate(job.parts) if p.number not in pending}
-                hasher = InOrderHasher(out.fd, [(p.write_at, p.keep) for p in job.parts], on_disk)
-            todo = [p for p in job.parts if p.number in pending]
-            self._progress.start(job.name, job.span, sum(p.keep for p in job.parts if p.number not in pending))
+                on_disk = {i for i, p in enumerate(f.parts) if p.number not in pending}
+                hasher = InOrderHasher(self.out.fd, [(p.write_at, p.keep) for p in f.parts], on_disk)
+            todo = [p for p in f.parts if p.number in pending]
+            if first:
+                self.tally.start(f.target.path.name, f.span, sum(p.keep for p in f.parts if p.number not in pending))
+                first = False
             try:
-                self._fetch(job, out, todo, validate and object_md5 is None, hasher)
+                self._fetch(todo, f.validate and object_md5 is None, hasher)
                 digest = hasher.result() if hasher is not None else None
             except BaseException:
                 if hasher is not None:
                     hasher.cancel()
                 raise
-            finally:
-                self._progress.finish()
             fetched += len(todo)
             if digest is None or md5s.equal(digest, object_md5):
                 return fetched, digest
             corrupt = [
                 p
-                for p in job.parts
-                if p.source_md5 and not md5s.equal(md5_of_range(out.fd, p.write_at, p.keep), p.source_md5)
+                for p in f.parts
+                if p.source_md5 and not md5s.equal(md5_of_range(self.out.fd, p.write_at, p.keep), p.source_md5)
             ]
             if not corrupt:
-                # Every part checks out: re-hash the file once before calling it damaged.
-                digest = md5_of_range(out.fd, 0, job.span)
+                # Every part checks out: hash the file once more before calling it damaged.
+                digest = md5_of_range(self.out.fd, 0, f.span)
                 if md5s.equal(digest, object_md5):
                     return fetched, digest
                 break
             if attempt == 2:
                 break
             log.warning(
-                "object %s: %d corrupt part(s) found after the MD5 check; fetching them again",
-                job.object_id,
-                len(corrupt),
+                "object %s: %d corrupt part(s) found after the MD5 check; fetching them again", f.key, len(corrupt)
             )
             for part in corrupt:
-                (job.state_dir / f"part-{part.number:08x}").unlink(missing_ok=True)
+                (self.state_dir / f"part-{part.number:08x}").unlink(missing_ok=True)
+                self.tally.advance(-part.keep)
             pending = {p.number for p in corrupt}
-        shutil.rmtree(job.state_dir, ignore_errors=True)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
         raise IntegrityError(
-            f"object {job.object_id}: the downloaded bytes hash to {digest} but the object's MD5 is {object_md5}; "
+            f"object {f.key}: the downloaded bytes hash to {digest} but the object's MD5 is {object_md5}; "
             "the partial download was discarded. If this repeats, the stored object is damaged: tell its owner"
         )
 
-    def _fetch(
-        self,
-        job: _Job,
-        out: OutputFile,
-        todo: list[PlannedPart],
-        hash_parts: bool,
-        hasher: InOrderHasher | None,
-    ) -> None:
-        def fresh_urls() -> dict[int, str | None]:
-            return {p.partNumber: p.url for p in self._api.download_spec(job.object_id, *job.spec_range).parts}
-
-        book = UrlBook(job.urls, fresh_urls)
-        data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
+    def _fetch(self, todo: list[PlannedPart], hash_parts: bool, hasher: InOrderHasher | None) -> None:
+        f = self.f
+        book = UrlBook({p.partNumber: p.url for p in f.spec.parts}, lambda: self.job._fresh_urls(f))
 
         def fetch(part: PlannedPart) -> None:
-            what = f"part {part.number} of {job.object_id}"
+            what = f"part {part.number} of {f.key}"
 
-            def get(url: str, tally: PartTally) -> None:
+            def get(url: str, tally: object) -> None:
                 hashing = hash_parts and part.source_md5 is not None
-                digest = data.get_range(
+                digest = self.data.get_range(
                     url,
                     part.fetch_offset,
                     part.fetch_size,
-                    out,
+                    self.out,
                     part.write_at,
                     part.skip,
                     part.keep,
                     hashing,
-                    tally,
+                    tally,  # type: ignore[arg-type]
                     what,
                     hasher,
                 )
                 if digest is not None and not md5s.equal(digest, part.source_md5):
                     raise IntegrityError(f"{what}: received bytes hash to {digest}, expected {part.source_md5}")
 
-            try:
-                transfer_part(get, part.number, what, book, self._progress, self._config.retries)
-            except BaseException:
-                if hasher is not None:
-                    hasher.cancel()  # workers waiting for their buffers to be hashed must not wait for this part
-                raise
-            write_json(job.state_dir / f"part-{part.number:08x}", {"partNumber": part.number, "md5": part.source_md5})
-            out.part_finished()
+            with self.slots:
+                try:
+                    transfer_part(get, part.number, what, book, self.tally, self.job._config.retries)  # type: ignore[arg-type]
+                except BaseException:
+                    if hasher is not None:
+                        hasher.cancel()  # workers waiting for their buffers to be hashed must not wait for this
+                    raise
+            write_json(self.state_dir / f"part-{part.number:08x}", {"partNumber": part.number, "md5": part.source_md5})
+            self.out.part_finished()
 
+        futures = [self.coordinator.submit(fetch, part) for part in todo]
         try:
-            run_parallel(fetch, todo, self._config.parallel)
-        finally:
-            data.close()
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
-def _check_free_space(directory: Path, needed: int, partial: Path) -> None:
-    """Refuse up front rather than fail (or fill the disk) half-way through."""
-    directory.mkdir(parents=True, exist_ok=True)
-    have = shutil.disk_usage(directory).free
-    already = partial.stat().st_blocks * 512 if partial.exists() else 0
-    if needed - already > have:
-        raise ClientError(
-            f"not enough free space in {directory}: the download needs {needed - already} more bytes, "
-            f"{have} are free; free some space or choose another --output-dir"
-        )
+def _complete(future: Future[FileOutcome], work: Callable[[], FileOutcome]) -> None:
+    try:
+        future.set_result(work())
+    except BaseException as exc:
+        future.set_exception(exc)
+
+
+def _partial_blocks(f: _File) -> int:
+    partial = f.target.path.parent / f".{f.key}" / "data.partial"
+    try:
+        return partial.stat().st_blocks * 512
+    except OSError:
+        return 0

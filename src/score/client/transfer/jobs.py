@@ -1,0 +1,172 @@
+"""A job: many files moved as one, on one bounded pool, with one coordinator for cancellation and errors.
+
+``score-client upload``/``download`` of an analysis or a manifest is a job of many files (s3transfer's
+shape): the part tasks of many files are in flight at once on one pool, each file's outcome is recorded
+on its own (a failed file does not stop the others), progress is reported for the job, and one
+``Coordinator`` owns cancellation: Ctrl-C sets it, every worker sees it at its next chunk, and the job
+ends within a second, its journals consistent (they are only ever replaced whole).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from score.client.errors import ClientError
+
+T = TypeVar("T")
+
+
+class Cancelled(ClientError):
+    """The job was stopped (Ctrl-C): what is done stays done, the same command resumes the rest."""
+
+
+class JobProgress(Protocol):
+    """What the job reports as it goes; the CLI draws it, a library may ignore it (``NoJobProgress``)."""
+
+    def job_started(self, files: int, total_bytes: int) -> None: ...
+
+    def file_started(self, key: str, name: str, size: int, done: int = 0) -> None: ...
+
+    def advance(self, key: str, nbytes: int) -> None: ...
+
+    def file_finished(self, key: str, ok: bool) -> None: ...
+
+    def job_finished(self) -> None: ...
+
+
+class NoJobProgress:
+    def job_started(self, files: int, total_bytes: int) -> None:
+        pass
+
+    def file_started(self, key: str, name: str, size: int, done: int = 0) -> None:
+        pass
+
+    def advance(self, key: str, nbytes: int) -> None:
+        pass
+
+    def file_finished(self, key: str, ok: bool) -> None:
+        pass
+
+    def job_finished(self) -> None:
+        pass
+
+
+class FileTally:
+    """One file's bytes as the part code reports them (``advance(n)``, negative when a retry takes
+    back what a failed attempt had counted), forwarded to the job's progress; it also stops a worker
+    that is moving bytes for a cancelled job, at its next chunk."""
+
+    def __init__(self, progress: JobProgress, key: str, coordinator: Coordinator) -> None:
+        self._progress = progress
+        self._key = key
+        self._coordinator = coordinator
+
+    def start(self, name: str, total: int, done: int = 0) -> None:
+        self._progress.file_started(self._key, name, total, done)
+
+    def advance(self, nbytes: int) -> None:
+        self._coordinator.check()
+        self._progress.advance(self._key, nbytes)
+
+    def finish(self) -> None:
+        pass  # the job reports the file's end itself, with its outcome
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What became of one file of the job."""
+
+    name: str  # what the user knows the file by: its path, or its object id
+    object_id: str
+    status: str  # "done", "skipped", "failed"
+    size: int = 0
+    detail: str = ""  # skipped: why; failed: the error
+    parts_moved: int = 0
+    parts_skipped: int = 0
+    verified: bool = False
+
+
+@dataclass
+class JobReport:
+    """Every file's outcome, in the order they ended; ``listener`` hears of each as it is added."""
+
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    cancelled: bool = False
+    listener: Callable[[FileOutcome], None] | None = None
+
+    def add(self, outcome: FileOutcome) -> None:
+        self.outcomes.append(outcome)
+        if self.listener is not None:
+            self.listener(outcome)
+
+    def of(self, status: str) -> list[FileOutcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        return self.of("failed")
+
+    def summary(self, verb: str) -> str:
+        """One line for the end of the job: files, bytes, verified, skipped, failed, time."""
+        done = self.of("done")
+        moved = sum(o.size for o in done)
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        verified = sum(o.verified for o in done)
+        parts = [f"{len(done)} {verb}", f"{_size(moved)} in {elapsed:.1f} s ({_size(moved / elapsed)}/s)"]
+        if verified:
+            parts.append(f"{verified} verified")
+        if self.of("skipped"):
+            parts.append(f"{len(self.of('skipped'))} skipped")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        total = len(self.outcomes)
+        return f"{total} file{'s' if total != 1 else ''}: " + ", ".join(parts)
+
+
+def _size(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+class Coordinator:
+    """One bounded pool for the job's tasks, and the job's cancellation.
+
+    Tasks run in submission order as workers free up; ``check`` raises ``Cancelled`` in any task once the
+    job is cancelled, and ``shutdown`` drops the tasks not started. Nothing here waits for a request in
+    flight: a cancelled job returns at once, its workers leave the process when it exits.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(workers, 1)
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="job")
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def check(self) -> None:
+        if self._cancelled.is_set():
+            raise Cancelled("the job was stopped")
+
+    def submit(self, task: Callable[..., T], *args: object) -> Future[T]:
+        def guarded() -> T:
+            self.check()
+            return task(*args)
+
+        return self._pool.submit(guarded)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=not wait or self.cancelled)
