@@ -542,7 +542,7 @@ class Race:
 # -- reporting ----------------------------------------------------------------------------------------
 
 
-def _table(lines: list[tuple[str, ...]], align: str = "ll") -> None:
+def table(lines: list[tuple[str, ...]], align: str = "ll") -> None:
     """Print aligned columns; ``align`` gives ``l``/``r`` per leading column, the rest are numbers (right)."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for index, line in enumerate(lines):
@@ -594,7 +594,7 @@ def report(size: int, rows: dict[tuple[str, str], Row], md5ref: Row, pending: bo
                 f"{row.median('server_cpu'):.2f}",
             )
         )
-    _table(lines)
+    table(lines)
     for (tool, direction), row in rows.items():
         if row.failed:
             print(f"  {tool} {direction}: {row.failed.splitlines()[0]}")
@@ -616,7 +616,7 @@ def report(size: int, rows: dict[tuple[str, str], Row], md5ref: Row, pending: bo
     elif len(ratio_lines[0]) == 2:
         print("(no peer ran)")
     else:
-        _table(ratio_lines)
+        table(ratio_lines)
 
     print("\ntargets (from the issue):\n")
     target_lines: list[tuple[str, ...]] = [("target", "ratio", "goal", "result")]
@@ -638,7 +638,7 @@ def report(size: int, rows: dict[tuple[str, str], Row], md5ref: Row, pending: bo
     else:
         verdict, rss_cell = ("pending" if pending else "-"), "-"
     target_lines.append((f"peak score-client RSS at {human(size)}", rss_cell, f"< {RSS_TARGET_MIB} MiB", verdict))
-    _table(target_lines, align="lrrl")
+    table(target_lines, align="lrrl")
 
     print("\nwhere the CPU goes (median CPU-s per GiB moved; one MD5 pass for reference):\n")
     cpu_lines: list[tuple[str, ...]] = [("tool", "direction", "client", "SeaweedFS", "score-server", "total", "MB/s")]
@@ -660,7 +660,7 @@ def report(size: int, rows: dict[tuple[str, str], Row], md5ref: Row, pending: bo
                 f"{md5ref.rate(size):.0f}",
             )
         )
-    _table(cpu_lines)
+    table(cpu_lines)
 
 
 def _ratio(score: Row | None, peer: Row | None, size: int) -> float | None:
@@ -742,14 +742,56 @@ def disk_needed(args: argparse.Namespace) -> int:
     return sum(size * (2 + len(args.tools) * args.runs) for size in args.sizes) + GiB
 
 
+def trap_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP unwind through ``finally`` blocks, so every process is stopped by PID."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (nohup, &)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGHUP, _raise_interrupted)
+
+
+def guarded(body: Callable[[], int], held: Sequence[Race]) -> int:
+    """Run ``body`` and turn how it ended into the exit status (1 MD5 mismatch, 130 interrupted, 2 anything
+    else, with the score-server log tail of every race in ``held``)."""
+    try:
+        return body()
+    except Md5Mismatch as exc:
+        say(f"\nFAILED: MD5 mismatch: {exc}")
+        return 1
+    except (KeyboardInterrupt, Interrupted) as exc:
+        say(f"\ninterrupted ({str(exc) or 'SIGINT'}); cleaning up")
+        return 130
+    except Exception as exc:
+        say(f"\nFAILED: {exc.__class__.__name__}: {exc}")
+        for race in held:
+            if race.server is not None and race.server.process is not None:
+                say(f"--- score-server log tail ({race.server.log_path}) ---\n{race.server.log_tail()}")
+        return 2
+
+
+def clean_up(held: Sequence[Race], store: SeaweedS3, work: Path, keep: bool) -> None:
+    """Kill any measured child, stop score-server and SeaweedFS by PID, remove (or keep) the work dir."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+    kill_live_children()
+    for race in held:
+        if race.api is not None:
+            race.api.close()
+        if race.server is not None:
+            race.server.stop()
+    with suppress(Exception):
+        store.stop()
+    if keep:
+        say(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not shutil.which("md5sum"):
         say("error: md5sum is not on PATH; it is the MD5 cost reference")
         return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (nohup, &)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.signal(signal.SIGHUP, _raise_interrupted)
+    trap_signals()
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="score-race-", dir=args.workdir))
@@ -764,40 +806,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = SeaweedS3(work / "seaweed")
     held: list[Race] = []  # _run hands the race over as soon as it exists, so cleanup reaches its server
     try:
-        return _run(args, work, store, held.append)
-    except Md5Mismatch as exc:
-        say(f"\nFAILED: MD5 mismatch: {exc}")
-        return 1
-    except (KeyboardInterrupt, Interrupted) as exc:
-        say(f"\ninterrupted ({str(exc) or 'SIGINT'}); cleaning up")
-        return 130
-    except Exception as exc:
-        say(f"\nFAILED: {exc.__class__.__name__}: {exc}")
-        for race in held:
-            if race.server is not None and race.server.process is not None:
-                say(f"--- score-server log tail ({race.server.log_path}) ---\n{race.server.log_tail()}")
-        return 2
+        return guarded(lambda: _run(args, work, store, held.append), held)
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
-        kill_live_children()
-        for race in held:
-            if race.api is not None:
-                race.api.close()
-            if race.server is not None:
-                race.server.stop()
-        with suppress(Exception):
-            store.stop()
-        if args.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        clean_up(held, store, work, args.keep)
 
 
-def _run(args: argparse.Namespace, work: Path, store: SeaweedS3, keep: Callable[[Race], None]) -> int:
-    """The race proper; ``main`` owns the cleanup of whatever ``keep`` was handed."""
-    say(f"work dir {work}")
-    tools: list[str] = args.tools
+def find_peers(tools: Sequence[str]) -> dict[str, Peer]:
+    """Each peer in ``tools`` found or installed; one that cannot be is reported and left out."""
     peers: dict[str, Peer] = {}
     for tool in tools:
         if tool == "score":
@@ -807,11 +822,24 @@ def _run(args: argparse.Namespace, work: Path, store: SeaweedS3, keep: Callable[
             say(f"SKIPPING {tool}: not installed and could not be installed ({INSTALL_HINT[tool]})")
         else:
             peers[tool] = peer
+    return peers
 
+
+def open_race(
+    args: argparse.Namespace,
+    work: Path,
+    store: SeaweedS3,
+    peers: dict[str, Peer],
+    keep: Callable[[Race], None],
+    race_type: type[Race] = Race,
+) -> Race:
+    """Start SeaweedFS, make a bucket with the sentinel, and a race (of ``race_type``) on it, handed to
+    ``keep`` at once so the cleanup reaches it; aws-cli is configured (and dropped from ``peers`` if that
+    fails). score-server is not started here."""
     say("starting SeaweedFS ...")
     store.start()
     bucket = store.fresh_bucket(sentinel=True)
-    race = Race(args, work, store, bucket)
+    race = race_type(args, work, store, bucket)
     keep(race)
     race.peers = peers
     if "aws" in peers:
@@ -820,6 +848,16 @@ def _run(args: argparse.Namespace, work: Path, store: SeaweedS3, keep: Callable[
         except ToolFailed as exc:
             say(f"SKIPPING aws: {exc}")
             del peers["aws"]
+    return race
+
+
+def _run(args: argparse.Namespace, work: Path, store: SeaweedS3, keep: Callable[[Race], None]) -> int:
+    """The race proper; ``main`` owns the cleanup of whatever ``keep`` was handed."""
+    say(f"work dir {work}")
+    tools: list[str] = args.tools
+    peers = find_peers(tools)
+    race = open_race(args, work, store, peers, keep)
+    bucket = race.bucket
 
     pending = "score" in tools and not S3_BACKEND.exists()
     run_score = "score" in tools and not pending

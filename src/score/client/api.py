@@ -148,12 +148,12 @@ class ScoreApi(_Service):
             params={"uploadId": upload_id, "partNumber": part_number, "md5": md5, "etag": etag},
         )
 
-    def finalize(self, object_id: str, upload_id: str, md5: str) -> None:
+    def finalize(self, object_id: str, upload_id: str, md5: str | None) -> None:
         self.call(
             "POST",
             f"/upload/{object_id}",
             f"finalizing the upload of {object_id}",
-            params={"uploadId": upload_id, "md5": md5},
+            params={"uploadId": upload_id, **({"md5": md5} if md5 else {})},
         )
 
     def cancel(self, object_id: str) -> None:
@@ -206,6 +206,84 @@ class ScoreApi(_Service):
             with ThreadPoolExecutor(max_workers=min(8, len(rest)), thread_name_prefix="specs") as pool:
                 answers.update(zip(rest, pool.map(one, rest), strict=True))
         return answers
+
+    def initiate_many(self, items: list[dict[str, Any]]) -> dict[str, ObjectSpecification | ServerError]:
+        """Start many uploads: ``POST /batch/upload/initiate`` per 1,000 (items: ``objectId``, ``fileSize``,
+        ``md5``, ``overwrite``, ``replaceInProgress``); a server without it gets Score's own calls per file.
+        Each answer is the upload's specification, or the refusal as a ServerError (409: the object exists,
+        or an upload of it is in progress)."""
+        answers: dict[str, ObjectSpecification | ServerError] = {}
+        if self._batches:
+            for start in range(0, len(items), BATCH_ITEMS):
+                chunk = items[start : start + BATCH_ITEMS]
+                what = f"starting {len(chunk)} uploads"
+                response = self.call(
+                    "POST", "/batch/upload/initiate", what, ok=(200, 404, 405), json={"uploads": chunk}
+                )
+                if response.status_code != 200:
+                    self._batches = False
+                    break
+                answer = response.json()
+                for spec in answer.get("specs", []):
+                    parsed = ObjectSpecification.model_validate(spec)
+                    answers[parsed.objectId] = parsed
+                for error in answer.get("errors", []):
+                    answers[error["objectId"]] = self._refusal(error, f"starting the upload of {error['objectId']}")
+        for item in items:
+            if item["objectId"] not in answers:
+                answers[item["objectId"]] = self._initiate_one(item)
+        return answers
+
+    def _initiate_one(self, item: dict[str, Any]) -> ObjectSpecification | ServerError:
+        """Score's calls for one upload: exists and status checks as the batch call makes them, then initiate."""
+        object_id, size = item["objectId"], item["fileSize"]
+        try:
+            if not item.get("overwrite") and self.exists(object_id):
+                return ServerError(f"object {object_id} already exists; use --force to replace it", 409)
+            if not item.get("replaceInProgress", True) and self.status(object_id, size) is not None:
+                return ServerError(
+                    f"an upload of object {object_id} is already in progress, started elsewhere; "
+                    "use --force to discard it and start over",
+                    409,
+                )
+            return self.initiate(object_id, size, item.get("md5"), overwrite=bool(item.get("overwrite")))
+        except ServerError as exc:
+            return exc
+
+    def finalize_many(self, items: list[dict[str, Any]]) -> dict[str, ServerError | None]:
+        """Finalize many uploads, each with its parts: ``POST /batch/upload/finalize`` per 1,000; a server
+        without it gets a record call per part and a finalize per file. None for each one finalized."""
+        answers: dict[str, ServerError | None] = {}
+        if self._batches:
+            for start in range(0, len(items), BATCH_ITEMS):
+                chunk = items[start : start + BATCH_ITEMS]
+                what = f"finalizing {len(chunk)} uploads"
+                response = self.call(
+                    "POST", "/batch/upload/finalize", what, ok=(200, 404, 405), json={"uploads": chunk}
+                )
+                if response.status_code != 200:
+                    self._batches = False
+                    break
+                answer = response.json()
+                answers.update(dict.fromkeys(answer.get("finalized", [])))
+                for error in answer.get("errors", []):
+                    answers[error["objectId"]] = self._refusal(error, f"finalizing the upload of {error['objectId']}")
+        for item in items:
+            if item["objectId"] in answers:
+                continue
+            try:
+                for part in item.get("parts") or []:
+                    self.finalize_part(
+                        item["objectId"], item["uploadId"], part["partNumber"], part["md5"], part["etag"]
+                    )
+                self.finalize(item["objectId"], item["uploadId"], item.get("md5"))
+                answers[item["objectId"]] = None
+            except ServerError as exc:
+                answers[item["objectId"]] = exc
+        return answers
+
+    def _refusal(self, error: dict[str, Any], what: str) -> ServerError:
+        return ServerError(_explain(error["status"], error["message"], what, self._token), error["status"])
 
     def ping(self) -> str:
         return self.call("GET", "/download/ping", "pinging the storage server").text.strip()

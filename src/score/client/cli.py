@@ -21,8 +21,7 @@ from score.client.errors import ClientError
 from score.client.transfer.data import DataClient
 from score.client.transfer.download import DownloadJob, DownloadTarget
 from score.client.transfer.jobs import FileOutcome, JobProgress, JobReport, NoJobProgress
-from score.client.transfer.progress import NoProgress, Progress
-from score.client.transfer.upload import Uploader
+from score.client.transfer.upload import UploadItem, UploadJob
 from score.core.ids import is_uuid
 from score.core.manifest import ManifestError, parse_download_manifest, parse_upload_manifest
 
@@ -50,13 +49,6 @@ class Session:
         if self._metadata is None:
             self._metadata = MetadataApi(self.config)
         return self._metadata
-
-    def progress(self) -> Progress:
-        if self.quiet:
-            return NoProgress()
-        from score.client.progress import BarProgress
-
-        return BarProgress()
 
     def say(self, message: str, board: object = None) -> None:
         """A line on stderr (above the progress bars when a job draws them)."""
@@ -189,27 +181,22 @@ def upload(
 
     if verify_connection:
         session.verify_connection()
-    uploader = Uploader(session.config, session.score, session.progress())
-    failures = 0
-    for path, oid, expected in jobs:
-        try:
-            started = time.monotonic()
-            result = uploader.upload(path, oid, expected, force)
-        except ClientError as exc:
-            failures += 1
-            session.say(f"error: upload of {_shown(str(path))} failed: {exc}")
-            continue
-        elapsed = time.monotonic() - started
-        session.say(
-            f"uploaded {path} as {oid}: {result.size} bytes, md5 {result.md5}, {result.parts_sent} parts sent"
-            + (f", {result.parts_skipped} already done" if result.parts_skipped else "")
-            + f" ({_rate(result.size, elapsed)})"
+    board = session.job_progress("uploaded")
+    report = JobReport(listener=lambda outcome: _say_upload(session, board, outcome))
+    items = [UploadItem(path, oid, expected) for path, oid, expected in jobs]
+    _finish(session, UploadJob(session.config, session.score, board).run(items, force, report), "uploaded")
+
+
+def _say_upload(session: Session, board: JobProgress, outcome: FileOutcome) -> None:
+    if outcome.status == "failed":
+        line = f"error: upload of {_shown(outcome.name)} failed: {outcome.detail}"
+    else:
+        already = f", {outcome.parts_skipped} already done" if outcome.parts_skipped else ""
+        line = (
+            f"uploaded {outcome.name} as {outcome.object_id}: {outcome.size} bytes, md5 {outcome.md5}, "
+            f"{outcome.parts_moved} parts sent{already}"
         )
-    if failures:
-        raise ClientError(
-            f"{failures} of {len(jobs)} uploads failed (see above); fix what is reported and re-run: "
-            "interrupted uploads resume"
-        )
+    session.say(line, board)
 
 
 # -- download --------------------------------------------------------------------------------------
@@ -456,10 +443,6 @@ def _describe_token(token: str) -> str:
     remaining = int(expiry - time.time())
     state = f"expires in {remaining // 60} min" if remaining > 0 else f"EXPIRED {-remaining // 60} min ago"
     return f"set (JWT for {claims.get('sub', '?')}, scopes: {claims.get('scope', '')}; {state})"
-
-
-def _rate(size: int, seconds: float) -> str:
-    return f"{size / max(seconds, 1e-6) / 1e6:.1f} MB/s"
 
 
 @contextmanager

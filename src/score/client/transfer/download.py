@@ -44,6 +44,7 @@ from score.client.transfer.jobs import (
     JobProgress,
     JobReport,
     NoJobProgress,
+    drive,
 )
 from score.client.transfer.journal import fsync_dir, read_json, write_json
 from score.client.transfer.output import OutputFile
@@ -296,15 +297,7 @@ class DownloadJob:
     ) -> Future[FileOutcome]:
         if f.small:
             return coordinator.submit(self._small, f, coordinator, data, committer)
-        driver: Future[FileOutcome] = Future()
-        thread = threading.Thread(
-            target=_complete,
-            args=(driver, lambda: self._large(f, coordinator, data, large_slots)),
-            name=f"file-{f.key[:8]}",
-            daemon=True,
-        )
-        thread.start()
-        return driver
+        return drive(lambda: self._large(f, coordinator, data, large_slots), f"file-{f.key[:8]}")
 
     def _collect(self, futures: dict[Future[FileOutcome], _File], report: JobReport, coordinator: Coordinator) -> None:
         pending = set(futures)
@@ -526,13 +519,6 @@ class _LargeFetch:
             for future in futures:
                 future.cancel()
             raise
-
-
-def _complete(future: Future[FileOutcome], work: Callable[[], FileOutcome]) -> None:
-    try:
-        future.set_result(work())
-    except BaseException as exc:
-        future.set_exception(exc)
 
 
 def _partial_blocks(f: _File) -> int:

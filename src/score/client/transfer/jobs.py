@@ -89,6 +89,7 @@ class FileOutcome:
     parts_moved: int = 0
     parts_skipped: int = 0
     verified: bool = False
+    md5: str | None = None
 
 
 @dataclass
@@ -170,3 +171,18 @@ class Coordinator:
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait or self.cancelled)
+
+
+def drive(work: Callable[[], T], name: str) -> Future[T]:
+    """Run ``work`` on a thread of its own (a large file's driver, which waits on the pool's tasks and so
+    must not take one of the pool's threads); its result or error arrives in the returned future."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future

@@ -1,16 +1,22 @@
-"""Upload one file: initiate or resume, send missing parts in parallel, verify, finalize.
+"""Upload a job of files: started together, parts of many files on one bounded pool, finalized together.
 
-Resume: a journal beside the file (``.<objectId>/upload.json``, bound to the file's size and mtime)
-remembers the upload id; the server's status marks completed parts, which are never sent again, and
-gives the MD5 of parts the store holds but nobody recorded (the client died between a part's PUT and its
-record), which are recorded instead of sent again when the file's part hashes the same. The journal notes
-when finalize was asked, so a client killed after the server finished (the object exists) but before it
-removed its journal ends its re-run by confirming that finalize, not with "already exists".
-Integrity: every part goes with its MD5 (``Content-MD5``, hashed ahead of sending, many parts at once on
-SIMD lanes: ``upload_hashing``), which the store checks and its ETag must equal; the whole file's MD5 is
-computed beside the transfer and must equal the declared MD5 before the server is asked to finalize
-(which checks it again against the declared and registered MD5s). Each sent part is recorded with the
-server beside the transfer; a part the server will not record is sent again.
+Per job: uploads are started with one ``POST /batch/upload/initiate`` per 1,000 files (Score's calls per
+file against a server without it) and each file's journal is written (``.<objectId>/upload.json`` beside
+the file, bound to its size and mtime), all made durable by one ``syncfs``. Then, per file, by size:
+
+* **Small files** (one part, or none): one task hashes the file (its MD5 is its part's), sends it with its
+  ``Content-MD5`` and hands it to the ``Finalizer``, which finalizes finished files in batches, each with
+  its part (``POST /batch/upload/finalize``: no record call per part).
+* **Large files** (several parts): a driver hashes the parts (many at once on SIMD lanes) and the whole
+  file (on its own thread), sends the parts on the job's pool (at most ``--parallel`` large parts at once)
+  and records each with the server as it lands, so a kill loses nothing sent; then finalizes.
+
+Resume: a file with a journal resumes its upload (``status``): parts recorded are never sent again, and
+parts the store holds but nobody recorded (a kill between a PUT and its record) are recorded instead of
+sent, when the file's part hashes the same. The journal notes when finalize was asked, so a re-run after
+a kill that came after the server finished confirms that finalize instead of saying "already exists".
+Integrity: every part's MD5 goes with it (the store checks it) and is compared with the store's ETag; the
+whole file's MD5 must equal the declared one before finalize, which checks it again on the server.
 """
 
 from __future__ import annotations
@@ -19,32 +25,51 @@ import hashlib
 import logging
 import os
 import shutil
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from score.client.api import ScoreApi
 from score.client.config import ClientConfig
 from score.client.errors import ClientError, IntegrityError, ServerError
 from score.client.transfer.data import DataClient
+from score.client.transfer.download import sync_file_system
+from score.client.transfer.hashing import hash_mapped_range
+from score.client.transfer.jobs import (
+    Cancelled,
+    Coordinator,
+    FileOutcome,
+    FileTally,
+    JobProgress,
+    JobReport,
+    NoJobProgress,
+    drive,
+)
 from score.client.transfer.journal import read_json, write_json
-from score.client.transfer.parallel import PartTally, UrlBook, run_parallel, transfer_part
-from score.client.transfer.progress import NoProgress, Progress
+from score.client.transfer.parallel import PartTally, UrlBook, transfer_part
 from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
 from score.core import md5 as md5s
-from score.core.models import Part, UploadProgress
+from score.core.models import Part
 from score.crashpoints import crash_point
 
 log = logging.getLogger("score.client")
 
+SMALL_FILE_WORKERS = 16  # small files are latency-bound: this many are sent at once
+FINALIZE_BATCH = 200  # finished small files finalized together
+FINALIZE_WAIT = 0.05  # seconds a finished file may wait for others to share its finalize call
+
 
 @dataclass(frozen=True)
-class UploadResult:
+class UploadItem:
+    """One file of the job: its path, the object id it is registered under, and its declared MD5."""
+
+    path: Path
     object_id: str
-    size: int
-    md5: str
-    parts_sent: int
-    parts_skipped: int
+    md5: str | None = None
 
 
 def _file_identity(path: Path) -> dict[str, int]:
@@ -62,163 +87,406 @@ def state_dir_for(path: Path, object_id: str, config: ClientConfig) -> Path:
     return Path.home() / ".cache" / "score" / "uploads" / folder / f".{object_id}"
 
 
-class Uploader:
-    def __init__(self, config: ClientConfig, api: ScoreApi, progress: Progress | None = None) -> None:
+@dataclass
+class _File:
+    """One file being uploaded."""
+
+    item: UploadItem
+    identity: dict[str, int]
+    declared: str | None
+    journal: Path
+    upload_id: str = ""
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.item.object_id
+
+    @property
+    def name(self) -> str:
+        return str(self.item.path)
+
+    @property
+    def size(self) -> int:
+        return self.identity["size"]
+
+    @property
+    def small(self) -> bool:
+        return len(self.parts) <= 1
+
+    def outcome(self, status: str, detail: str = "", **counts: Any) -> FileOutcome:
+        return FileOutcome(self.name, self.key, status, self.size, detail, **counts)
+
+
+class UploadJob:
+    def __init__(self, config: ClientConfig, api: ScoreApi, progress: JobProgress | None = None) -> None:
         self._config = config
         self._api = api
-        self._progress = progress or NoProgress()
+        self._progress = progress or NoJobProgress()
 
-    def upload(self, path: Path, object_id: str, md5: str | None, force: bool) -> UploadResult:
+    def run(self, items: list[UploadItem], force: bool = False, report: JobReport | None = None) -> JobReport:
+        """Upload every item; each file's outcome is in the report. Ctrl-C cancels the job and returns the
+        report so far (``report.cancelled``)."""
+        report = report if report is not None else JobReport()
+        files = [f for f in (self._check(item, report) for item in items) if f is not None]
+        coordinator: Coordinator | None = None
+        try:
+            started = self._start(files, force, report)
+            self._progress.job_started(len(items), sum(f.size for f in started))
+            for outcome in report.outcomes:
+                self._progress.file_finished(outcome.object_id, outcome.status != "failed")
+            if started:
+                small = sum(f.small for f in started)
+                workers = self._config.parallel if not small else max(self._config.parallel, SMALL_FILE_WORKERS)
+                coordinator = Coordinator(workers)
+                self._send(started, coordinator, workers, report)
+        except KeyboardInterrupt:
+            report.cancelled = True
+            if coordinator is not None:
+                coordinator.cancel()
+        finally:
+            if coordinator is not None:
+                coordinator.shutdown(wait=not report.cancelled)
+            self._progress.job_finished()
+        return report
+
+    # -- before any byte moves ---------------------------------------------------------------------
+    def _check(self, item: UploadItem, report: JobReport) -> _File | None:
+        path = item.path
         try:
             readable = path.is_file()
+            identity = _file_identity(path) if readable else {}
         except OSError as exc:  # e.g. a name longer than the system allows
-            raise ClientError(f"cannot read {str(path)[:120]}: {exc.strerror or exc}") from None
+            report.add(FileOutcome(str(path), item.object_id, "failed", detail=f"cannot read it: {exc.strerror}"))
+            return None
         if not readable:
-            raise ClientError(f"{str(path)[:200]} is not a readable file")
+            report.add(FileOutcome(str(path), item.object_id, "failed", detail="not a readable file"))
+            return None
         declared = None
-        if md5:
+        if item.md5:
             try:
-                declared = md5s.normalize(md5)
+                declared = md5s.normalize(item.md5)
             except ValueError as exc:
-                raise ClientError(f"--md5 for {path}: {exc}") from exc
-        identity = _file_identity(path)
-        size = identity["size"]
-        state_dir = state_dir_for(path, object_id, self._config)
-        journal_path = state_dir / "upload.json"
-        if not force and self._api.exists(object_id):
-            finished = self._confirm_interrupted_finalize(object_id, identity, journal_path)
-            if finished is None:
-                raise ClientError(f"object {object_id} already exists; use --force to replace it")
-            shutil.rmtree(state_dir, ignore_errors=True)
-            return finished
+                report.add(FileOutcome(str(path), item.object_id, "failed", detail=f"its MD5 {exc}"))
+                return None
+        journal = state_dir_for(path, item.object_id, self._config) / "upload.json"
+        return _File(item, identity, declared, journal)
 
-        whole = WholeFileMd5.for_file(path, size, identity["mtimeNs"])  # overlaps the API calls below
-        part_md5s: PartMd5s | None = None
+    def _start(self, files: list[_File], force: bool, report: JobReport) -> list[_File]:
+        """Resume what a journal names, confirm what was being finalized, start the rest together."""
+        fresh, started = [], []
+        for f in files:
+            journal = read_json(f.journal)
+            mine = journal is not None and journal.get("file") == f.identity
+            if mine and journal.get("finalizing") and not force:
+                confirmed = self._confirm(f, journal)
+                if confirmed is not None:
+                    report.add(confirmed)
+                    continue
+            if mine and journal.get("uploadId") and (journal.get("md5") in (None, f.declared) or not f.declared):
+                resumed = self._resume(f, journal, force, report)
+                if resumed is not None:
+                    started.append(resumed)
+                    continue
+                if any(o.object_id == f.key for o in report.outcomes):
+                    continue
+            elif journal is not None and journal.get("uploadId") and not force:
+                detail = f"the file changed since the interrupted upload of {f.key} began; use --force to start over"
+                report.add(f.outcome("failed", detail))
+                continue
+            fresh.append(f)
+        started += self._initiate(fresh, force, report)
+        return started
+
+    def _confirm(self, f: _File, journal: dict[str, Any]) -> FileOutcome | None:
+        """The interrupted run had asked to finalize: if the server finished it, the file is done."""
         try:
-            upload_id, parts = self._resume_or_start(object_id, size, declared, force, identity, journal_path)
-            todo = [p for p in parts if p.md5 is None]  # recorded parts carry md5; the rest may be held
-            part_md5s = PartMd5s(path, [(p.offset, p.partSize) for p in todo], self._config.parallel, whole.read_ahead)
-            done_bytes = sum(p.partSize for p in parts if p.md5 is not None)
-            self._progress.start(path.name, size, done_bytes)
-            try:
-                held = self._send_parts(path, object_id, upload_id, todo, part_md5s) if todo else 0
-                part_md5s.check()
-                computed = whole.result()
-            finally:
-                self._progress.finish()
+            self._api.finalize(f.key, str(journal.get("uploadId")), str(journal["finalizing"]))
+        except ServerError as exc:
+            if exc.status in (400, 404):
+                return None  # not (or no longer) that upload: start again
+            raise
+        shutil.rmtree(f.journal.parent, ignore_errors=True)
+        log.info("the interrupted upload %s of %s had been finalized", journal.get("uploadId"), f.key)
+        md5 = str(journal["finalizing"])
+        return f.outcome("done", parts_skipped=int(journal.get("parts") or 0), verified=True, md5=md5)
+
+    def _resume(self, f: _File, journal: dict[str, Any], force: bool, report: JobReport) -> _File | None:
+        try:
+            progress = self._api.status(f.key, f.size)
+        except ServerError as exc:
+            if exc.status == 400 and not force:
+                report.add(
+                    f.outcome(
+                        "failed",
+                        f"the file changed since the interrupted upload of {f.key} ({exc}); use --force to start over",
+                    )
+                )
+            elif exc.status != 400:
+                report.add(f.outcome("failed", str(exc)))
+            return None
+        if progress is None or progress.uploadId != journal.get("uploadId"):
+            if not force and progress is not None:
+                report.add(
+                    f.outcome(
+                        "failed",
+                        f"an upload of object {f.key} is already in progress, started "
+                        "elsewhere; use --force to discard it and start over",
+                    )
+                )
+            return None
+        log.info("resuming upload %s of %s", progress.uploadId, f.key)
+        f.upload_id, f.parts = progress.uploadId, progress.parts
+        return f
+
+    def _initiate(self, files: list[_File], force: bool, report: JobReport) -> list[_File]:
+        if not files:
+            return []
+        items = [
+            {
+                "objectId": f.key,
+                "fileSize": f.size,
+                **({"md5": f.declared} if f.declared else {}),
+                "overwrite": force,
+                "replaceInProgress": force,
+            }
+            for f in files
+        ]
+        answers = self._api.initiate_many(items)
+        started = []
+        for f in files:
+            answer = answers[f.key]
+            if isinstance(answer, ServerError):
+                report.add(f.outcome("failed", str(answer)))
+                continue
+            f.upload_id, f.parts = answer.uploadId or "", answer.parts
+            journal = {"objectId": f.key, "uploadId": f.upload_id, "file": f.identity, "md5": f.declared}
+            write_json(f.journal, journal, durable=False)
+            started.append(f)
+        for folder in {f.journal.parent.parent: f for f in started}:
+            sync_file_system(folder)  # every journal of the batch made durable at once
+        crash_point("upload.initiated")
+        return started
+
+    # -- moving bytes --------------------------------------------------------------------------------
+    def _send(self, files: list[_File], coordinator: Coordinator, workers: int, report: JobReport) -> None:
+        data = DataClient(workers, self._config.timeout, self._config.chunk_size)
+        finalizer = Finalizer(self._api, self._progress, report)
+        large_slots = threading.Semaphore(self._config.parallel)
+        futures: dict[Future[FileOutcome | None], _File] = {}
+        for f in files:
+            if f.small:
+                futures[coordinator.submit(self._small, f, coordinator, data, finalizer)] = f
+            else:
+                runner = _LargeUpload(self, f, coordinator, data, large_slots)
+                futures[drive(runner.run, f"file-{f.key[:8]}")] = f
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.2)  # short waits: Ctrl-C reaches this thread promptly
+                for future in done:
+                    f = futures[future]
+                    try:
+                        outcome = future.result()
+                    except Cancelled:
+                        continue
+                    except ClientError as exc:
+                        outcome = f.outcome("failed", str(exc))
+                    if outcome is not None:  # None: the finalizer reports it
+                        report.add(outcome)
+                        self._progress.file_finished(f.key, outcome.status != "failed")
+            finalizer.close()
+        finally:
+            if not coordinator.cancelled:
+                data.close()
+
+    def _small(self, f: _File, coordinator: Coordinator, data: DataClient, finalizer: Finalizer) -> None:
+        """A file of one part (or none): hash it, send it with its MD5, hand it to the finalizer."""
+        tally = FileTally(self._progress, f.key, coordinator)
+        tally.start(f.item.path.name, f.size)
+        md5 = _md5_of_file(f.item.path, f.size)
+        if f.declared and md5 != f.declared:
+            self._api.cancel(f.key)
+            shutil.rmtree(f.journal.parent, ignore_errors=True)
+            raise IntegrityError(
+                f"{f.name} hashes to {md5} but its declared MD5 is {f.declared}; nothing was stored. Check the file "
+                "or the MD5 you gave, then upload again"
+            )
+        parts = []
+        sent = 0
+        for part in f.parts:  # one, or none for an empty file
+            if part.md5 is not None:  # recorded by an interrupted run
+                etag = part.md5
+            elif part.sourceMd5 and part.sourceMd5.lower() == md5:  # in the store, not recorded
+                etag = md5
+                tally.advance(part.partSize)
+            else:
+                etag = self._put(f, part, md5, data, tally)
+                sent += 1
+            parts.append({"partNumber": part.partNumber, "md5": md5, "etag": etag or md5})
+        if _file_identity(f.item.path) != f.identity:
+            raise IntegrityError(f"{f.name} changed while it was being uploaded; upload it again")
+        finalizer.add(f, md5, parts, sent)
+
+    def _put(self, f: _File, part: Part, md5: str, data: DataClient, tally: FileTally) -> str:
+        what = f"part {part.partNumber} of {f.key}"
+        urls = UrlBook({part.partNumber: part.url}, lambda: self._fresh_urls(f))
+        etags: list[str] = []
+
+        def put(url: str, part_tally: PartTally) -> None:
+            etag = data.put_part(url, f.item.path, part.offset, part.partSize, md5, part_tally, what)
+            crash_point("upload.part_sent")
+            if etag and md5s.is_hex(etag) and etag.lower() != md5:
+                raise IntegrityError(f"{what}: the store received bytes hashing to {etag}, we sent {md5}")
+            etags.append(etag)
+
+        transfer_part(put, part.partNumber, what, urls, tally, self._config.retries)  # type: ignore[arg-type]
+        return etags[-1]
+
+    def _fresh_urls(self, f: _File) -> dict[int, str | None]:
+        progress = self._api.status(f.key, f.size)
+        if progress is None or progress.uploadId != f.upload_id:
+            raise ClientError(f"the upload of {f.key} was cancelled or replaced on the server; upload again")
+        return {p.partNumber: p.url for p in progress.parts}
+
+
+class Finalizer:
+    """Finalizes finished small files in batches, each with its part: one call for up to ``FINALIZE_BATCH``.
+
+    A file waits at most ``FINALIZE_WAIT`` for others to share its call. Before the call each file's
+    journal notes that finalize was asked (made durable at once for the batch), so a kill during the call
+    leaves a re-run that confirms it; after it, the journals go.
+    """
+
+    def __init__(self, api: ScoreApi, progress: JobProgress, report: JobReport) -> None:
+        self._api = api
+        self._progress = progress
+        self._report = report
+        self._queue: list[tuple[_File, str, list[dict[str, Any]], int]] = []
+        self._lock = threading.Condition()
+        self._closing = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="finalize", daemon=True)
+        self._thread.start()
+
+    def add(self, f: _File, md5: str, parts: list[dict[str, Any]], sent: int) -> None:
+        with self._lock:
+            self._queue.append((f, md5, parts, sent))
+            self._lock.notify()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    while not self._queue and not self._closing:
+                        self._lock.wait()
+                    if not self._queue and self._closing:
+                        return
+                if not self._closing:
+                    time.sleep(FINALIZE_WAIT)  # let a few more files join this call
+                with self._lock:
+                    batch, self._queue = self._queue[:FINALIZE_BATCH], self._queue[FINALIZE_BATCH:]
+                self._finalize(batch)
+        except BaseException as exc:
+            self._error = exc
+
+    def _finalize(self, batch: list[tuple[_File, str, list[dict[str, Any]], int]]) -> None:
+        crash_point("upload.parts_done")
+        folders = set()
+        for f, md5, parts, _ in batch:
+            journal = read_json(f.journal) or {}
+            write_json(f.journal, {**journal, "finalizing": md5, "parts": len(parts)}, durable=False)
+            folders.add(f.journal.parent.parent)
+        for folder in folders:
+            sync_file_system(folder)
+        items = [{"objectId": f.key, "uploadId": f.upload_id, "md5": md5, "parts": parts} for f, md5, parts, _ in batch]
+        try:
+            answers: dict[str, ServerError | None] = self._api.finalize_many(items)
+        except ClientError as exc:  # the call itself failed (after its retries): every file of the batch
+            answers = {f.key: ServerError(str(exc), 0) for f, *_ in batch}
+        crash_point("upload.finalized")
+        for f, md5, parts, sent in batch:
+            error = answers.get(f.key)
+            if error is None:
+                shutil.rmtree(f.journal.parent, ignore_errors=True)
+                outcome = f.outcome("done", parts_moved=sent, parts_skipped=len(parts) - sent, verified=True, md5=md5)
+            else:
+                outcome = f.outcome("failed", str(error))
+            self._report.add(outcome)
+            self._progress.file_finished(f.key, outcome.status != "failed")
+
+
+class _LargeUpload:
+    """One file of several parts: hashed on its own threads, parts on the job's pool, recorded as they land."""
+
+    def __init__(
+        self, job: UploadJob, f: _File, coordinator: Coordinator, data: DataClient, slots: threading.Semaphore
+    ) -> None:
+        self.job = job
+        self.f = f
+        self.coordinator = coordinator
+        self.data = data
+        self.slots = slots
+        self.tally = FileTally(job._progress, f.key, coordinator)
+
+    def run(self) -> FileOutcome:
+        f, api, config = self.f, self.job._api, self.job._config
+        whole = WholeFileMd5.for_file(f.item.path, f.size, f.identity["mtimeNs"])
+        todo = [p for p in f.parts if p.md5 is None]  # recorded parts carry md5; the rest may be held
+        part_md5s = PartMd5s(f.item.path, [(p.offset, p.partSize) for p in todo], config.parallel, whole.read_ahead)
+        held = 0
+        try:
+            self.tally.start(f.item.path.name, f.size, sum(p.partSize for p in f.parts if p.md5 is not None))
+            if todo:
+                held = self._send_parts(todo, part_md5s)
+            part_md5s.check()
+            computed = whole.result()
         finally:  # a failed upload leaves no thread hashing on behind it
             whole.stop()
-            if part_md5s is not None:
-                part_md5s.stop()
-        if _file_identity(path) != identity:
-            raise IntegrityError(f"{path} changed while it was being uploaded; upload it again")
-        if declared and computed != declared:
-            self._api.cancel(object_id)
-            shutil.rmtree(state_dir, ignore_errors=True)
+            part_md5s.stop()
+        if _file_identity(f.item.path) != f.identity:
+            raise IntegrityError(f"{f.name} changed while it was being uploaded; upload it again")
+        if f.declared and computed != f.declared:
+            api.cancel(f.key)
+            shutil.rmtree(f.journal.parent, ignore_errors=True)
             raise IntegrityError(
-                f"{path} hashes to {computed} but its declared MD5 is {declared}; nothing was stored. "
+                f"{f.name} hashes to {computed} but its declared MD5 is {f.declared}; nothing was stored. "
                 "Check the file or the MD5 you gave, then upload again"
             )
         crash_point("upload.parts_done")
-        journal = read_json(journal_path) or {}
-        write_json(journal_path, {**journal, "finalizing": computed, "parts": len(parts)})
-        self._api.finalize(object_id, upload_id, computed)
+        journal = read_json(f.journal) or {}
+        write_json(f.journal, {**journal, "finalizing": computed, "parts": len(f.parts)})
+        api.finalize(f.key, f.upload_id, computed)
         crash_point("upload.finalized")
-        shutil.rmtree(state_dir, ignore_errors=True)
-        return UploadResult(object_id, size, computed, len(todo) - held, len(parts) - len(todo) + held)
+        shutil.rmtree(f.journal.parent, ignore_errors=True)
+        return f.outcome(
+            "done",
+            parts_moved=len(todo) - held,
+            parts_skipped=len(f.parts) - len(todo) + held,
+            verified=True,
+            md5=computed,
+        )
 
-    def _confirm_interrupted_finalize(
-        self, object_id: str, identity: dict[str, int], journal_path: Path
-    ) -> UploadResult | None:
-        """The object exists: if this file's interrupted run had asked to finalize it, confirm that finalize
-        (the server answers success only if the object is that very upload) and report the upload done."""
-        journal = read_json(journal_path)
-        if not journal or journal.get("file") != identity or not journal.get("finalizing"):
-            return None
-        md5 = str(journal["finalizing"])
-        try:
-            self._api.finalize(object_id, str(journal.get("uploadId")), md5)
-        except ServerError as exc:
-            if exc.status in (400, 404):
-                return None  # the object is someone else's upload
-            raise
-        log.info("the interrupted upload %s of %s had been finalized", journal.get("uploadId"), object_id)
-        parts = int(journal.get("parts") or 0)
-        return UploadResult(object_id, identity["size"], md5, 0, parts)
-
-    def _resume_or_start(
-        self,
-        object_id: str,
-        size: int,
-        declared: str | None,
-        force: bool,
-        identity: dict[str, int],
-        journal_path: Path,
-    ) -> tuple[str, list[Part]]:
-        journal = read_json(journal_path)
-        if force and journal is not None and journal.get("file") == identity and journal.get("md5") == declared:
-            # --force discards uploads in progress, but not this very file's own interrupted --force run
-            # (an overwrite): resume that one instead of sending every part again.
-            progress = self._progress_or_none(object_id, size)
-            if progress is not None and progress.uploadId == journal.get("uploadId"):
-                log.info("resuming upload %s of %s (started with --force)", progress.uploadId, object_id)
-                return progress.uploadId, progress.parts
-        if not force:
-            try:
-                progress = self._api.status(object_id, size)
-            except ServerError as exc:
-                if exc.status == 400 and journal is not None:
-                    raise ClientError(
-                        f"the file changed since the interrupted upload of {object_id} ({exc}); "
-                        "use --force to start over"
-                    ) from exc
-                raise
-            if progress is not None:
-                if journal is None or journal.get("uploadId") != progress.uploadId:
-                    raise ClientError(
-                        f"an upload of object {object_id} is already in progress, started elsewhere; "
-                        "use --force to discard it and start over"
-                    )
-                if journal.get("file") != identity or (declared and journal.get("md5") not in (None, declared)):
-                    raise ClientError(
-                        f"the file changed since the interrupted upload of {object_id} began; use --force to start over"
-                    )
-                log.info("resuming upload %s of %s", progress.uploadId, object_id)
-                return progress.uploadId, progress.parts
-        spec = self._api.initiate(object_id, size, declared, overwrite=force)
-        write_json(journal_path, {"objectId": object_id, "uploadId": spec.uploadId, "file": identity, "md5": declared})
-        crash_point("upload.initiated")
-        return spec.uploadId or "", spec.parts
-
-    def _progress_or_none(self, object_id: str, size: int) -> UploadProgress | None:
-        """The upload in progress, or None when there is none or it is for another size."""
-        try:
-            return self._api.status(object_id, size)
-        except ServerError as exc:
-            if exc.status == 400:
-                return None
-            raise
-
-    def _send_parts(self, path: Path, object_id: str, upload_id: str, parts: list[Part], hasher: PartMd5s) -> int:
+    def _send_parts(self, parts: list[Part], hasher: PartMd5s) -> int:
         """Send (or, where the store already holds them, just record) ``parts``; return how many were held."""
-        size = path.stat().st_size
-        held: list[int] = []  # list.append is atomic: the senders share it
-
-        def fresh_urls() -> dict[int, str | None]:
-            progress = self._api.status(object_id, size)
-            if progress is None or progress.uploadId != upload_id:
-                raise ClientError(f"the upload of {object_id} was cancelled or replaced on the server; upload again")
-            return {p.partNumber: p.url for p in progress.parts}
-
-        urls = UrlBook({p.partNumber: p.url for p in parts}, fresh_urls)
-        data = DataClient(self._config.parallel, self._config.timeout, self._config.chunk_size)
-        # Recording a part (a call the server answers after a few store requests, slow while the store is
-        # busy taking the other parts) runs beside the transfer, so a sender goes straight on to its next part.
+        f, api, config = self.f, self.job._api, self.job._config
+        urls = UrlBook({p.partNumber: p.url for p in parts}, lambda: self.job._fresh_urls(f))
+        # Recording a part (a call the server answers after a few store requests) runs beside the transfer,
+        # so a sender goes straight on to its next part.
         recorder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="record-part")
         recording: dict[int, Future[None]] = {}
+        held: list[int] = []
 
         def send(part: Part, record_later: bool) -> None:
-            what = f"part {part.partNumber} of {object_id}"
+            what = f"part {part.partNumber} of {f.key}"
 
             def put(url: str, tally: PartTally) -> None:
                 md5 = hasher.part_md5(part.offset)
@@ -227,32 +495,43 @@ class Uploader:
                     tally(part.partSize)
                     held.append(part.partNumber)
                 else:
-                    etag = data.put_part(url, path, part.offset, part.partSize, md5, tally, what)
+                    etag = self.data.put_part(url, f.item.path, part.offset, part.partSize, md5, tally, what)
                     crash_point("upload.part_sent")
                 if etag and md5s.is_hex(etag) and etag.lower() != md5:
                     raise IntegrityError(f"{what}: the store received bytes hashing to {etag}, we sent {md5}")
-                record = (object_id, upload_id, part.partNumber, md5, etag or md5)
+                record = (f.key, f.upload_id, part.partNumber, md5, etag or md5)
                 if record_later:
-                    recording[part.partNumber] = recorder.submit(self._recorded, *record)
+                    recording[part.partNumber] = recorder.submit(_record, api, *record)
                 else:
-                    self._recorded(*record)
+                    _record(api, *record)
 
-            transfer_part(put, part.partNumber, what, urls, self._progress, self._config.retries)
+            with self.slots:
+                transfer_part(put, part.partNumber, what, urls, self.tally, config.retries)  # type: ignore[arg-type]
 
         try:
-            run_parallel(lambda part: send(part, record_later=True), parts, self._config.parallel)
+            self._on_pool(lambda part: send(part, record_later=True), parts)
             unrecorded = [p for p in parts if _failed(recording[p.partNumber], f"recording part {p.partNumber}")]
             # The server would not record these (after its own retries): send them again, recording each
             # before going on, so a part that cannot be recorded fails the upload with the server's reason.
-            run_parallel(lambda part: send(part, record_later=False), unrecorded, self._config.parallel)
+            self._on_pool(lambda part: send(part, record_later=False), unrecorded)
         finally:
             recorder.shutdown(wait=True, cancel_futures=True)
-            data.close()
         return len(set(held) - {p.partNumber for p in unrecorded})
 
-    def _recorded(self, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
-        self._api.finalize_part(object_id, upload_id, part_number, md5, etag)
-        crash_point("upload.part_recorded")
+    def _on_pool(self, work: Callable[[Part], None], parts: list[Part]) -> None:
+        futures = [self.coordinator.submit(work, part) for part in parts]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _record(api: ScoreApi, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
+    api.finalize_part(object_id, upload_id, part_number, md5, etag)
+    crash_point("upload.part_recorded")
 
 
 def _failed(recorded: Future[None], what: str) -> bool:
@@ -263,3 +542,14 @@ def _failed(recorded: Future[None], what: str) -> bool:
         raise error
     log.info("%s failed (%s); sending the part again", what, error)
     return True
+
+
+def _md5_of_file(path: Path, size: int) -> str:
+    md5 = hashlib.md5()  # noqa: S324 - integrity, not security
+    if size:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            hash_mapped_range(fd, 0, size, md5, sequential=True)
+        finally:
+            os.close(fd)
+    return md5.hexdigest()

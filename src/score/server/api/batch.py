@@ -71,6 +71,9 @@ class InitiateItem(_Strict):
     fileSize: int = Field(ge=0, le=2**63 - 1)
     md5: str | None = Field(None, pattern=r"^[0-9a-fA-F]{32}$")
     overwrite: bool = False
+    replaceInProgress: bool = Field(
+        True, description="Abort an upload of the object already in progress (as the single call does); false: 409"
+    )
 
 
 class InitiateRequest(_Strict):
@@ -170,7 +173,10 @@ async def initiate(request: Request) -> JSONResponse:
     def start(item: InitiateItem) -> dict[str, Any]:
         _, entity = authorize_object(request, Action.UPLOAD, item.objectId, audit=True)
         require_state(request, entity, UNPUBLISHED)
-        return uploads.initiate(item.objectId, item.fileSize, item.md5, item.overwrite, entity).to_wire()
+        started = uploads.initiate(
+            item.objectId, item.fileSize, item.md5, item.overwrite, entity, item.replaceInProgress
+        )
+        return started.to_wire()
 
     _unique(item.objectId for item in body.uploads)
     specs, errors = _split(await run_in_threadpool(_each, body.uploads, start, lambda i: i.objectId))

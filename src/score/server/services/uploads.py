@@ -175,8 +175,16 @@ class UploadService:
 
     # -- initiate ------------------------------------------------------------------------------
     def initiate(
-        self, object_id: str, file_size: int, md5: str | None, overwrite: bool, entity: Entity
+        self,
+        object_id: str,
+        file_size: int,
+        md5: str | None,
+        overwrite: bool,
+        entity: Entity,
+        replace_in_progress: bool = True,
     ) -> ObjectSpecification:
+        """Start an upload. An upload already in progress for the object is aborted (Score's behaviour), or,
+        with ``replace_in_progress`` off, refused with 409 so that a client never discards another's."""
         if file_size < 0:
             raise BadRequest(f"fileSize must not be negative (got {file_size})")
         limit = self._store.max_object_size
@@ -200,7 +208,12 @@ class UploadService:
             )
         if not overwrite and self.exists(object_id):
             raise Conflict(
-                f"object {object_id} already exists; to replace it, upload again with --force (overwrite=true)"
+                f"object {object_id} already exists; use --force (overwrite=true) to replace it"
+            )
+        if not replace_in_progress and self.current_upload_id(object_id) is not None:
+            raise Conflict(
+                f"an upload of object {object_id} is already in progress, started elsewhere; resume it from where "
+                "it was started, or use --force to discard it and start over"
             )
         self._abandon_previous_uploads(object_id)
 
