@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -406,3 +408,56 @@ def test_the_sweep_aborts_a_store_upload_that_no_state_refers_to(deployment: Dep
         headers=auth,
     )
     assert status.status_code == 404
+
+
+def test_a_one_part_upload_is_one_verified_put_where_the_store_signs_whole_puts(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Batch initiate with ``wholePut``: on S3 a one-part file gets one PUT of ``data/{id}`` whose signature
+    fixes its registered MD5 (other bytes, or no Content-MD5, are refused by the store), no multipart upload
+    and no upload state; finalize checks the stored bytes. Other stores answer a multipart upload as before."""
+    registry, _, auth = _setup(deployment, tmp_path)
+    source = make_file(tmp_path / "in" / "w.bin", 1000, seed=8)
+    twin = make_file(tmp_path / "in" / "t.bin", 1000, seed=9)
+    _, ids = registry.submit(STUDY, [source, twin])
+    oid, data = ids["w.bin"], source.read_bytes()
+    api = httpx.Client(base_url=deployment.server.url, headers=auth, timeout=30)
+    item = {"objectId": oid, "fileSize": len(data), "replaceInProgress": False, "wholePut": True}
+    [spec] = api.post("/batch/upload/initiate", json={"uploads": [item]}).json()["specs"]
+    [part] = spec["parts"]
+    whole = deployment.backend == "s3"
+    assert spec["uploadId"].startswith("~put.") is whole
+    digest = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324
+    final = {"objectId": oid, "uploadId": spec["uploadId"], "md5": md5_of(source)}
+    if whole:
+        early = api.post("/batch/upload/finalize", json={"uploads": [final]}).json()
+        assert early["errors"][0]["status"] == 404 and "start the upload again" in early["errors"][0]["message"]
+        assert httpx.put(part["url"], content=data).status_code == 403  # Content-MD5 is part of the signature
+        wrong = httpx.put(part["url"], content=twin.read_bytes(), headers={"Content-MD5": digest})
+        assert wrong.status_code == 400 and "BadDigest" in wrong.text
+        assert api.get(f"/upload/{oid}/status", params={"fileSize": len(data)}).status_code == 404  # no state
+    sent = httpx.put(part["url"], content=data, headers={"Content-MD5": digest})
+    assert sent.status_code in (200, 201), sent.text
+    etag = (sent.headers.get("etag") or md5_of(source)).strip('"')
+    final["parts"] = [{"partNumber": 1, "md5": md5_of(source), "etag": etag}]
+    lying = {**final, "md5": md5_of(twin)}
+    refused = api.post("/batch/upload/finalize", json={"uploads": [lying]}).json()["errors"]
+    assert refused and refused[0]["status"] == 400 and "MD5" in refused[0]["message"]
+    if not whole:  # a refused MD5 ends a multipart upload: start again
+        [spec] = api.post("/batch/upload/initiate", json={"uploads": [item]}).json()["specs"]
+        sent = httpx.put(spec["parts"][0]["url"], content=data, headers={"Content-MD5": digest})
+        final = {
+            **final,
+            "uploadId": spec["uploadId"],
+            "parts": [{**final["parts"][0], "etag": sent.headers.get("etag", etag).strip('"')}],
+        }
+    for _ in range(2):  # idempotent
+        done = api.post("/batch/upload/finalize", json={"uploads": [final]}).json()
+        assert done["finalized"] == [oid], done
+    meta = api.get(f"/download/{oid}", params={"offset": 0, "length": -1, "exclude-urls": "true"}).json()
+    assert (meta["objectSize"], meta["objectMd5"]) == (len(data), md5_of(source))
+    assert api.get(f"/upload/{oid}").json() is True
+    again = api.post("/batch/upload/initiate", json={"uploads": [item]}).json()["errors"]
+    assert again[0]["status"] == 409 and "already exists" in again[0]["message"]
+    forced = api.post("/batch/upload/initiate", json={"uploads": [{**item, "overwrite": True}]}).json()["specs"]
+    assert not forced[0]["uploadId"].startswith("~put.")  # replacing an object hides its .meta first: multipart

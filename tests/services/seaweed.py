@@ -108,7 +108,11 @@ class SeaweedS3:
 
 
 def part_number(event) -> int | None:  # type: ignore[no-untyped-def]
-    """The part number of a client's UploadPart request seen by the proxy, else None."""
+    """The part number of a client's UploadPart request seen by the proxy, else None. A client's
+    whole-object PUT (a pre-signed PUT of ``data/{id}``, one-part files) is its part 1."""
     if event.method == "PUT" and "partNumber" in event.query and "uploadId" in event.query:
         return int(event.query["partNumber"][0])
+    presigned = "X-Amz-Signature" in event.query or "Signature" in event.query
+    if event.method == "PUT" and presigned and "/data/" in event.path and "." not in event.path.rsplit("/", 1)[-1]:
+        return 1
     return None

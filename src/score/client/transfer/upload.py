@@ -57,6 +57,7 @@ from score.core.models import Part
 from score.crashpoints import crash_point
 
 log = logging.getLogger("score.client")
+WHOLE_PUT_PREFIX = "~put."  # the server's uploadIds of whole-object uploads (one PUT, no upload state)
 
 SMALL_FILE_WORKERS = 16  # small files are latency-bound: this many are sent at once
 FINALIZE_BATCH = 200  # finished small files finalized together
@@ -249,6 +250,7 @@ class UploadJob:
                 **({"md5": f.declared} if f.declared else {}),
                 "overwrite": force,
                 "replaceInProgress": force,
+                "wholePut": True,  # a one-part file goes in one PUT with its Content-MD5 where the store allows
             }
             for f in files
         ]
@@ -344,6 +346,13 @@ class UploadJob:
         return etags[-1]
 
     def _fresh_urls(self, f: _File) -> dict[int, str | None]:
+        if f.upload_id.startswith(WHOLE_PUT_PREFIX):  # no upload state to ask: start it again
+            item = {"objectId": f.key, "fileSize": f.size, "replaceInProgress": False, "wholePut": True}
+            answer = self._api.initiate_many([{**item, **({"md5": f.declared} if f.declared else {})}])[f.key]
+            if isinstance(answer, ServerError):
+                raise answer
+            f.upload_id = answer.uploadId or ""
+            return {p.partNumber: p.url for p in answer.parts}
         progress = self._api.status(f.key, f.size)
         if progress is None or progress.uploadId != f.upload_id:
             raise ClientError(f"the upload of {f.key} was cancelled or replaced on the server; upload again")

@@ -74,6 +74,14 @@ class InitiateItem(_Strict):
     replaceInProgress: bool = Field(
         True, description="Abort an upload of the object already in progress (as the single call does); false: 409"
     )
+    wholePut: bool = Field(
+        False,
+        description=(
+            "The client can send a one-part file in one PUT with its Content-MD5. The server may then answer "
+            "a whole-object upload (uploadId starting with '~put.'): one part whose URL creates the object only "
+            "with the registered bytes; no part records; finalize as usual"
+        ),
+    )
 
 
 class InitiateRequest(_Strict):
@@ -174,7 +182,7 @@ async def initiate(request: Request) -> JSONResponse:
         _, entity = authorize_object(request, Action.UPLOAD, item.objectId, audit=True)
         require_state(request, entity, UNPUBLISHED)
         started = uploads.initiate(
-            item.objectId, item.fileSize, item.md5, item.overwrite, entity, item.replaceInProgress
+            item.objectId, item.fileSize, item.md5, item.overwrite, entity, item.replaceInProgress, item.wholePut
         )
         return started.to_wire()
 

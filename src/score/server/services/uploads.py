@@ -20,6 +20,14 @@ MD5 verified, so whoever comes next -- the client's retry, its re-run, or the sw
 forward: hide an overwritten ``.meta``, complete the store's upload (already completed counts), write the
 new ``.meta``, delete the state. A finalize asked for an upload whose ``.meta`` is already written answers
 success and removes what is left of its state.
+
+Whole-object uploads (the batch API, for a client that asks): a one-part file whose MD5 is registered,
+on a store that ``SignsWholePuts``, gets one signed PUT of ``data/{id}`` that the store accepts only with
+the registered bytes (the signature fixes ``Content-MD5``). No multipart upload, no state: its uploadId
+(``~put.<hex>``) only says so, and its finalize checks that ``data/{id}`` holds exactly those bytes (size
+and ETag) before writing ``.meta``. A crash leaves at most verified bytes without ``.meta``, which the
+next upload overwrites with the same bytes or adopts. A one-part file costs the store 5 requests instead
+of 15 (check, in-progress listing, PUT, HEAD, ``.meta``).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from typing import TypeVar
 
 from score.core import md5 as md5s
 from score.core.ids import is_upload_id
-from score.core.models import CompletedPart, ObjectSpecification, UploadProgress
+from score.core.models import CompletedPart, ObjectSpecification, Part, UploadProgress
 from score.core.parts import calculate_parts
 from score.crashpoints import crash_point
 from score.server.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
@@ -42,6 +50,7 @@ from score.server.settings import ServerSettings
 from score.server.storage.base import (
     InvalidKey,
     ObjectStore,
+    SignsWholePuts,
     StoreFull,
     StoreUnavailable,
     UploadedPart,
@@ -52,6 +61,7 @@ DATA_DIR = "data"
 UPLOAD_DIR = "upload"
 MARKER_PREFIX = "part-"
 COMMITTED = "committed"
+WHOLE_PUT_PREFIX = "~put."  # uploadIds of whole-object uploads (no store upload, no state)
 STATE_DELETE_PARALLEL = 16  # store deletes in flight when an upload's state is removed
 T = TypeVar("T")
 
@@ -182,9 +192,11 @@ class UploadService:
         overwrite: bool,
         entity: Entity,
         replace_in_progress: bool = True,
+        whole_put: bool = False,
     ) -> ObjectSpecification:
         """Start an upload. An upload already in progress for the object is aborted (Score's behaviour), or,
-        with ``replace_in_progress`` off, refused with 409 so that a client never discards another's."""
+        with ``replace_in_progress`` off, refused with 409 so that a client never discards another's.
+        ``whole_put``: the caller can send a one-part file as a whole-object upload (module docstring)."""
         if file_size < 0:
             raise BadRequest(f"fileSize must not be negative (got {file_size})")
         limit = self._store.max_object_size
@@ -206,23 +218,29 @@ class UploadService:
                 f"md5 {declared} differs from the MD5 registered for object {object_id} ({registered}); "
                 "upload the registered file or fix the registration"
             )
-        if not overwrite and self.exists(object_id):
-            raise Conflict(
-                f"object {object_id} already exists; use --force (overwrite=true) to replace it"
-            )
-        if not replace_in_progress and self.current_upload_id(object_id) is not None:
+        exists = self.exists(object_id)
+        if exists and not overwrite:
+            raise Conflict(f"object {object_id} already exists; use --force (overwrite=true) to replace it")
+        previous = self.current_upload_id(object_id)
+        if previous is not None and not replace_in_progress:
             raise Conflict(
                 f"an upload of object {object_id} is already in progress, started elsewhere; resume it from where "
                 "it was started, or use --force to discard it and start over"
             )
-        self._abandon_previous_uploads(object_id)
+        while previous is not None:
+            self.discard(object_id, previous)
+            previous = self.current_upload_id(object_id)
 
         key = data_key(object_id)
+        minimum = max(self._settings.min_part_size, self._store.min_part_size)
+        parts = calculate_parts(0, file_size, max(self._settings.part_size, minimum), minimum)
+        if whole_put and not exists and len(parts) == 1 and registered and declared in (None, registered):
+            whole = self._whole_put(object_id, key, file_size, registered, parts)
+            if whole is not None:
+                return whole
         # An empty object needs no multipart upload in the store (S3 cannot complete an empty one).
         upload_id = uuid.uuid4().hex if file_size == 0 else guard(lambda: self._store.start_upload(key, file_size))
         crash_point("initiate.store_started")
-        minimum = max(self._settings.min_part_size, self._store.min_part_size)
-        parts = calculate_parts(0, file_size, max(self._settings.part_size, minimum), minimum)
         spec = ObjectSpecification(
             objectKey=key,
             objectId=object_id,
@@ -234,9 +252,24 @@ class UploadService:
         guard(lambda: write_spec(self._store, upload_state_prefix(object_id, upload_id) + ".meta", spec))
         return self._with_upload_urls(spec, completed={})
 
-    def _abandon_previous_uploads(self, object_id: str) -> None:
-        while (previous := self.current_upload_id(object_id)) is not None:
-            self.discard(object_id, previous)
+    def _whole_put(
+        self, object_id: str, key: str, file_size: int, md5: str, parts: list[Part]
+    ) -> ObjectSpecification | None:
+        """A whole-object upload (module docstring), or None where the store cannot sign one."""
+        if not isinstance(self._store, SignsWholePuts):
+            return None
+        store = self._store
+        url = guard(lambda: store.sign_whole_put(key, md5, self._settings.upload_url_ttl))
+        if url is None:
+            return None
+        return ObjectSpecification(
+            objectKey=key,
+            objectId=object_id,
+            uploadId=WHOLE_PUT_PREFIX + uuid.uuid4().hex,
+            parts=[parts[0].model_copy(update={"url": url})],
+            objectSize=file_size,
+            objectMd5=md5,
+        )
 
     def discard(self, object_id: str, upload_id: str) -> None:
         """Abort the store's multipart upload and delete its state (the original leaked the former)."""
@@ -385,6 +418,8 @@ class UploadService:
         the parts are all there and still the ones the store holds, verify the MD5, write the commit record
         (the verified MD5 and the parts), then roll forward.
         """
+        if upload_id.startswith(WHOLE_PUT_PREFIX):
+            return self._finalize_whole_put(object_id, upload_id, md5, entity)
         current = guard(lambda: read_spec(self._store, meta_key(object_id)))
         if current is not None and current.uploadId == upload_id:
             self.discard_state(object_id, upload_id)  # finished earlier; its state may be left over
@@ -408,6 +443,46 @@ class UploadService:
             state_keys.add(prefix + COMMITTED)
             crash_point("finalize.committed")
         return self.roll_forward(object_id, upload_id, spec, commit, current, state_keys)
+
+    def _finalize_whole_put(
+        self, object_id: str, upload_id: str, md5: str | None, entity: Entity
+    ) -> ObjectSpecification:
+        """Publish a whole-object upload: ``data/{id}`` must hold exactly the registered bytes (its size, and
+        its ETag, which the signed ``Content-MD5`` made that MD5), and the MD5 the client computed must agree.
+        Idempotent: a repeated call writes the same ``.meta`` again."""
+        upload_state_prefix(object_id, upload_id)  # the id's form, as for any other upload
+        registered = entity.fileMd5sum.lower() if entity.fileMd5sum else None
+        computed = _check_md5(md5, "md5") if md5 else None
+        if computed is not None and registered is not None and computed != registered:
+            raise BadRequest(
+                f"MD5 mismatch for object {object_id}: the uploaded bytes hash to {computed} but the MD5 registered "
+                f"in the metadata is {registered}; nothing was stored. Check the file, then upload again"
+            )
+        head = guard(lambda: self._store.head(data_key(object_id)))
+        expected = computed or registered
+        if head is None or expected is None or head.etag is None or head.etag.lower() != expected:
+            current = guard(lambda: read_spec(self._store, meta_key(object_id)))
+            if current is not None and current.uploadId == upload_id:
+                return current  # finished earlier (the bytes were replaced since by another upload)
+            raise NotFound(
+                f"the store does not hold upload {upload_id} of object {object_id} (no object with MD5 {expected}); "
+                "start the upload again"
+            )
+        if entity.fileSize is not None and head.size != entity.fileSize:
+            raise BadRequest(
+                f"object {object_id} holds {head.size} bytes but {entity.fileSize} are registered; upload again"
+            )
+        part = Part(partNumber=1, partSize=head.size, offset=0, sourceMd5=expected)
+        final = ObjectSpecification(
+            objectKey=data_key(object_id),
+            objectId=object_id,
+            uploadId=upload_id,
+            parts=[part],
+            objectSize=head.size,
+            objectMd5=expected,
+        )
+        guard(lambda: write_spec(self._store, meta_key(object_id), final))
+        return final
 
     def _complete_markers(
         self, object_id: str, spec: ObjectSpecification, state_keys: set[str]

@@ -65,6 +65,7 @@ class ObjectHead:
     size: int
     last_modified_ms: int
     md5: str | None = None  # lower-case hex, when the store knows it (e.g. Content-MD5 metadata)
+    etag: str | None = None  # the store's ETag, unquoted, where it has one (S3: the MD5 of a single PUT)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,19 @@ class StoreUpload:
 
 
 TiB = 1024**4
+
+
+@runtime_checkable
+class SignsWholePuts(Protocol):
+    """Optional ability: an object created by ONE signed PUT, all or nothing, only with the bytes of a
+    given MD5. The signature fixes ``Content-MD5``, the store checks the body against it, and the object's
+    ETag is that MD5 afterwards, so whoever reads the ETag knows which bytes are there. A one-part upload
+    then costs the store a PUT instead of start, part, list and complete (see ``services/uploads.py``)."""
+
+    def sign_whole_put(self, key: str, md5: str, expires_in: int) -> str | None:
+        """A URL the client PUTs the whole object to with ``Content-MD5`` (base64 of ``md5``, lower-case
+        hex); None when the store cannot make that promise as configured (e.g. under SSE-KMS)."""
+        ...
 
 
 @runtime_checkable

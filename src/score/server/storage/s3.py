@@ -530,6 +530,16 @@ class S3Store:
         params = {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number}
         return self._presign("upload_part", params, expires_in)
 
+    def sign_whole_put(self, key: str, md5: str, expires_in: int) -> str | None:
+        """A pre-signed PutObject whose signature covers ``Content-MD5``: S3 stores the body only if it
+        hashes to ``md5`` (BadDigest otherwise), atomically, and its ETag is then that MD5 -- but not
+        under SSE-KMS, where the ETag is no MD5, so none is offered there."""
+        if not self.etag_is_md5:
+            return None
+        digest = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
+        params = {"Bucket": self.router.write_bucket(key), "Key": key, "ContentMD5": digest}
+        return self._presign("put_object", params, expires_in)
+
     def list_uploaded_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         bucket = self.router.write_bucket(key)
         parts: list[UploadedPart] = []
@@ -718,6 +728,7 @@ class S3Store:
             size=int(response.get("ContentLength", 0)),
             last_modified_ms=_millis(response.get("LastModified")),
             md5=md5_from_head(headers, response.get("Metadata", {}), self.config.custom_md5_property),
+            etag=str(response.get("ETag", "")).strip('"') or None,
         )
 
     # -- documents -------------------------------------------------------------------------------
