@@ -27,7 +27,8 @@ the registered bytes (the signature fixes ``Content-MD5``). No multipart upload,
 (``~put.<hex>``) only says so, and its finalize checks that ``data/{id}`` holds exactly those bytes (size
 and ETag) before writing ``.meta``. A crash leaves at most verified bytes without ``.meta``, which the
 next upload overwrites with the same bytes or adopts. A one-part file costs the store 5 requests instead
-of 15 (check, in-progress listing, PUT, HEAD, ``.meta``).
+of 15 (existence check, PUT, HEAD, ``.meta``); an upload of the object in progress elsewhere is left
+alone (it can only end with the same bytes), so none is listed.
 """
 
 from __future__ import annotations
@@ -221,6 +222,15 @@ class UploadService:
         exists = self.exists(object_id)
         if exists and not overwrite:
             raise Conflict(f"object {object_id} already exists; use --force (overwrite=true) to replace it")
+        key = data_key(object_id)
+        minimum = max(self._settings.min_part_size, self._store.min_part_size)
+        parts = calculate_parts(0, file_size, max(self._settings.part_size, minimum), minimum)
+        eligible = whole_put and not exists and len(parts) == 1 and declared in (None, registered)
+        whole_md5 = registered if eligible else None
+        # Without --force nothing in progress is discarded or disturbed by a whole-object upload: another
+        # upload of the object (which can only end with the same registered bytes) goes on, unlisted.
+        if whole_md5 and not replace_in_progress and (started := self._whole_put(object_id, key, whole_md5, parts)):
+            return started
         previous = self.current_upload_id(object_id)
         if previous is not None and not replace_in_progress:
             raise Conflict(
@@ -230,14 +240,8 @@ class UploadService:
         while previous is not None:
             self.discard(object_id, previous)
             previous = self.current_upload_id(object_id)
-
-        key = data_key(object_id)
-        minimum = max(self._settings.min_part_size, self._store.min_part_size)
-        parts = calculate_parts(0, file_size, max(self._settings.part_size, minimum), minimum)
-        if whole_put and not exists and len(parts) == 1 and registered and declared in (None, registered):
-            whole = self._whole_put(object_id, key, file_size, registered, parts)
-            if whole is not None:
-                return whole
+        if whole_md5 and (started := self._whole_put(object_id, key, whole_md5, parts)):
+            return started
         # An empty object needs no multipart upload in the store (S3 cannot complete an empty one).
         upload_id = uuid.uuid4().hex if file_size == 0 else guard(lambda: self._store.start_upload(key, file_size))
         crash_point("initiate.store_started")
@@ -252,9 +256,7 @@ class UploadService:
         guard(lambda: write_spec(self._store, upload_state_prefix(object_id, upload_id) + ".meta", spec))
         return self._with_upload_urls(spec, completed={})
 
-    def _whole_put(
-        self, object_id: str, key: str, file_size: int, md5: str, parts: list[Part]
-    ) -> ObjectSpecification | None:
+    def _whole_put(self, object_id: str, key: str, md5: str, parts: list[Part]) -> ObjectSpecification | None:
         """A whole-object upload (module docstring), or None where the store cannot sign one."""
         if not isinstance(self._store, SignsWholePuts):
             return None
@@ -267,7 +269,7 @@ class UploadService:
             objectId=object_id,
             uploadId=WHOLE_PUT_PREFIX + uuid.uuid4().hex,
             parts=[parts[0].model_copy(update={"url": url})],
-            objectSize=file_size,
+            objectSize=parts[0].partSize,
             objectMd5=md5,
         )
 
