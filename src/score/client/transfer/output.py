@@ -20,6 +20,7 @@ from pathlib import Path
 from score.client.transfer.writeback import WritebackFlusher
 
 ALIGN = 4096  # the largest logical block size in use; a multiple of every smaller one
+FLUSH_BEHIND_MIN = 64 * 1024 * 1024  # smaller files have little to flush early; a thread each would cost more
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
@@ -40,8 +41,9 @@ class OutputFile:
         # Linux serialises writes to one file on its inode lock, and writers queued there spin in the
         # kernel (measured: a quarter of the client's CPU on 2 cores); queueing here sleeps instead.
         self._lock = threading.Lock()
-        # Buffered bytes are flushed behind each finished part; direct writes leave nothing to flush.
-        self._flusher = None if self.direct else WritebackFlusher(self.fd)
+        # Buffered bytes of a big file are flushed behind each finished part; direct writes leave nothing to
+        # flush, and a small file's few pages are written out by its batch's syncfs or its final fsync.
+        self._flusher = None if self.direct or size < FLUSH_BEHIND_MIN else WritebackFlusher(self.fd)
 
     @property
     def direct(self) -> bool:
