@@ -5,6 +5,9 @@ proxy), and requests are forwarded with their Host header unchanged, so SigV4 si
 Tests read ``events`` to prove which parts crossed the wire, set ``corrupt`` to flip one byte of a
 matching request body, as a faulty network or store would, and set ``refuse`` to answer one matching
 request with a 400 of the proxy's own (put in front of score-server's API: a call the server turns down).
+``hold_matching`` keeps every matching request waiting (its body read, nothing forwarded) until ``release()``,
+which drops them unforwarded: a test freezes a transfer at a chosen point, then kills or interrupts the client
+with exactly those requests in flight (``held``), none of which ever reaches the store.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ from tests.services.process import free_port
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a client opens a connection per worker at once: 5 (the default) drops SYNs
+
+
 @dataclass(frozen=True)
 class ProxyEvent:
     method: str
@@ -29,6 +37,7 @@ class ProxyEvent:
     status: int
     request_bytes: int
     response_bytes: int
+    range: str | None = None  # the request's Range header (S3 signs it; a part GET is known by it)
 
 
 class StoreProxy:
@@ -42,8 +51,11 @@ class StoreProxy:
         self.corrupt: Callable[[str, str, dict[str, list[str]]], bool] | None = None
         self.corrupted = 0
         self.refuse: Callable[[str, str, dict[str, list[str]]], bool] | None = None
+        self.hold: Callable[[ProxyEvent], bool] | None = None  # sees the request (status 0) before it is forwarded
+        self.held: list[ProxyEvent] = []
+        self._released = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._server = _Server(("127.0.0.1", self.port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -52,8 +64,30 @@ class StoreProxy:
         return self
 
     def stop(self) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
+
+    def hold_matching(self, predicate: Callable[[ProxyEvent], bool]) -> None:
+        """Hold every request ``predicate`` matches from now on (``held`` starts empty) until ``release()``."""
+        with self._lock:
+            self._released = threading.Event()
+            self.held = []
+            self.hold = predicate
+
+    def release(self) -> None:
+        """Stop holding; the requests held so far are dropped (each connection closed), never forwarded."""
+        with self._lock:
+            self.hold = None
+            self._released.set()
+
+    def _should_hold(self, request: ProxyEvent) -> threading.Event | None:
+        """The event a matching request waits for, or None to go on."""
+        with self._lock:
+            if self.hold is not None and self.hold(request):
+                self.held.append(request)
+                return self._released
+            return None
 
     def requests(self, method: str, predicate: Callable[[ProxyEvent], bool] = lambda e: True) -> list[ProxyEvent]:
         with self._lock:
@@ -101,6 +135,12 @@ class StoreProxy:
                 body = self._body()
                 split = urlsplit(self.path)
                 query = parse_qs(split.query, keep_blank_values=True)
+                byte_range = self.headers.get("range")
+                released = proxy._should_hold(ProxyEvent(self.command, split.path, query, 0, len(body), 0, byte_range))
+                if released is not None:
+                    released.wait()
+                    self.close_connection = True
+                    return
                 if proxy._should_refuse(self.command, split.path, query):
                     self._answer_refusal(split.path, query)
                     return
@@ -128,7 +168,9 @@ class StoreProxy:
                     upstream.close()
                 with proxy._lock:
                     proxy.events.append(
-                        ProxyEvent(self.command, split.path, query, response.status, len(body), len(payload))
+                        ProxyEvent(
+                            self.command, split.path, query, response.status, len(body), len(payload), byte_range
+                        )
                     )
 
             def _answer_refusal(self, path: str, query: dict[str, list[str]]) -> None:

@@ -53,7 +53,7 @@ from score.client.transfer.journal import read_json, write_json
 from score.client.transfer.parallel import PartTally, UrlBook, transfer_part
 from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
 from score.core import md5 as md5s
-from score.core.models import Part
+from score.core.models import ObjectSpecification, Part
 from score.crashpoints import crash_point
 
 log = logging.getLogger("score.client")
@@ -116,7 +116,11 @@ class _File:
         return len(self.parts) <= 1
 
     def outcome(self, status: str, detail: str = "", **counts: Any) -> FileOutcome:
-        return FileOutcome(self.name, self.key, status, self.size, detail, **counts)
+        return FileOutcome(self.name, self.key, status, self.size, detail=detail, **counts)
+
+
+def _exists_refusal(answer: object) -> bool:
+    return isinstance(answer, ServerError) and answer.status == 409 and "already exists" in str(answer)
 
 
 class UploadJob:
@@ -125,10 +129,18 @@ class UploadJob:
         self._api = api
         self._progress = progress or NoJobProgress()
 
-    def run(self, items: list[UploadItem], force: bool = False, report: JobReport | None = None) -> JobReport:
+    def run(
+        self,
+        items: list[UploadItem],
+        force: bool = False,
+        report: JobReport | None = None,
+        skip_uploaded: bool = False,
+    ) -> JobReport:
         """Upload every item; each file's outcome is in the report. Ctrl-C cancels the job and returns the
-        report so far (``report.cancelled``)."""
+        report so far (``report.cancelled``). ``skip_uploaded`` (a job re-run): an object that already exists
+        with the file's size and declared MD5 is skipped, not refused."""
         report = report if report is not None else JobReport()
+        self._skip_uploaded = skip_uploaded
         files = [f for f in (self._check(item, report) for item in items) if f is not None]
         coordinator: Coordinator | None = None
         try:
@@ -255,9 +267,13 @@ class UploadJob:
             for f in files
         ]
         answers = self._api.initiate_many(items)
+        uploaded = self._already_uploaded([f for f in files if _exists_refusal(answers[f.key])])
         started = []
         for f in files:
             answer = answers[f.key]
+            if f.key in uploaded:
+                report.add(f.outcome("skipped", "already uploaded, with the same size and MD5", md5=f.declared))
+                continue
             if isinstance(answer, ServerError):
                 report.add(f.outcome("failed", str(answer)))
                 continue
@@ -269,6 +285,20 @@ class UploadJob:
             sync_file_system(folder)  # every journal of the batch made durable at once
         crash_point("upload.initiated")
         return started
+
+    def _already_uploaded(self, refused: list[_File]) -> set[str]:
+        """Of the files refused because their object exists, those whose object has the file's size and
+        declared MD5 (asked in one call; a token that may not read them leaves them refused)."""
+        candidates = [f for f in refused if self._skip_uploaded and f.declared]
+        if not candidates:
+            return set()
+        specs = self._api.download_specs([f.key for f in candidates], exclude_urls=True)
+        def same(f: _File, spec: object) -> bool:
+            if not isinstance(spec, ObjectSpecification):
+                return False  # not readable with this token, or gone: it stays refused
+            return spec.objectSize == f.size and (spec.objectMd5 or "").lower() == f.declared
+
+        return {f.key for f in candidates if same(f, specs.get(f.key))}
 
     # -- moving bytes --------------------------------------------------------------------------------
     def _send(self, files: list[_File], coordinator: Coordinator, workers: int, report: JobReport) -> None:
