@@ -15,7 +15,14 @@ import pytest
 from pydantic import SecretStr
 
 from score.server.settings import S3Config
-from score.server.storage.base import ObjectStore, StoreMisconfigured, StoreUnavailable, UploadedPart, UploadNotFound
+from score.server.storage.base import (
+    ObjectStore,
+    StoreError,
+    StoreMisconfigured,
+    StoreUnavailable,
+    UploadedPart,
+    UploadNotFound,
+)
 from score.server.storage.s3 import S3Store
 from tests.integration.store_reads import check_ranged_document_reads
 from tests.services.process import free_port
@@ -400,3 +407,68 @@ def test_unreachable_endpoint(bucket: str) -> None:
 
 def test_ranged_document_reads(store) -> None:  # type: ignore[no-untyped-def]
     check_ranged_document_reads(store)
+
+
+def test_document_calls_skip_boto3_yet_behave_as_its_calls(seaweed: SeaweedS3, raw: Any) -> None:
+    """GET, HEAD and PUT of keys go out directly (S3Documents), signed as boto3 signs them: the same answers,
+    the same refusals, the same missing-key and missing-bucket readings."""
+    bucket = seaweed.fresh_bucket()
+    store = make_store(seaweed, bucket)
+    assert store._documents is not None  # SigV4 with credentials: the direct path is on
+    body = b'{"objectId": "x"}' * 50
+    key = f"data/{new_id()}.meta"
+    store.write_document(key, body)
+    assert raw.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+    assert store.read_document(key) == body
+    assert store.read_document(key, 2, 10) == body[2:10]
+    head = store.head(key)
+    assert head is not None and head.size == len(body) and head.etag == md5_hex(body)
+    assert head.last_modified_ms > 0
+    raw.put_object(Bucket=bucket, Key="data/with-md5", Body=b"abc", Metadata={"md5chksum": md5_b64(b"abc")})
+    assert store.head("data/with-md5").md5 == md5_hex(b"abc")  # type: ignore[union-attr]
+    assert store.read_document("data/absent") is None and store.head("data/absent") is None
+    odd = "data/a key with spaces+plus~tilde"
+    store.write_document(odd, b"odd")
+    assert raw.get_object(Bucket=bucket, Key=odd)["Body"].read() == b"odd" and store.read_document(odd) == b"odd"
+
+    wrong = make_store(seaweed, bucket, secret_key=SecretStr("not-the-secret"))
+    with pytest.raises(StoreError, match=r"SignatureDoesNotMatch|AccessDenied|InvalidAccessKeyId"):
+        wrong.read_document(key)
+    with pytest.raises(StoreError, match="403"):
+        wrong.head(key)
+    gone = make_store(seaweed, f"{bucket}-absent")
+    with pytest.raises(StoreError, match="NoSuchBucket"):
+        gone.read_document("data/x.meta")
+
+
+def test_document_calls_retry_a_busy_store_then_say_it_is_unavailable(seaweed: SeaweedS3) -> None:
+    """503s are retried with back-off (as boto3's standard mode); a store that stays busy is StoreUnavailable."""
+    import http.server
+    import threading
+
+    answers = iter([503, 503, 200] + [503] * 50)
+    seen: list[str] = []
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", "")[:16])
+            status = next(answers)
+            payload = b"doc" if status == 200 else b"<Error><Code>SlowDown</Code><Message>busy</Message></Error>"
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = make_store(seaweed, "busy-bucket", endpoint=f"http://127.0.0.1:{server.server_port}")
+        assert store.read_document("data/x.meta") == b"doc"
+        assert len(seen) == 3 and all(s.startswith("AWS4-HMAC-SHA256") for s in seen)
+        with pytest.raises(StoreUnavailable, match=r"SlowDown|503"):
+            store.read_document("data/y.meta")
+    finally:
+        server.shutdown()

@@ -46,6 +46,7 @@ from score.server.storage.base import (
     UploadedPart,
     UploadNotFound,
 )
+from score.server.storage.s3_documents import S3Documents
 
 MiB = 1024 * 1024
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit for pre-signed URLs
@@ -314,6 +315,8 @@ class S3Store:
         self._presigner = (
             self._make_client(config.presign_endpoint, MAX_ATTEMPTS) if config.presign_endpoint else self._client
         )
+        # GET, HEAD and PUT of keys without boto3's per-call overhead where that path is the same (SigV4).
+        self._documents = S3Documents.for_client(self._client, self._session, MAX_ATTEMPTS)
         self._probe: Any = None  # a client with few retries, made on first check_ready
         self._resolved: dict[str, tuple[str, float]] = {}
         self._resolved_lock = threading.Lock()
@@ -713,8 +716,10 @@ class S3Store:
     def _head_in(self, bucket: str, key: str, tolerate_no_bucket: bool) -> ObjectHead | None:
         """HEAD ``key`` in one bucket. HEAD has no error body: a missing bucket also reads as 404."""
         try:
+            documents = self._documents
             response = self._call(
-                f"HeadObject {bucket}/{key}", lambda: self._client.head_object(Bucket=bucket, Key=key)
+                f"HeadObject {bucket}/{key}",
+                lambda: documents.head(bucket, key) if documents else self._client.head_object(Bucket=bucket, Key=key),
             )
         except StoreUnavailable:
             raise
@@ -742,6 +747,8 @@ class S3Store:
 
     def _get_in(self, bucket: str, key: str, tolerate_no_bucket: bool, byte_range: str | None = None) -> bytes | None:
         def get() -> bytes:
+            if self._documents is not None:
+                return self._documents.get(bucket, key, byte_range)
             extra = {"Range": byte_range} if byte_range else {}
             response = self._client.get_object(Bucket=bucket, Key=key, **extra)
             with response["Body"] as stream:
@@ -760,9 +767,14 @@ class S3Store:
         """One PutObject: S3 PUTs are atomic (readers see the old or the new body), Content-MD5 checked."""
         bucket = self.router.write_bucket(key)
         digest = base64.b64encode(hashlib.md5(body).digest()).decode("ascii")  # noqa: S324 - integrity only
+        documents = self._documents
         self._call(
             f"PutObject {bucket}/{key}",
-            lambda: self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=digest),
+            lambda: (
+                documents.put(bucket, key, body, digest)
+                if documents
+                else self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=digest)
+            ),
         )
         self._forget(key)
 
