@@ -472,3 +472,28 @@ def test_document_calls_retry_a_busy_store_then_say_it_is_unavailable(seaweed: S
             store.read_document("data/y.meta")
     finally:
         server.shutdown()
+
+
+def test_urls_are_presigned_exactly_as_boto3_presigns_them(seaweed: SeaweedS3) -> None:
+    """The direct signer's URLs are boto3's, byte for byte (same second), for every operation signed."""
+    store = make_store(seaweed, seaweed.fresh_bucket())
+    upload_id = store.start_upload("data/p", 6 * MiB)
+    signs = [
+        lambda: store.sign_read("data/x", None, None, 600),
+        lambda: store.sign_read("data/x", 5, 10, 600),
+        lambda: store.sign_upload_part("data/p", upload_id, 3, 0, 5 * MiB, 900),
+        lambda: store.sign_whole_put("data/w", md5_hex(b"w"), 700),
+    ]
+    direct_signer = store._signer
+    assert direct_signer is not None
+    for sign in signs:
+        for _ in range(3):  # the two may straddle a second
+            store._signer = direct_signer
+            ours = sign()
+            store._signer = None
+            theirs = sign()
+            if ours == theirs:
+                break
+        assert ours == theirs
+    store._signer = direct_signer
+    store.abort_upload("data/p", upload_id)

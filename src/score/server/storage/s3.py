@@ -293,6 +293,19 @@ def _http_status(exc: Any) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
 
+# What each pre-signed operation is on the wire: method, query parameters and signed headers.
+_Fields = Callable[[dict[str, Any]], dict[str, str]]
+_SIGNED_REQUESTS: dict[str, tuple[str, _Fields, _Fields]] = {
+    "get_object": ("GET", lambda p: {}, lambda p: {"Range": p["Range"]} if "Range" in p else {}),
+    "upload_part": (
+        "PUT",
+        lambda p: {"uploadId": p["UploadId"], "partNumber": str(p["PartNumber"])},
+        lambda p: {},
+    ),
+    "put_object": ("PUT", lambda p: {}, lambda p: {"Content-MD5": p["ContentMD5"]} if "ContentMD5" in p else {}),
+}
+
+
 # -- the store --------------------------------------------------------------------------------------
 
 
@@ -317,6 +330,7 @@ class S3Store:
         )
         # GET, HEAD and PUT of keys without boto3's per-call overhead where that path is the same (SigV4).
         self._documents = S3Documents.for_client(self._client, self._session, MAX_ATTEMPTS)
+        self._signer = S3Documents.for_client(self._presigner, self._session, MAX_ATTEMPTS)
         self._probe: Any = None  # a client with few retries, made on first check_ready
         self._resolved: dict[str, tuple[str, float]] = {}
         self._resolved_lock = threading.Lock()
@@ -671,6 +685,15 @@ class S3Store:
         if expires_in <= 0:
             raise ValueError(f"expires_in must be positive, got {expires_in}")
         expiry = min(int(expires_in), MAX_PRESIGN_SECONDS)
+        signer = self._signer
+        if signer is not None and operation in _SIGNED_REQUESTS:
+            method, query_of, headers_of = _SIGNED_REQUESTS[operation]
+            bucket, key = params["Bucket"], params["Key"]
+            query, headers = query_of(params), headers_of(params)
+            return self._call(
+                f"presigning {operation} {bucket}/{key}",
+                lambda: signer.presign(method, bucket, key, expiry, query, headers),
+            )
         return self._call(
             f"presigning {operation} {params['Bucket']}/{params['Key']}",
             lambda: str(self._presigner.generate_presigned_url(operation, Params=params, ExpiresIn=expiry)),

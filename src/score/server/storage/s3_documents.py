@@ -1,4 +1,4 @@
-"""GET, HEAD and PUT of S3 keys on the hot path, without botocore's per-call machinery.
+"""GET, HEAD and PUT of S3 keys, and pre-signed URLs, on the hot path without botocore's per-call machinery.
 
 A job of small files costs the server a few store calls per file (``.meta`` reads and writes, a HEAD),
 and a boto3 call spends ~1.8 ms of CPU on its event hooks, endpoint rules, parameter validation and
@@ -7,7 +7,9 @@ These three calls are simple enough to make directly: the request is signed by b
 signer with the session's (refreshable) credentials and sent on the boto3 client's own HTTP session, so
 the endpoint, TLS verification, proxies and connection pool are exactly the client's. Failures come back
 as botocore ``ClientError``s shaped as boto3 would raise them, so the store maps them as for any call.
-Everything else (listings, multipart uploads, presigning) stays on boto3.
+URLs are pre-signed by botocore's query signer the way ``generate_presigned_url`` does (0.35 ms each
+there: a 1,600-part specification spent half a second on it). Everything else (listings, multipart
+calls) stays on boto3.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE = 0.1  # seconds, doubled per attempt, with full jitter (as botocore's "standard" mode)
@@ -66,12 +68,35 @@ class S3Documents:
         headers = {"Content-MD5": content_md5, "Content-Length": str(len(body))}
         self._send("PUT", bucket, key, headers, body)
 
+    def presign(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        expires_in: int,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """A pre-signed URL as boto3's ``generate_presigned_url`` makes it (SigV4 query auth, unsigned
+        payload): ``headers`` are signed, so the client must send exactly them (a Range, a Content-MD5)."""
+        from botocore.auth import S3SigV4QueryAuth
+        from botocore.awsrequest import AWSRequest
+
+        url = self._url(bucket, key) + (f"?{urlencode(query)}" if query else "")
+        request = AWSRequest(method=method, url=url, headers=dict(headers or {}))
+        credentials = self._session.get_credentials().get_frozen_credentials()
+        S3SigV4QueryAuth(credentials, "s3", self._region, expires=expires_in).add_auth(request)
+        return str(request.url)
+
+    def _url(self, bucket: str, key: str) -> str:
+        return f"{self._endpoint}/{quote(bucket)}/{quote(key, safe='/~')}"
+
     def _send(self, method: str, bucket: str, key: str, headers: dict[str, str], body: bytes) -> Any:
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.exceptions import HTTPClientError
 
-        url = f"{self._endpoint}/{quote(bucket)}/{quote(key, safe='/~')}"
+        url = self._url(bucket, key)
         for attempt in range(1, self._attempts + 1):
             request = AWSRequest(method=method, url=url, headers=dict(headers), data=body)
             credentials = self._session.get_credentials().get_frozen_credentials()
