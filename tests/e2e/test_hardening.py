@@ -66,9 +66,7 @@ def test_study_scopes_do_not_match_a_study_whose_id_differs_in_case(
     assert other.status_code == 403 and "PROGRAMDATA-abc.READ" in _message(other)
 
     writer = server.token("PROGRAMDATA-abc.WRITE")
-    suppress = httpx.put(
-        f"{server.url}/song/studies/ABC/analysis/suppress/{upper_analysis}", headers=_auth(writer)
-    )
+    suppress = httpx.put(f"{server.url}/song/studies/ABC/analysis/suppress/{upper_analysis}", headers=_auth(writer))
     assert suppress.status_code == 403 and "PROGRAMDATA-ABC.WRITE" in suppress.json()["message"]
     state = httpx.get(f"{server.url}/song/studies/ABC/analysis/{upper_analysis}").json()["analysisState"]
     assert state == "PUBLISHED"
@@ -111,9 +109,7 @@ def test_huge_bodies_are_refused_before_they_are_read_and_memory_stays_flat(
             assert refused.status_code in (401, 404), refused.text
             assert refused.headers.get("connection") == "close"  # the rest of the body is not read
         # authorised but too large: 413 while streaming (no Content-Length: chunked), in each API's shape
-        too_big = http.post(
-            f"{server.url}/song/submit/BODY", content=_endless(64 * MiB), headers=_auth(admin_token)
-        )
+        too_big = http.post(f"{server.url}/song/submit/BODY", content=_endless(64 * MiB), headers=_auth(admin_token))
         assert too_big.status_code == 413 and too_big.json()["errorId"] == "payload.too.large"
         declared = http.post(
             f"{server.url}/song/submit/BODY",

@@ -184,12 +184,16 @@ def upload(
     board = session.job_progress("uploaded")
     report = JobReport(listener=lambda outcome: _say_upload(session, board, outcome))
     items = [UploadItem(path, oid, expected) for path, oid, expected in jobs]
-    _finish(session, UploadJob(session.config, session.score, board).run(items, force, report), "uploaded")
+    job = UploadJob(session.config, session.score, board)
+    # A manifest or an analysis is a job the same command re-runs: objects it uploaded before are skipped.
+    _finish(session, job.run(items, force, report, skip_uploaded=not object_id), "uploaded")
 
 
 def _say_upload(session: Session, board: JobProgress, outcome: FileOutcome) -> None:
     if outcome.status == "failed":
         line = f"error: upload of {_shown(outcome.name)} failed: {outcome.detail}"
+    elif outcome.status == "skipped":
+        line = f"skipped {outcome.name} ({outcome.object_id}): {outcome.detail}"
     else:
         already = f", {outcome.parts_skipped} already done" if outcome.parts_skipped else ""
         line = (
@@ -206,7 +210,12 @@ def _say_upload(session: Session, board: JobProgress, outcome: FileOutcome) -> N
 @click.option("--manifest", help="Song download manifest (file or URL, 11 columns).")
 @click.option("--analysis-id", help="Download every file of this analysis ...")
 @click.option("--study-id", "--program-id", "study_id", help="... of this study.")
-@click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the files go.")
+@click.option(
+    "--archive",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the whole download as this one tar file instead (names by --output-layout, MD5SUMS last).",
+)
 @click.option("--output-layout", type=click.Choice(["bundle", "filename", "id"]), default="filename", show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--length", type=int, default=-1, show_default=True, help="-1 reads to the end.")
@@ -222,7 +231,8 @@ def download(
     manifest: str | None,
     analysis_id: str | None,
     study_id: str | None,
-    output_dir: Path,
+    output_dir: Path | None,
+    archive: Path | None,
     output_layout: str,
     offset: int,
     length: int,
@@ -242,6 +252,10 @@ def download(
         raise click.UsageError("--analysis-id needs --study-id")
     if length < -1 or length == 0:
         raise click.UsageError("--length must be -1 (to the end) or a positive byte count")
+    if archive is not None:
+        _check_archive(archive, output_dir, offset, length, force)
+    elif output_dir is None:
+        raise click.UsageError("give --output-dir (or --archive FILE.tar to save the download as one tar file)")
 
     if manifest:
         text, _ = _read_resource(manifest)
@@ -254,7 +268,7 @@ def download(
     reachable = checking.submit(session.verify_connection) if verify_connection else None
     try:
         entities = _entities(session, ids, analysis_id, study_id, index and (offset, length) == (0, -1))
-        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir or (archive or Path()).parent).mkdir(parents=True, exist_ok=True)
         if reachable is not None:
             reachable.result()
     finally:
@@ -263,27 +277,52 @@ def download(
     targets = []
     seen_targets: set[Path] = set()
     for entity in entities:
-        target = _target(output_dir, output_layout, entity)
+        # In an archive, a file's member name is its path under the output directory.
+        target = _target(output_dir if archive is None else Path(), output_layout, entity)
         if target in seen_targets:
-            session.say(f"warning: skipping {entity.object_id}: another file is already saved as {target}")
+            where = "saved as" if archive is None else f"in {archive} as"
+            session.say(f"warning: skipping {entity.object_id}: another file is already {where} {target}")
             continue
         seen_targets.add(target)
         targets.append(DownloadTarget(entity.object_id, target))
     board = session.job_progress("downloaded")
-    report = JobReport(listener=lambda outcome: _say_download(session, board, outcome, validate))
-    job = DownloadJob(session.config, session.score, board)
+    report = JobReport(listener=lambda outcome: _say_download(session, board, outcome, validate, archive))
+    sink = None
+    if archive is not None:
+        from score.client.transfer.archive_sink import ArchiveSink
+
+        sink = ArchiveSink(archive, notify=session.say)
+    job = DownloadJob(session.config, session.score, board, sink)
     _finish(session, job.run(targets, offset, length, validate, force, report), "downloaded")
 
 
-def _say_download(session: Session, board: JobProgress, outcome: FileOutcome, validate: bool) -> None:
+def _check_archive(archive: Path, output_dir: Path | None, offset: int, length: int, force: bool) -> None:
+    """``--archive`` saves whole files, in one place, and replaces an existing archive only when told to."""
+    if output_dir is not None:
+        raise click.UsageError("--archive saves the download as one file: give its path alone, without --output-dir")
+    if (offset, length) != (0, -1):
+        raise click.UsageError("--archive saves whole files: it cannot be combined with --offset or --length")
+    if archive.name.lower().endswith((".gz", ".tgz", ".bz2", ".xz", ".zst", ".zip")):
+        raise click.UsageError(f"--archive writes an uncompressed tar file: name it .tar, not {archive.name}")
+    if archive.is_dir():
+        raise click.UsageError(f"--archive {archive} is a directory: give the path of the tar file to write")
+    if _exists(archive) and not force:
+        raise ClientError(f"{archive} already exists; use --force to replace it")
+
+
+def _say_download(
+    session: Session, board: JobProgress, outcome: FileOutcome, validate: bool, archive: Path | None = None
+) -> None:
     if outcome.status == "skipped":
         line = f"skipped {outcome.object_id}: {outcome.name} already exists (use --force to replace it)"
     elif outcome.status == "failed":
-        line = f"error: download of {outcome.object_id} failed: {outcome.detail}"
+        where = f" ({outcome.name} in {archive})" if archive is not None else ""
+        line = f"error: download of {outcome.object_id}{where} failed: {outcome.detail}"
     else:
         check = "verified" if outcome.verified else "NOT verified (--validate false)" if not validate else "unverified"
         already = f", {outcome.parts_skipped} parts already done" if outcome.parts_skipped else ""
-        line = f"downloaded {outcome.object_id} to {outcome.name}: {outcome.size} bytes, {check}{already}"
+        where = f"to {outcome.name}" if archive is None else f"into {archive} as {outcome.name}"
+        line = f"downloaded {outcome.object_id} {where}: {outcome.size} bytes, {check}{already}"
     session.say(line, board)
 
 

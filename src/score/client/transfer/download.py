@@ -15,6 +15,8 @@ Per file, by size:
 
 Either way a file appears under its final name only complete and verified, and specifications come from
 one ``POST /batch/download/specs`` per 1,000 objects (per-object calls against a server without it).
+A ``Sink`` sends every file elsewhere on the same pool, planning and checks (``archive_sink``: each file a
+range of one tar archive).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from score.client.api import ScoreApi
 from score.client.config import ClientConfig
@@ -44,6 +48,7 @@ from score.client.transfer.jobs import (
     JobProgress,
     JobReport,
     NoJobProgress,
+    PartSlots,
     drive,
 )
 from score.client.transfer.journal import fsync_dir, read_json, write_json
@@ -55,7 +60,9 @@ from score.core.models import ObjectSpecification
 log = logging.getLogger("score.client")
 
 SMALL_FILE_WORKERS = 16  # small files are latency-bound: this many are fetched at once
-COMMIT_BATCH = 64  # finished small files made durable together (one syncfs)
+COMMIT_BATCH = 64  # finished small files made durable together (one syncfs) ...
+COMMIT_BYTES = 64 * 1024 * 1024  # ... or fewer, once they hold this much (a kill fetches them again) ...
+COMMIT_WAIT = 1.0  # ... or once the first of them has waited this long (seconds)
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 
 
@@ -139,18 +146,29 @@ class Committer:
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []  # (partial, final)
+        self._bytes = 0
+        self._since = 0.0
         self._lock = threading.Lock()
 
-    def add(self, partial: Path, final: Path) -> None:
+    def add(self, partial: Path, final: Path, size: int = 0) -> None:
+        """Queue a verified file; the batch is committed when it is big or old enough, so a kill costs at
+        most ``COMMIT_BATCH`` files, ``COMMIT_BYTES`` or ``COMMIT_WAIT`` of fetching again."""
         with self._lock:
+            if not self._pending:
+                self._since = time.monotonic()
             self._pending.append((partial, final))
-            full = len(self._pending) >= COMMIT_BATCH
-        if full:
+            self._bytes += size
+            due = (
+                len(self._pending) >= COMMIT_BATCH
+                or self._bytes >= COMMIT_BYTES
+                or time.monotonic() - self._since >= COMMIT_WAIT
+            )
+        if due:
             self.flush()
 
     def flush(self) -> None:
         with self._lock:
-            batch, self._pending = self._pending, []
+            batch, self._pending, self._bytes = self._pending, [], 0
             if not batch:
                 return
             sync_file_system(batch[0][0])
@@ -184,11 +202,31 @@ def sync_file_system(path: Path) -> None:
         os.close(fd)
 
 
+class Sink(Protocol):
+    """Where the job's files go when not each to a file of its own (``archive_sink.ArchiveSink``: one tar).
+
+    ``prepare`` takes the planned files (and may fail some in the report) and returns them placed; ``start``
+    runs one file on the job's pool in place of ``_small``/``_large``; ``finish`` ends the job (not called
+    when it was cancelled).
+    """
+
+    def prepare(self, files: list[_File], report: JobReport) -> list[_File]: ...
+
+    def start(
+        self, job: DownloadJob, f: _File, coordinator: Coordinator, data: DataClient, large_slots: threading.Semaphore
+    ) -> Future[FileOutcome]: ...
+
+    def finish(self, report: JobReport) -> None: ...
+
+
 class DownloadJob:
-    def __init__(self, config: ClientConfig, api: ScoreApi, progress: JobProgress | None = None) -> None:
+    def __init__(
+        self, config: ClientConfig, api: ScoreApi, progress: JobProgress | None = None, sink: Sink | None = None
+    ) -> None:
         self._config = config
         self._api = api
         self._progress = progress or NoJobProgress()
+        self._sink = sink
         self.coordinator: Coordinator | None = None
 
     def run(
@@ -205,12 +243,15 @@ class DownloadJob:
         report = report if report is not None else JobReport()
         todo = []
         for target in targets:
-            if target.path.exists() and not force:
+            if self._sink is None and target.path.exists() and not force:
                 report.add(FileOutcome(str(target.path), target.object_id, "skipped", detail="already exists"))
             else:
                 todo.append(target)
         files = self._plan(todo, offset, length, validate, report)
-        self._check_space(files, report)
+        if self._sink is None:
+            self._check_space(files, report)
+        else:
+            files = self._sink.prepare(files, report)
         files = [f for f in files if not any(o.object_id == f.key and o.status == "failed" for o in report.outcomes)]
         self._progress.job_started(len(targets), sum(f.span for f in files))
         for outcome in report.outcomes:
@@ -223,7 +264,7 @@ class DownloadJob:
         coordinator = self.coordinator = Coordinator(workers)
         data = DataClient(workers, self._config.timeout, self._config.chunk_size)
         committer = Committer()
-        large_slots = threading.Semaphore(self._config.parallel)
+        large_slots = PartSlots(self._config.parallel)
         try:
             futures = {self._start(f, coordinator, data, committer, large_slots): f for f in files}
             self._collect(futures, report, coordinator)
@@ -238,6 +279,8 @@ class DownloadJob:
             if not report.cancelled:
                 data.close()
             self._progress.job_finished()
+        if self._sink is not None and not report.cancelled:
+            self._sink.finish(report)  # every task has ended (the pool was shut down waiting for them)
         return report
 
     # -- planning ----------------------------------------------------------------------------------
@@ -295,6 +338,8 @@ class DownloadJob:
         committer: Committer,
         large_slots: threading.Semaphore,
     ) -> Future[FileOutcome]:
+        if self._sink is not None:
+            return self._sink.start(self, f, coordinator, data, large_slots)
         if f.small:
             return coordinator.submit(self._small, f, coordinator, data, committer)
         return drive(lambda: self._large(f, coordinator, data, large_slots), f"file-{f.key[:8]}")
@@ -321,45 +366,48 @@ class DownloadJob:
         tally = FileTally(self._progress, f.key, coordinator)
         tally.start(target.name, f.span)
         if not f.parts:  # an empty object
-            expected = f.check_md5 or EMPTY_MD5
-            if f.validate and not md5s.equal(EMPTY_MD5, expected):
-                raise IntegrityError(f"object {f.key} is empty but its MD5 is {expected}, not that of no bytes")
+            check_empty(f)
             partial.write_bytes(b"")
             committer.add(partial, target)
             return FileOutcome(str(target), f.key, "done", 0, verified=f.validate)
+        try:
+            out = OutputFile(partial, f.span, direct=False)
+            try:
+                verified = self.fetch_whole(f, out, data, tally)
+            finally:
+                out.close()
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        committer.add(partial, target, f.span)
+        return FileOutcome(str(target), f.key, "done", f.span, parts_moved=1, verified=verified)
+
+    def fetch_whole(self, f: _File, out: OutputFile, data: DataClient, tally: FileTally) -> bool:
+        """Fetch a file of one part into ``out`` (at the part's ``write_at``), checking its MD5 as it arrives;
+        whether it was verified."""
         part = f.parts[0]
         expected = f.check_md5 or part.source_md5
         what = f"object {f.key}"
         book = UrlBook({p.partNumber: p.url for p in f.spec.parts}, lambda: self._fresh_urls(f))
 
         def fetch(url: str, part_tally: object) -> None:
-            out = OutputFile(partial, f.span, direct=False)
-            try:
-                digest = data.get_range(
-                    url,
-                    part.fetch_offset,
-                    part.fetch_size,
-                    out,
-                    0,
-                    0,
-                    part.keep,
-                    True,
-                    part_tally,
-                    what,  # type: ignore[arg-type]
-                )
-            finally:
-                out.close()
+            digest = data.get_range(
+                url,
+                part.fetch_offset,
+                part.fetch_size,
+                out,
+                part.write_at,
+                0,
+                part.keep,
+                True,
+                part_tally,
+                what,  # type: ignore[arg-type]
+            )
             if f.validate and expected and not md5s.equal(digest, expected):
                 raise IntegrityError(f"{what}: the received bytes hash to {digest}, expected {expected}")
 
-        try:
-            transfer_part(fetch, part.number, what, book, tally, self._config.retries)  # type: ignore[arg-type]
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        committer.add(partial, target)
-        verified = bool(f.validate and expected)
-        return FileOutcome(str(target), f.key, "done", f.span, parts_moved=1, verified=verified)
+        transfer_part(fetch, part.number, what, book, tally, self._config.retries)  # type: ignore[arg-type]
+        return bool(f.validate and expected)
 
     def _fresh_urls(self, f: _File) -> dict[int, str | None]:
         spec = self._api.download_specs([f.key], *f.spec_range)[f.key]
@@ -401,7 +449,9 @@ class DownloadJob:
         fsync_dir(target.parent)
         shutil.rmtree(state_dir, ignore_errors=True)
         verified = digest is not None or (f.validate and all(p.source_md5 for p in f.parts))
-        return FileOutcome(str(target), f.key, "done", f.span, fetched, len(finished), verified)
+        return FileOutcome(
+            str(target), f.key, "done", f.span, parts_moved=fetched, parts_skipped=len(finished), verified=verified
+        )
 
 
 @dataclass
@@ -435,7 +485,9 @@ class _LargeFetch:
             hasher = None
             if object_md5 is not None:
                 on_disk = {i for i, p in enumerate(f.parts) if p.number not in pending}
-                hasher = InOrderHasher(self.out.fd, [(p.write_at, p.keep) for p in f.parts], on_disk)
+                ranges = [(p.write_at, p.keep) for p in f.parts]
+                lend = self.slots.lent if isinstance(self.slots, PartSlots) else contextlib.nullcontext
+                hasher = InOrderHasher(self.out.fd, ranges, on_disk, lend)
             todo = [p for p in f.parts if p.number in pending]
             if first:
                 self.tally.start(f.target.path.name, f.span, sum(p.keep for p in f.parts if p.number not in pending))
@@ -457,7 +509,7 @@ class _LargeFetch:
             ]
             if not corrupt:
                 # Every part checks out: hash the file once more before calling it damaged.
-                digest = md5_of_range(self.out.fd, 0, f.span)
+                digest = md5_of_range(self.out.fd, f.parts[0].write_at, f.span)
                 if md5s.equal(digest, object_md5):
                     return fetched, digest
                 break
@@ -519,6 +571,13 @@ class _LargeFetch:
             for future in futures:
                 future.cancel()
             raise
+
+
+def check_empty(f: _File) -> None:
+    """An empty object must not claim the MD5 of some bytes (when verifying)."""
+    expected = f.check_md5 or EMPTY_MD5
+    if f.validate and not md5s.equal(EMPTY_MD5, expected):
+        raise IntegrityError(f"object {f.key} is empty but its MD5 is {expected}, not that of no bytes")
 
 
 def _partial_blocks(f: _File) -> int:

@@ -7,10 +7,13 @@ workers move bytes. (An upload's MD5s are in ``upload_hashing``.)
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import mmap
 import os
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from score.client.errors import ClientError
@@ -95,8 +98,15 @@ class InOrderHasher:
     stops and ``result`` hashes the file itself, since the bytes hashed and the bytes kept could differ.
     """
 
-    def __init__(self, fd: int, ranges: list[tuple[int, int]], on_disk: set[int]) -> None:
+    def __init__(
+        self,
+        fd: int,
+        ranges: list[tuple[int, int]],
+        on_disk: set[int],
+        while_waiting: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> None:
         self._fd = fd
+        self._while_waiting = while_waiting  # entered around a worker's wait (``PartSlots.lent``: gives its slot)
         self._ranges = ranges  # (offset, length) of each part in the file, contiguous, in order
         self._starts = [offset for offset, _ in ranges]
         self._on_disk = set(on_disk)  # indices of parts already in the file when hashing starts
@@ -142,10 +152,19 @@ class InOrderHasher:
         self._hashed.notify_all()
 
     def wait_hashed(self, position: int) -> None:
-        """Wait until every byte before ``position`` is hashed (so a buffer fed earlier can be reused)."""
+        """Wait until every byte before ``position`` is hashed (so a buffer fed earlier can be reused).
+
+        A worker that has to wait does so inside ``while_waiting``: the hash may be waiting for an earlier
+        part, whose worker may be waiting for what this one holds (a slot)."""
         with self._lock:
-            while self._hashed_end < position and not (self._tainted or self._cancelled or self._error):
+            if not self._must_wait(position):
+                return
+        with self._while_waiting(), self._lock:
+            while self._must_wait(position):
                 self._hashed.wait()
+
+    def _must_wait(self, position: int) -> bool:
+        return self._hashed_end < position and not (self._tainted or self._cancelled or self._error)
 
     def _raise_if_stopped(self) -> None:
         if self._cancelled:

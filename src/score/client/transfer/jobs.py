@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Protocol, TypeVar
 
 from score.client.errors import ClientError
@@ -85,6 +86,7 @@ class FileOutcome:
     object_id: str
     status: str  # "done", "skipped", "failed"
     size: int = 0
+    _: KW_ONLY  # the counts are easily shifted by position: name them
     detail: str = ""  # skipped: why; failed: the error
     parts_moved: int = 0
     parts_skipped: int = 0
@@ -171,6 +173,41 @@ class Coordinator:
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait or self.cancelled)
+
+
+class PartSlots(threading.Semaphore):
+    """At most ``value`` large parts receiving at once (``with slots:``), across the job's files.
+
+    A worker holding a slot may have to wait for the whole-object hash to catch up (its ring of buffers is
+    full), while the hash waits for an earlier part whose worker waits for a slot; and a worker that has just
+    released a slot often takes it straight back, ahead of those waiting. Holding the slot through that wait
+    deadlocks the job: ``lent`` gives it back for the wait and takes one again after.
+    """
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self._held = threading.local()
+
+    def __enter__(self) -> bool:
+        taken = self.acquire()
+        self._held.count = getattr(self._held, "count", 0) + 1
+        return taken
+
+    def __exit__(self, *exc: object) -> None:
+        self._held.count -= 1
+        self.release()
+
+    @contextmanager
+    def lent(self) -> Iterator[None]:
+        """Give the calling thread's slot back while the block runs (if it holds one)."""
+        if not getattr(self._held, "count", 0):
+            yield
+            return
+        self.release()
+        try:
+            yield
+        finally:
+            self.acquire()
 
 
 def drive(work: Callable[[], T], name: str) -> Future[T]:

@@ -293,6 +293,7 @@ class UploadJob:
         if not candidates:
             return set()
         specs = self._api.download_specs([f.key for f in candidates], exclude_urls=True)
+
         def same(f: _File, spec: object) -> bool:
             if not isinstance(spec, ObjectSpecification):
                 return False  # not readable with this token, or gone: it stays refused
