@@ -27,7 +27,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +60,10 @@ log = logging.getLogger("score.client")
 WHOLE_PUT_PREFIX = "~put."  # the server's uploadIds of whole-object uploads (one PUT, no upload state)
 
 SMALL_FILE_WORKERS = 16  # small files are latency-bound: this many are sent at once
-FINALIZE_BATCH = 200  # finished small files finalized together
+INITIATE_FIRST = 32  # files started before the first byte moves; the rest are started while they are sent,
+INITIATE_CHUNK = 250  # this many per call
+FINALIZE_BATCH = 100  # finished small files finalized together, ...
+FINALIZE_CALLS = 2  # ... in up to this many calls at once (the last batch is not a long tail)
 FINALIZE_WAIT = 0.05  # seconds a finished file may wait for others to share its finalize call
 
 
@@ -119,6 +122,14 @@ class _File:
         return FileOutcome(self.name, self.key, status, self.size, detail=detail, **counts)
 
 
+def _chunks(files: list[_File]) -> Iterator[list[_File]]:
+    """The files to start, in calls that grow: a few first, so bytes move at once, then bigger ones."""
+    start, size = 0, INITIATE_FIRST
+    while start < len(files):
+        yield files[start : start + size]
+        start, size = start + size, INITIATE_CHUNK
+
+
 def _exists_refusal(answer: object) -> bool:
     return isinstance(answer, ServerError) and answer.status == 409 and "already exists" in str(answer)
 
@@ -144,15 +155,15 @@ class UploadJob:
         files = [f for f in (self._check(item, report) for item in items) if f is not None]
         coordinator: Coordinator | None = None
         try:
-            started = self._start(files, force, report)
-            self._progress.job_started(len(items), sum(f.size for f in started))
+            started, fresh = self._start(files, force, report)
+            self._progress.job_started(len(items), sum(f.size for f in started + fresh))
             for outcome in report.outcomes:
                 self._progress.file_finished(outcome.object_id, outcome.status != "failed")
-            if started:
-                small = sum(f.small for f in started)
-                workers = self._config.parallel if not small else max(self._config.parallel, SMALL_FILE_WORKERS)
+            if started or fresh:
+                several = len(started) + len(fresh) > 1 or any(f.small for f in started)
+                workers = max(self._config.parallel, SMALL_FILE_WORKERS) if several else self._config.parallel
                 coordinator = Coordinator(workers)
-                self._send(started, coordinator, workers, report)
+                self._send(started, fresh, force, coordinator, workers, report)
         except KeyboardInterrupt:
             report.cancelled = True
             if coordinator is not None:
@@ -185,8 +196,9 @@ class UploadJob:
         journal = state_dir_for(path, item.object_id, self._config) / "upload.json"
         return _File(item, identity, declared, journal)
 
-    def _start(self, files: list[_File], force: bool, report: JobReport) -> list[_File]:
-        """Resume what a journal names, confirm what was being finalized, start the rest together."""
+    def _start(self, files: list[_File], force: bool, report: JobReport) -> tuple[list[_File], list[_File]]:
+        """Resume what a journal names, confirm what was being finalized; the rest is returned to be started
+        (``_initiate``) while the first files are sent."""
         fresh, started = [], []
         for f in files:
             journal = read_json(f.journal)
@@ -208,8 +220,7 @@ class UploadJob:
                 report.add(f.outcome("failed", detail))
                 continue
             fresh.append(f)
-        started += self._initiate(fresh, force, report)
-        return started
+        return started, fresh
 
     def _confirm(self, f: _File, journal: dict[str, Any]) -> FileOutcome | None:
         """The interrupted run had asked to finalize: if the server finished it, the file is done."""
@@ -302,32 +313,52 @@ class UploadJob:
         return {f.key for f in candidates if same(f, specs.get(f.key))}
 
     # -- moving bytes --------------------------------------------------------------------------------
-    def _send(self, files: list[_File], coordinator: Coordinator, workers: int, report: JobReport) -> None:
+    def _send(
+        self,
+        started: list[_File],
+        fresh: list[_File],
+        force: bool,
+        coordinator: Coordinator,
+        workers: int,
+        report: JobReport,
+    ) -> None:
+        """Send the started files, and start the fresh ones a chunk at a time while the first are sent (the
+        server's checks for a thousand files take about a second: no byte waited for them)."""
         data = DataClient(workers, self._config.timeout, self._config.chunk_size)
         finalizer = Finalizer(self._api, self._progress, report)
         large_slots = threading.Semaphore(self._config.parallel)
-        futures: dict[Future[FileOutcome | None], _File] = {}
-        for f in files:
+        pending: dict[Future[FileOutcome | None], _File] = {}
+
+        def submit(f: _File) -> None:
             if f.small:
-                futures[coordinator.submit(self._small, f, coordinator, data, finalizer)] = f
+                pending[coordinator.submit(self._small, f, coordinator, data, finalizer)] = f
             else:
                 runner = _LargeUpload(self, f, coordinator, data, large_slots)
-                futures[drive(runner.run, f"file-{f.key[:8]}")] = f
-        pending = set(futures)
+                pending[drive(runner.run, f"file-{f.key[:8]}")] = f
+
+        def collect(timeout: float) -> None:
+            done, _ = wait(list(pending), timeout=timeout)
+            for future in done:
+                f = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except Cancelled:
+                    continue
+                except ClientError as exc:
+                    outcome = f.outcome("failed", str(exc))
+                if outcome is not None:  # None: the finalizer reports it
+                    report.add(outcome)
+                    self._progress.file_finished(f.key, outcome.status != "failed")
+
         try:
+            for f in started:
+                submit(f)
+            for chunk in _chunks(fresh):
+                for f in self._initiate(chunk, force, report):
+                    submit(f)
+                collect(0)
             while pending:
-                done, pending = wait(pending, timeout=0.2)  # short waits: Ctrl-C reaches this thread promptly
-                for future in done:
-                    f = futures[future]
-                    try:
-                        outcome = future.result()
-                    except Cancelled:
-                        continue
-                    except ClientError as exc:
-                        outcome = f.outcome("failed", str(exc))
-                    if outcome is not None:  # None: the finalizer reports it
-                        report.add(outcome)
-                        self._progress.file_finished(f.key, outcome.status != "failed")
+                collect(0.2)  # short waits: Ctrl-C reaches this thread promptly
             finalizer.close()
         finally:
             if not coordinator.cancelled:
@@ -391,7 +422,8 @@ class UploadJob:
 
 
 class Finalizer:
-    """Finalizes finished small files in batches, each with its part: one call for up to ``FINALIZE_BATCH``.
+    """Finalizes finished small files in batches, each with its part: one call for up to ``FINALIZE_BATCH``,
+    ``FINALIZE_CALLS`` calls at a time.
 
     A file waits at most ``FINALIZE_WAIT`` for others to share its call. Before the call each file's
     journal notes that finalize was asked (made durable at once for the batch), so a kill during the call
@@ -406,8 +438,11 @@ class Finalizer:
         self._lock = threading.Condition()
         self._closing = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="finalize", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"finalize-{n}", daemon=True) for n in range(FINALIZE_CALLS)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def add(self, f: _File, md5: str, parts: list[dict[str, Any]], sent: int) -> None:
         with self._lock:
@@ -417,8 +452,9 @@ class Finalizer:
     def close(self) -> None:
         with self._lock:
             self._closing = True
-            self._lock.notify()
-        self._thread.join()
+            self._lock.notify_all()
+        for thread in self._threads:
+            thread.join()
         if self._error is not None:
             raise self._error
 
