@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from tests.services.process import free_port
+from tests.services.proxy import read_body
 
 HOP_BY_HOP = {
     "connection",
@@ -79,20 +80,6 @@ class ForwardProxy:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-            def _body(self) -> bytes:
-                if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                    chunks = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            return b"".join(chunks)
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                length = int(self.headers.get("content-length") or 0)
-                return self.rfile.read(length) if length else b""
-
             def _answer(self, status: int, message: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
@@ -101,7 +88,7 @@ class ForwardProxy:
                 self.wfile.write(message)
 
             def _forward(self) -> None:
-                body = self._body()
+                body = read_body(self)
                 target = urlsplit(self.path)
                 query = parse_qs(target.query, keep_blank_values=True)
                 byte_range = self.headers.get("range")

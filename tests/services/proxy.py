@@ -24,6 +24,22 @@ from tests.services.process import free_port
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
 
 
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request's body, whether sent with a Content-Length or chunked."""
+    if handler.headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+    length = int(handler.headers.get("content-length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # a client opens a connection per worker at once: 5 (the default) drops SYNs
@@ -117,22 +133,8 @@ class StoreProxy:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-            def _body(self) -> bytes:
-                if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                    chunks = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            return b"".join(chunks)
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                length = int(self.headers.get("content-length") or 0)
-                return self.rfile.read(length) if length else b""
-
             def _forward(self) -> None:
-                body = self._body()
+                body = read_body(self)
                 split = urlsplit(self.path)
                 query = parse_qs(split.query, keep_blank_values=True)
                 byte_range = self.headers.get("range")

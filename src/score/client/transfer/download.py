@@ -563,14 +563,7 @@ class _LargeFetch:
             write_json(self.state_dir / f"part-{part.number:08x}", {"partNumber": part.number, "md5": part.source_md5})
             self.out.part_finished()
 
-        futures = [self.coordinator.submit(fetch, part) for part in todo]
-        try:
-            for future in futures:
-                future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        self.coordinator.run_all(fetch, todo)
 
 
 def check_empty(f: _File) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass, field
@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 from score.client.errors import ClientError
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class Cancelled(ClientError):
@@ -170,6 +171,18 @@ class Coordinator:
             return task(*args)
 
         return self._pool.submit(guarded)
+
+    def run_all(self, task: Callable[[U], object], items: Iterable[U]) -> None:
+        """``task(item)`` for every item on the pool, waiting for all; the first error cancels the items not
+        started yet and is raised."""
+        futures = [self.submit(task, item) for item in items]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait or self.cancelled)

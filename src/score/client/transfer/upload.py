@@ -595,14 +595,7 @@ class _LargeUpload:
         return len(set(held) - {p.partNumber for p in unrecorded})
 
     def _on_pool(self, work: Callable[[Part], None], parts: list[Part]) -> None:
-        futures = [self.coordinator.submit(work, part) for part in parts]
-        try:
-            for future in futures:
-                future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        self.coordinator.run_all(work, parts)
 
 
 def _record(api: ScoreApi, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
