@@ -33,6 +33,9 @@ def require_safe_id(value: str, what: str = "id") -> str:
 
 UPLOAD_ID_PATTERN = r"^[A-Za-z0-9._~+=-]{1,200}$"  # S3-compatible stores issue ~30-150 characters
 _UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
+# The uploadIds of whole-object uploads (one signed PUT, no store upload, no state): set by the server, read
+# by the client to know there is no upload state to ask for.
+WHOLE_PUT_PREFIX = "~put."
 
 
 def is_upload_id(value: str) -> bool:

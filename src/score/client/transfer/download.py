@@ -22,14 +22,11 @@ range of one tar archive).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +48,7 @@ from score.client.transfer.jobs import (
     PartSlots,
     drive,
 )
-from score.client.transfer.journal import fsync_dir, read_json, write_json
+from score.client.transfer.journal import fsync_dir, read_json, sync_file_system, write_json
 from score.client.transfer.output import OutputFile
 from score.client.transfer.parallel import UrlBook, transfer_part
 from score.core import md5 as md5s
@@ -178,28 +175,6 @@ class Committer:
                 folders.add(final.parent)
             for folder in folders:
                 fsync_dir(folder)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    try:
-        function = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).syncfs
-    except (OSError, AttributeError, TypeError):
-        return None
-    function.argtypes = (ctypes.c_int,)
-    return function  # type: ignore[no-any-return]
-
-
-_SYNCFS = _load_syncfs()
-
-
-def sync_file_system(path: Path) -> None:
-    """Flush every dirty page of the file system holding ``path`` (``os.sync`` where there is no syncfs)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _SYNCFS is None or _SYNCFS(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
 
 
 class Sink(Protocol):

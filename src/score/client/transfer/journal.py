@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,5 +39,27 @@ def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).syncfs
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.argtypes = (ctypes.c_int,)
+    return function  # type: ignore[no-any-return]
+
+
+_SYNCFS = _load_syncfs()
+
+
+def sync_file_system(path: Path) -> None:
+    """Flush every dirty page of the file system holding ``path`` (``os.sync`` where there is no syncfs)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _SYNCFS is None or _SYNCFS(fd) != 0:
+            os.sync()
     finally:
         os.close(fd)

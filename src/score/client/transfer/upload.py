@@ -37,7 +37,6 @@ from score.client.api import ScoreApi
 from score.client.config import ClientConfig
 from score.client.errors import ClientError, IntegrityError, ServerError
 from score.client.transfer.data import DataClient
-from score.client.transfer.download import sync_file_system
 from score.client.transfer.hashing import hash_mapped_range
 from score.client.transfer.jobs import (
     Cancelled,
@@ -49,15 +48,15 @@ from score.client.transfer.jobs import (
     NoJobProgress,
     drive,
 )
-from score.client.transfer.journal import read_json, write_json
+from score.client.transfer.journal import read_json, sync_file_system, write_json
 from score.client.transfer.parallel import PartTally, UrlBook, transfer_part
 from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
 from score.core import md5 as md5s
+from score.core.ids import WHOLE_PUT_PREFIX
 from score.core.models import ObjectSpecification, Part
 from score.crashpoints import crash_point
 
 log = logging.getLogger("score.client")
-WHOLE_PUT_PREFIX = "~put."  # the server's uploadIds of whole-object uploads (one PUT, no upload state)
 
 SMALL_FILE_WORKERS = 16  # small files are latency-bound: this many are sent at once
 INITIATE_FIRST = 32  # files started before the first byte moves; the rest are started while they are sent,

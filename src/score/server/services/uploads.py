@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from score.core import md5 as md5s
-from score.core.ids import is_upload_id
+from score.core.ids import WHOLE_PUT_PREFIX, is_upload_id
 from score.core.models import CompletedPart, ObjectSpecification, Part, UploadProgress
 from score.core.parts import calculate_parts
 from score.crashpoints import crash_point
@@ -62,7 +62,6 @@ DATA_DIR = "data"
 UPLOAD_DIR = "upload"
 MARKER_PREFIX = "part-"
 COMMITTED = "committed"
-WHOLE_PUT_PREFIX = "~put."  # uploadIds of whole-object uploads (no store upload, no state)
 STATE_DELETE_PARALLEL = 16  # store deletes in flight when an upload's state is removed
 T = TypeVar("T")
 
