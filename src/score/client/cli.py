@@ -12,73 +12,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-import httpx
 
 from score import __version__
-from score.client.api import FileEntity, MetadataApi, ScoreApi, token_claims, token_expiry
+from score.client.api import FileEntity, token_claims, token_expiry
 from score.client.config import ClientConfig
 from score.client.errors import ClientError
-from score.client.transfer.data import DataClient
+from score.client.session import (
+    Selection,
+    Session,
+    download_entities,
+    exists,
+    read_manifest,
+    shown,
+    upload_items,
+)
+from score.client.session import object_id as object_id_of
 from score.client.transfer.download import DownloadJob, DownloadTarget
-from score.client.transfer.jobs import FileOutcome, JobProgress, JobReport, NoJobProgress
+from score.client.transfer.jobs import FileOutcome, JobProgress, JobReport
 from score.client.transfer.upload import UploadItem, UploadJob
-from score.core.ids import is_uuid
-from score.core.manifest import ManifestError, parse_download_manifest, parse_upload_manifest
 
-INDEX_EXTENSIONS = (".bai", ".crai", ".csi", ".tbi", ".idx")
 BOOL = click.BOOL
-
-
-class Session:
-    """What every command needs: configuration, API clients and the progress display."""
-
-    def __init__(self, config: ClientConfig, quiet: bool) -> None:
-        self.config = config
-        self.quiet = quiet
-        self._score: ScoreApi | None = None
-        self._metadata: MetadataApi | None = None
-
-    @property
-    def score(self) -> ScoreApi:
-        if self._score is None:
-            self._score = ScoreApi(self.config)
-        return self._score
-
-    @property
-    def metadata(self) -> MetadataApi:
-        if self._metadata is None:
-            self._metadata = MetadataApi(self.config)
-        return self._metadata
-
-    def say(self, message: str, board: object = None) -> None:
-        """A line on stderr (above the progress bars when a job draws them)."""
-        say = getattr(board, "say", None)
-        if say is not None:
-            say(message)
-        else:
-            click.echo(message, err=True)
-
-    def job_progress(self, verb: str) -> JobProgress:
-        if self.quiet:
-            return NoJobProgress()
-        from score.client.progress import JobBoard  # rich loads only when bars are drawn
-
-        return JobBoard(verb)
-
-    def verify_connection(self) -> None:
-        """Score's ``--verify-connection``: the object store must be reachable from this machine."""
-        url = self.score.ping()
-        data = DataClient(1, 10.0, 65536)
-        try:
-            status = data.get_text(url)
-        finally:
-            data.close()
-        if status not in (200, 206):
-            raise ClientError(
-                "the object store is not reachable from this machine (sentinel read failed"
-                f"{f' with HTTP {status}' if status else ''}); run the client where the store is reachable, "
-                "or pass --verify-connection false"
-            )
 
 
 pass_session = click.make_pass_decorator(Session)
@@ -149,41 +102,18 @@ def upload(
     verify_connection: bool,
 ) -> None:
     """Upload files: parallel parts, MD5-verified, resumable after any interruption."""
-    chosen = [
-        name
-        for name, value in (("--object-id", object_id), ("--manifest", manifest), ("--analysis-id", analysis_id))
-        if value
-    ]
-    if len(chosen) != 1:
-        raise click.UsageError("give exactly one of --object-id (with --file), --manifest or --analysis-id")
-    jobs: list[tuple[Path, str, str | None]]
+    selection = Selection.of((object_id,) if object_id else (), manifest, analysis_id, study_id)
     if object_id:
         if file_path is None:
             raise click.UsageError("--file must be specified if --object-id is specified")
-        jobs = [(file_path, _uuid(object_id), md5)]
-    elif manifest:
-        text, base = _read_resource(manifest)
-        try:
-            entries = parse_upload_manifest(text, manifest)
-        except ManifestError as exc:
-            raise ClientError(str(exc)) from exc
-        jobs = [(_resolve(Path(e.file_path), base), _uuid(e.object_id), e.md5) for e in entries]
+        items = [UploadItem(file_path, selection.object_ids[0], md5)]
     else:
-        if not study_id:
-            raise click.UsageError("--analysis-id needs --study-id")
-        files = session.metadata.analysis_files(study_id, analysis_id or "")
-        if not files:
-            raise ClientError(f"analysis {analysis_id} of study {study_id} has no registered files")
-        jobs = [(input_dir / f.file_name, f.object_id, f.md5) for f in files]
-        missing = [str(p) for p, _, _ in jobs if not (_exists(p) and p.is_file())]
-        if missing:
-            raise ClientError(f"registered files not found in {input_dir}: {', '.join(missing)}")
+        items = upload_items(session, selection, input_dir)
 
     if verify_connection:
         session.verify_connection()
     board = session.job_progress("uploaded")
     report = JobReport(listener=lambda outcome: _say_upload(session, board, outcome))
-    items = [UploadItem(path, oid, expected) for path, oid, expected in jobs]
     job = UploadJob(session.config, session.score, board)
     # A manifest or an analysis is a job the same command re-runs: objects it uploaded before are skipped.
     _finish(session, job.run(items, force, report, skip_uploaded=not object_id), "uploaded")
@@ -191,7 +121,7 @@ def upload(
 
 def _say_upload(session: Session, board: JobProgress, outcome: FileOutcome) -> None:
     if outcome.status == "failed":
-        line = f"error: upload of {_shown(outcome.name)} failed: {outcome.detail}"
+        line = f"error: upload of {shown(outcome.name)} failed: {outcome.detail}"
     elif outcome.status == "skipped":
         line = f"skipped {outcome.name} ({outcome.object_id}): {outcome.detail}"
     else:
@@ -242,14 +172,9 @@ def download(
     verify_connection: bool,
 ) -> None:
     """Download objects: parallel parts, MD5-verified, resumable; files appear only when complete."""
-    ids = [_uuid(i) for raw in object_ids + more_object_ids for i in raw.split(",") if i]
     if more_object_ids and not object_ids:
         raise click.UsageError(f"unexpected argument {more_object_ids[0]!r}: object ids follow --object-id")
-    chosen = [n for n, v in (("--object-id", ids), ("--manifest", manifest), ("--analysis-id", analysis_id)) if v]
-    if len(chosen) != 1:
-        raise click.UsageError("give exactly one of --object-id, --manifest or --analysis-id (with --study-id)")
-    if analysis_id and not study_id:
-        raise click.UsageError("--analysis-id needs --study-id")
+    selection = Selection.of(object_ids + more_object_ids, manifest, analysis_id, study_id)
     if length < -1 or length == 0:
         raise click.UsageError("--length must be -1 (to the end) or a positive byte count")
     if archive is not None:
@@ -257,17 +182,11 @@ def download(
     elif output_dir is None:
         raise click.UsageError("give --output-dir (or --archive FILE.tar to save the download as one tar file)")
 
-    if manifest:
-        text, _ = _read_resource(manifest)
-        try:
-            ids = [_uuid(e.object_id) for e in parse_download_manifest(text, manifest)]
-        except ManifestError as exc:
-            raise ClientError(str(exc)) from exc
     # The store's reachability is checked beside the metadata lookups (two independent round trips).
     checking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-connection")
     reachable = checking.submit(session.verify_connection) if verify_connection else None
     try:
-        entities = _entities(session, ids, analysis_id, study_id, index and (offset, length) == (0, -1))
+        entities = download_entities(session, selection, index and (offset, length) == (0, -1))
         (output_dir or (archive or Path()).parent).mkdir(parents=True, exist_ok=True)
         if reachable is not None:
             reachable.result()
@@ -306,7 +225,7 @@ def _check_archive(archive: Path, output_dir: Path | None, offset: int, length: 
         raise click.UsageError(f"--archive writes an uncompressed tar file: name it .tar, not {archive.name}")
     if archive.is_dir():
         raise click.UsageError(f"--archive {archive} is a directory: give the path of the tar file to write")
-    if _exists(archive) and not force:
+    if exists(archive) and not force:
         raise ClientError(f"{archive} already exists; use --force to replace it")
 
 
@@ -336,32 +255,11 @@ def _finish(session: Session, report: JobReport, verb: str) -> None:
         sys.stderr.flush()
         os._exit(130)  # in-flight requests are abandoned: every journal is already consistent
     if report.failed:
-        names = ", ".join(_shown(o.name, 80) for o in report.failed[:10]) + (" ..." if len(report.failed) > 10 else "")
+        names = ", ".join(shown(o.name, 80) for o in report.failed[:10]) + (" ..." if len(report.failed) > 10 else "")
         raise ClientError(
             f"{len(report.failed)} of {len(report.outcomes)} files failed ({names}); fix what is reported and run "
             "the same command again: only the files not done are transferred"
         )
-
-
-def _entities(
-    session: Session, ids: list[str], analysis_id: str | None, study_id: str | None, with_index: bool
-) -> list[FileEntity]:
-    if analysis_id:
-        entities = session.metadata.analysis_entities(analysis_id, study_id)
-        if not entities:
-            raise ClientError(f"analysis {analysis_id} of study {study_id} has no files in the metadata server")
-    else:
-        entities = [session.metadata.entity(i) for i in dict.fromkeys(ids)]
-    if with_index and not analysis_id:
-        siblings: dict[str, list[FileEntity]] = {}  # one lookup per analysis, however many of its files
-        for entity in list(entities):
-            names = {(entity.file_name + ext).lower() for ext in INDEX_EXTENSIONS}
-            if entity.analysis_id not in siblings:
-                siblings[entity.analysis_id] = session.metadata.analysis_entities(entity.analysis_id)
-            for sibling in siblings[entity.analysis_id]:
-                if sibling.file_name.lower() in names and sibling.object_id not in {e.object_id for e in entities}:
-                    entities.append(sibling)
-    return entities
 
 
 def _target(output_dir: Path, layout: str, entity: FileEntity) -> Path:
@@ -379,7 +277,7 @@ def _target(output_dir: Path, layout: str, entity: FileEntity) -> Path:
 @pass_session
 def url(session: Session, object_id: str) -> None:
     """Print a signed URL of the whole object (usable with curl, samtools, any Range)."""
-    spec = session.score.download_spec(_uuid(object_id), external=True)
+    spec = session.score.download_spec(object_id_of(object_id), external=True)
     click.echo(spec.parts[0].url)
 
 
@@ -387,7 +285,7 @@ def url(session: Session, object_id: str) -> None:
 @click.option("--manifest", required=True, help="Manifest file or URL.")
 def manifest(manifest: str) -> None:
     """Print a manifest's content."""
-    text, _ = _read_resource(manifest)
+    text, _ = read_manifest(manifest)
     click.echo(text, nl=not text.endswith("\n"))
 
 
@@ -415,63 +313,6 @@ def version() -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _uuid(value: str) -> str:
-    value = value.strip()
-    if not is_uuid(value):
-        raise click.BadParameter(f"{value} is not a valid UUID", param_hint="--object-id")
-    return value.lower()
-
-
-def _shown(text: str, limit: int = 120) -> str:
-    """A user's input quoted in a message, cut short (a 100,000-character path is not worth repeating)."""
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
-
-
-def _read_resource(location: str) -> tuple[str, Path]:
-    """Manifest text from a URL or a file, and the directory relative paths in it may refer to."""
-    if location.startswith(("http://", "https://")):
-        try:
-            response = httpx.get(location, timeout=30, follow_redirects=True)
-            response.raise_for_status()
-            return _manifest_text(response.content, location), Path.cwd()
-        except httpx.HTTPError as exc:
-            raise ClientError(f"could not read manifest from {_shown(location)}: {exc}") from exc
-    path = Path(location)
-    if path.suffix.lower() == ".xml":
-        raise ClientError(f"{_shown(location)}: GNOS XML manifests are not supported; use Song's tab-separated one")
-    try:
-        return _manifest_text(path.read_bytes(), location), path.resolve().parent
-    except OSError as exc:
-        raise ClientError(f"could not read manifest from {_shown(location)}: {exc.strerror or exc}") from exc
-
-
-def _manifest_text(raw: bytes, location: str) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ClientError(
-            f"manifest {_shown(location)} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
-            "save it as UTF-8 (a tab-separated text file) and try again"
-        ) from None
-
-
-def _resolve(path: Path, manifest_dir: Path) -> Path:
-    """Paths are relative to the current directory (as in Score), else to the manifest's directory."""
-    if path.is_absolute() or _exists(path):
-        return path
-    beside = manifest_dir / path
-    return beside if _exists(beside) else path
-
-
-def _exists(path: Path) -> bool:
-    """``Path.exists`` that answers False for a path the system cannot even look up (too long, a loop)."""
-    try:
-        return path.exists()
-    except OSError:
-        return False
-
-
 def _describe_token(token: str) -> str:
     if not token:
         return "not set (set ACCESSTOKEN or access_token in the config file)"

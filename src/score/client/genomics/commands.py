@@ -20,7 +20,7 @@ from score.client.genomics.sandbox import private_workdir, redacted_stderr
 from score.client.genomics.view import ViewRequest, output_format, output_name, view
 
 if TYPE_CHECKING:
-    from score.client.cli import Session
+    from score.client.session import Session
 
 FORMATS = ("sam", "bam", "cram", "vcf", "vcf.gz", "bcf")
 VIEWABLE = (".bam", ".sam", ".cram", ".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
@@ -128,12 +128,9 @@ def view_command(
     (--query, extra arguments, --bed-query) are sorted and merged like `samtools view -M`: records come
     out once each, in file order.
     """
-    from score.client.cli import _read_resource, _uuid
-    from score.core.manifest import ManifestError, parse_download_manifest
+    from score.client.session import Selection, download_manifest_entries
 
-    chosen = [n for n, v in (("--object-id", object_id), ("--input-file", input_file), ("--manifest", manifest)) if v]
-    if len(chosen) != 1:
-        raise click.UsageError("give exactly one of --object-id, --input-file or --manifest")
+    selection = Selection.of((object_id,) if object_id else (), manifest, others={"--input-file": input_file})
     if output_type != "trimmed":
         raise click.UsageError(f"--output-type {output_type} is not implemented (nor is it in Score); use trimmed")
     if to_stdout and (output_dir or output_file):
@@ -179,17 +176,12 @@ def view_command(
         out_file = _absolute_path(output_file)
 
     jobs: list[tuple[str, str | None]] = []  # (object id, index object id from the manifest)
-    if object_id:
-        jobs = [(_uuid(object_id), None)]
+    if selection.object_ids:
+        jobs = [(selection.object_ids[0], None)]
     elif manifest:
-        text, _ = _read_resource(manifest)
-        try:
-            entries = parse_download_manifest(text, manifest)
-        except ManifestError as exc:
-            raise ClientError(str(exc)) from exc
-        for entry in entries:
+        for entry in download_manifest_entries(manifest):
             if entry.file_name.lower().endswith(VIEWABLE):
-                jobs.append((_uuid(entry.object_id), _uuid(entry.index_object_id) if entry.index_object_id else None))
+                jobs.append((entry.object_id.lower(), entry.index_object_id.lower() or None))
             else:
                 session.say(f"skipping {entry.object_id} ({entry.file_name}): not a BAM/CRAM/SAM/VCF/BCF file")
         if not jobs:
@@ -277,10 +269,10 @@ def samtools_command(session: Session, operation: str, object_ids: tuple[str, ..
     the arguments where samtools expects the file; otherwise it is put first. Indexes are found as for
     `view` and used locally. CRAM needs samtools' own --reference option.
     """
-    from score.client.cli import _uuid
+    from score.client.session import object_id
 
     _require_pysam()
-    ids = [_uuid(i) for i in object_ids]
+    ids = [object_id(i) for i in object_ids]
     cwd = Path.cwd()
     with private_workdir() as workdir, redacted_stderr():
         inputs = []

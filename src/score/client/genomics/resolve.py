@@ -23,7 +23,7 @@ from score.client.errors import ClientError
 from score.genomics.naming import format_from_name, index_names
 
 if TYPE_CHECKING:
-    from score.client.cli import Session
+    from score.client.session import Session
 
 ALIGNMENT_FORMATS = ("sam", "bam", "cram")
 VARIANT_FORMATS = ("vcf", "vcf.gz", "bcf")
