@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from score.client.errors import ClientError
 from score.client.transfer.hashing import HashingCancelled, InOrderHasher, hash_mapped_range
 from score.client.transfer.output import ALIGN, OutputFile
 
@@ -144,15 +145,25 @@ def test_in_order_hasher_reads_parts_finished_earlier_from_the_file(tmp_path: Pa
         assert hasher.result() == _md5(data)
 
 
-def test_in_order_hasher_trusts_the_file_after_a_retry_resent_bytes(tmp_path: Path) -> None:
-    """The first attempt's bytes were hashed, the retry's bytes were kept: the file must decide."""
+def test_in_order_hasher_drops_what_a_retry_resends_and_never_reads_the_file(tmp_path: Path) -> None:
+    """A broken connection after half a part, then the retry from the part's start: each byte is hashed once,
+    from memory (the file holds other bytes here, so a digest read from it would differ)."""
     data = os.urandom(2 * MiB)
-    with _opened(tmp_path, data) as fd:
-        hasher = InOrderHasher(fd, _ranges([2 * MiB]), on_disk=set())
-        hasher.feed(0, memoryview(b"\xff" * MiB))  # damaged in transit, then the connection broke
-        hasher.feed(0, memoryview(data[:MiB]))  # the retry: already handed over, so only noted
-        hasher.feed(MiB, memoryview(data[MiB:]))
+    with _opened(tmp_path, b"\0" * len(data)) as fd:
+        hasher = InOrderHasher(fd, _ranges([MiB, MiB]), on_disk=set())
+        hasher.feed(MiB, memoryview(data[MiB : MiB + 300_000]))  # part 1, then its connection broke
+        hasher.feed(0, memoryview(data[:MiB]))
+        for position in range(MiB, 2 * MiB, 400_000):  # the retry of part 1, in other piece sizes
+            hasher.feed(position, memoryview(data[position : min(position + 400_000, 2 * MiB)]))
         assert hasher.result() == _md5(data)
+
+
+def test_in_order_hasher_says_when_bytes_were_never_handed_over(tmp_path: Path) -> None:
+    with _opened(tmp_path, b"\0" * 2 * MiB) as fd:
+        hasher = InOrderHasher(fd, _ranges([MiB, MiB]), on_disk=set())
+        hasher.feed(0, memoryview(b"\0" * MiB))
+        with pytest.raises(ClientError, match=f"stopped at byte {MiB} of {2 * MiB}.*defect"):
+            hasher.result()
 
 
 def test_in_order_hasher_takes_later_parts_without_waiting_and_holds_their_buffers(tmp_path: Path) -> None:

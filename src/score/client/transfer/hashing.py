@@ -6,7 +6,6 @@ workers move bytes. (An upload's MD5s are in ``upload_hashing``.)
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import hashlib
 import mmap
@@ -17,6 +16,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from score.client.errors import ClientError
+from score.client.transfer.reorder import FileOrder
 
 CHUNK = 4 * 1024 * 1024
 
@@ -82,8 +82,9 @@ class InOrderHasher:
 
     MD5 only goes front to back, while parts arrive in parallel. Each part worker hands over what it
     has just written (``feed``) and goes on receiving into the next buffer of its ring; a hashing thread
-    takes the pieces in file order. A worker waits only when it comes round to a buffer whose bytes are
-    not hashed yet (``wait_hashed``), so TCP holds back the senders of parts far ahead of the hash.
+    takes the pieces in file order (``reorder.FileOrder``, which also drops bytes a retry sends again).
+    A worker waits only when it comes round to a buffer whose bytes are not hashed yet
+    (``wait_hashed``), so TCP holds back the senders of parts far ahead of the hash.
 
     Why rings rather than a turn per part: a verified download is as fast as this one thread hashes,
     and it must never wait for bytes. Were only the earliest part's worker allowed to hand over, the
@@ -91,11 +92,8 @@ class InOrderHasher:
     than MD5 itself; with every worker a ring ahead, the next part's first megabytes are already waiting
     when the hash reaches it. Bytes are hashed from memory, never read back: with direct I/O they are not
     in the page cache, and reading a GiB back from disk behind the transfer made verified downloads slower
-    than receiving twice.
-
-    Parts finished by an earlier run are hashed from the file when the hash reaches them. Bytes of a part
-    handed over twice (a retry after some of it was handed over) taint the result: hashing from buffers
-    stops and ``result`` hashes the file itself, since the bytes hashed and the bytes kept could differ.
+    than receiving twice. Parts finished by an earlier run are hashed from the file when the hash reaches
+    them.
     """
 
     def __init__(
@@ -108,12 +106,9 @@ class InOrderHasher:
         self._fd = fd
         self._while_waiting = while_waiting  # entered around a worker's wait (``PartSlots.lent``: gives its slot)
         self._ranges = ranges  # (offset, length) of each part in the file, contiguous, in order
-        self._starts = [offset for offset, _ in ranges]
         self._on_disk = set(on_disk)  # indices of parts already in the file when hashing starts
-        self._fed_end = list(self._starts)  # per part: handed over up to here
-        self._pieces: dict[int, memoryview] = {}  # handed over, not hashed yet: position -> bytes
-        self._hashed_end = ranges[0][0] if ranges else 0  # hashed up to here
-        self._tainted = False
+        self._order = FileOrder(ranges)
+        self._hashed_end = self._order.next  # hashed up to here
         self._cancelled = False
         self._fed_all = False
         self._error: BaseException | None = None
@@ -131,23 +126,11 @@ class InOrderHasher:
         """
         with self._lock:
             self._raise_if_stopped()
-            if self._tainted:
-                return
-            part = bisect.bisect_right(self._starts, position) - 1
-            if part < 0 or position != self._fed_end[part]:
-                self._taint()  # bytes handed over again (a retry), or not in order: the file decides
-                return
-            self._fed_end[part] = position + len(data)
-            self._pieces[position] = data
-            self._fed.notify()
-
-    def _taint(self) -> None:
-        self._tainted = True
-        self._pieces.clear()
-        self._wake_everyone()
+            if self._order.add(position, data):
+                self._fed.notify()
 
     def _wake_everyone(self) -> None:
-        """After a change every waiter must see (taint, cancel, error, the end of feeding); lock held."""
+        """After a change every waiter must see (cancel, error, the end of feeding); lock held."""
         self._fed.notify_all()
         self._hashed.notify_all()
 
@@ -164,7 +147,7 @@ class InOrderHasher:
                 self._hashed.wait()
 
     def _must_wait(self, position: int) -> bool:
-        return self._hashed_end < position and not (self._tainted or self._cancelled or self._error)
+        return self._hashed_end < position and not (self._cancelled or self._error)
 
     def _raise_if_stopped(self) -> None:
         if self._cancelled:
@@ -178,12 +161,14 @@ class InOrderHasher:
             for index, (offset, length) in enumerate(self._ranges):
                 if index in self._on_disk:
                     hash_mapped_range(self._fd, offset, length, md5)
+                    with self._lock:
+                        self._order.skip(index)
                     self._advance(offset + length)
                     continue
                 while self._hashed_end < offset + length:
                     piece = self._next_piece()
                     if piece is None:
-                        return  # not everything was fed, or it was tainted: ``result`` hashes the file
+                        return  # cancelled, or fed to the end with bytes missing: ``result`` says which
                     md5.update(piece)
                     self._advance(self._hashed_end + len(piece))
             self._digest = md5.hexdigest()
@@ -194,8 +179,8 @@ class InOrderHasher:
 
     def _next_piece(self) -> memoryview | None:
         with self._lock:
-            while (piece := self._pieces.pop(self._hashed_end, None)) is None:
-                if self._cancelled or self._fed_all or self._tainted:
+            while (piece := self._order.take()) is None:
+                if self._cancelled or self._fed_all:
                     return None
                 self._fed.wait()
             return piece
@@ -208,6 +193,7 @@ class InOrderHasher:
     def cancel(self) -> None:
         with self._lock:
             self._cancelled = True
+            self._order.clear()
             self._wake_everyone()
 
     def result(self) -> str:
@@ -218,7 +204,9 @@ class InOrderHasher:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        if self._digest is not None and not self._tainted:
-            return self._digest
-        start = self._ranges[0][0] if self._ranges else 0
-        return md5_of_range(self._fd, start, sum(length for _, length in self._ranges))
+        if self._digest is None:
+            raise ClientError(
+                f"the whole-object hash stopped at byte {self._hashed_end} of {self._order.end}: bytes after it "
+                "were never handed over. This is a defect of score-client: please report it with --verbose output"
+            )
+        return self._digest
