@@ -93,7 +93,11 @@ class ChunkConsumer(Protocol):
 
 
 class DataClient:
-    def __init__(self, parallel: int, timeout: float, chunk_size: int) -> None:
+    def __init__(
+        self, parallel: int, timeout: float, chunk_size: int, *, connect: Callable[[str, float], Route] = open_route
+    ) -> None:
+        """``connect`` opens the route to a store host (``open_route``); unit tests pass one whose connection
+        plays the store's answers from a script (short bodies, 403s, broken connections), with no server."""
         limits = httpx.Limits(
             max_connections=parallel * 2, max_keepalive_connections=parallel * 2, keepalive_expiry=KEEPALIVE_EXPIRY
         )
@@ -101,6 +105,7 @@ class DataClient:
         self._chunk = chunk_size
         self._parallel = max(parallel, 1)
         self._timeout = timeout
+        self._connect = connect
         self._local = threading.local()  # per worker thread: one keep-alive connection per host, one buffer
 
     def close(self) -> None:
@@ -127,8 +132,12 @@ class DataClient:
             for name, value in {**route_headers, **headers}.items():
                 connection.putheader(name, value)
             connection.endheaders()
-            self._send_file(connection, path, offset, size, on_bytes)
-            response = connection.getresponse()
+            try:
+                self._send_file(connection, path, offset, size, on_bytes)
+            except OSError as exc:
+                response = _early_answer(connection, exc)  # the store may have refused before the body ended
+            else:
+                response = connection.getresponse()
             payload = response.read()
         if response.will_close:
             self._drop(url)
@@ -255,7 +264,7 @@ class DataClient:
             route = None
         if route is None:
             try:
-                route = pool[key] = open_route(url, self._timeout)
+                route = pool[key] = self._connect(url, self._timeout)
             except ValueError as exc:
                 raise ServerError(str(exc), 0) from None
         return route.connection, route.target(url), route.headers
@@ -282,6 +291,15 @@ def _is_sigv2(url: str) -> bool:
     """S3 SigV2 presigned URLs (old Ceph/RadosGW) carry ``Signature`` and ``AWSAccessKeyId``."""
     query = parse_qs(urlsplit(url).query)
     return "Signature" in query and "AWSAccessKeyId" in query and "X-Amz-Signature" not in query
+
+
+def _early_answer(connection: http.client.HTTPConnection, failure: OSError) -> http.client.HTTPResponse:
+    """The answer a store sent before closing the connection on a body it had refused (S3 does so on a bad
+    signature): a 403 must renew the URL, not be retried as a broken connection. No answer: the failure."""
+    try:
+        return connection.getresponse()
+    except (OSError, http.client.HTTPException):
+        raise failure from None
 
 
 def _fill(response: http.client.HTTPResponse, buffer: memoryview) -> int:
