@@ -27,7 +27,7 @@ import os
 import shutil
 import threading
 import time
-from concurrent.futures import Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -322,7 +322,7 @@ class DownloadJob:
     def _collect(self, futures: dict[Future[FileOutcome], _File], report: JobReport, coordinator: Coordinator) -> None:
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, timeout=0.2)  # short waits: Ctrl-C reaches this thread promptly
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)  # Ctrl-C interrupts the wait itself
             for future in done:
                 f = futures[future]
                 try:

@@ -28,7 +28,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -335,8 +335,10 @@ class UploadJob:
                 runner = _LargeUpload(self, f, coordinator, data, large_slots)
                 pending[drive(runner.run, f"file-{f.key[:8]}")] = f
 
-        def collect(timeout: float) -> None:
-            done, _ = wait(list(pending), timeout=timeout)
+        def collect(timeout: float | None) -> None:
+            """Report the files finished; waits up to ``timeout`` for one (None: until one is; Ctrl-C
+            interrupts that wait itself)."""
+            done, _ = wait(list(pending), timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
                 f = pending.pop(future)
                 try:
@@ -357,7 +359,7 @@ class UploadJob:
                     submit(f)
                 collect(0)
             while pending:
-                collect(0.2)  # short waits: Ctrl-C reaches this thread promptly
+                collect(None)
             finalizer.close()
         finally:
             if not coordinator.cancelled:

@@ -165,10 +165,15 @@ class ReadAhead:
         self.advance(2**63)
 
     def wait_for(self, position: int, stopped: threading.Event) -> None:
-        """Return once ``position`` is within the window (or ``stopped`` is set)."""
+        """Return once ``position`` is within the window (or ``stopped`` is set, followed by ``wake``)."""
         with self._changed:
             while position > self._frontier + self._window and not stopped.is_set():
-                self._changed.wait(0.5)
+                self._changed.wait()
+
+    def wake(self) -> None:
+        """A hash was stopped: its thread, if it waits here, must see it now."""
+        with self._changed:
+            self._changed.notify_all()
 
 
 class WholeFileMd5:
@@ -226,6 +231,7 @@ class WholeFileMd5:
 
     def stop(self) -> None:
         self._stopped.set()
+        self.read_ahead.wake()
 
     def result(self) -> str:
         """The whole file's MD5; lifts the read-ahead bound first (no more parts will be asked for)."""
@@ -257,6 +263,7 @@ class PartMd5s:
         self._ready = threading.Condition()
         self._error: BaseException | None = None
         self._stopped = threading.Event()
+        self._finished = False  # the thread has published all it will (or met an error)
         self._thread = threading.Thread(target=self._run, name="md5-parts", daemon=True)
         self._thread.start()
 
@@ -274,6 +281,7 @@ class PartMd5s:
             self._error = exc
         finally:
             with self._ready:
+                self._finished = True
                 self._ready.notify_all()
 
     def _hash_on_lanes(self, fd: int) -> None:
@@ -312,8 +320,8 @@ class PartMd5s:
         if len(self._asked) >= len(self._parts):
             self._read_ahead.release()  # every part is on its way: the whole-file hash may finish the file
         with self._ready:
-            while offset not in self._part_md5 and self._error is None and self._thread.is_alive():
-                self._ready.wait(1.0)
+            while offset not in self._part_md5 and not self._finished:
+                self._ready.wait()
             if offset in self._part_md5:
                 return self._part_md5[offset]
         if self._error is not None:
@@ -322,6 +330,7 @@ class PartMd5s:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._read_ahead.wake()
 
     def check(self) -> None:
         """Wait for the thread; a read error it met is raised here."""
