@@ -30,7 +30,7 @@ from pathlib import Path
 from score.client.errors import ClientError
 from score.client.transfer.archive import Entry, Layout, Member, lay_out
 from score.client.transfer.data import DataClient
-from score.client.transfer.download import DownloadJob, _File, _LargeFetch, check_empty
+from score.client.transfer.download import DownloadJob, LargeFetch, PlannedFile, check_empty
 from score.client.transfer.hashing import md5_of_range
 from score.client.transfer.jobs import Coordinator, FileOutcome, FileTally, JobReport, drive
 from score.client.transfer.journal import fsync_dir, read_json, write_json
@@ -54,12 +54,12 @@ class ArchiveSink:
         self._notify = notify or (lambda message: None)
         self.layout: Layout | None = None
         self.written = False
-        self._files: list[_File] = []
+        self._files: list[PlannedFile] = []
         self._members: dict[str, Member] = {}  # by object id
         self._out: OutputFile | None = None
 
     # -- the job's hooks -------------------------------------------------------------------------------
-    def prepare(self, files: list[_File], report: JobReport) -> list[_File]:
+    def prepare(self, files: list[PlannedFile], report: JobReport) -> list[PlannedFile]:
         """Lay the archive out (or take up the one in progress), write the headers, and place each file's
         parts at their offsets in it. Nothing is fetched unless every file could be planned."""
         if report.failed:
@@ -111,7 +111,12 @@ class ArchiveSink:
         return placed
 
     def start(
-        self, job: DownloadJob, f: _File, coordinator: Coordinator, data: DataClient, large_slots: threading.Semaphore
+        self,
+        job: DownloadJob,
+        f: PlannedFile,
+        coordinator: Coordinator,
+        data: DataClient,
+        large_slots: threading.Semaphore,
     ) -> Future[FileOutcome]:
         if f.small:
             return coordinator.submit(self._small, job, f, coordinator, data)
@@ -163,7 +168,7 @@ class ArchiveSink:
         return True
 
     # -- one file ------------------------------------------------------------------------------------------
-    def _small(self, job: DownloadJob, f: _File, coordinator: Coordinator, data: DataClient) -> FileOutcome:
+    def _small(self, job: DownloadJob, f: PlannedFile, coordinator: Coordinator, data: DataClient) -> FileOutcome:
         """A file of one part (or none): fetched whole into its place, verified as it arrives; a marker says
         so, and a re-run keeps the bytes if they still hash to the file's MD5."""
         assert self._out is not None
@@ -185,7 +190,7 @@ class ArchiveSink:
         write_json(marker, record, durable=False)  # not durable: a lost marker means one more fetch
         return FileOutcome(name, f.key, "done", f.span, parts_moved=1, verified=verified)
 
-    def _still_there(self, f: _File, expected: str | None) -> bool:
+    def _still_there(self, f: PlannedFile, expected: str | None) -> bool:
         """The bytes an earlier run left for this file (checked against its MD5 when verifying)."""
         if not (f.validate and expected):
             return True
@@ -193,7 +198,12 @@ class ArchiveSink:
         return md5s.equal(md5_of_range(self._out.fd, self._members[f.key].data_offset, f.span), expected)
 
     def _large(
-        self, job: DownloadJob, f: _File, coordinator: Coordinator, data: DataClient, large_slots: threading.Semaphore
+        self,
+        job: DownloadJob,
+        f: PlannedFile,
+        coordinator: Coordinator,
+        data: DataClient,
+        large_slots: threading.Semaphore,
     ) -> FileOutcome:
         """A file of several parts: as a large download, with its state in the archive's state and its
         bytes in the archive (the whole file is verified again, parts finished earlier included)."""
@@ -212,7 +222,7 @@ class ArchiveSink:
         state_dir.mkdir(parents=True, exist_ok=True)
         write_json(state_dir / "meta.json", {"identity": identity})
         finished = {p.number for p in f.parts if (state_dir / f"part-{p.number:08x}").exists()}
-        fetch = _LargeFetch(job, f, self._out, state_dir, coordinator, data, large_slots)
+        fetch = LargeFetch(job, f, self._out, state_dir, coordinator, data, large_slots)
         fetched, digest = fetch.run(finished)
         verified = digest is not None or (f.validate and all(p.source_md5 for p in f.parts))
         return FileOutcome(
@@ -236,7 +246,7 @@ class ArchiveSink:
             )
 
 
-def _member_name(f: _File) -> str:
+def _member_name(f: PlannedFile) -> str:
     return f.target.path.as_posix()
 
 

@@ -111,7 +111,7 @@ def plan(spec: ObjectSpecification, offset: int, length: int) -> list[PlannedPar
 
 
 @dataclass
-class _File:
+class PlannedFile:
     """One object being downloaded: what the plan says and where it goes."""
 
     target: DownloadTarget
@@ -185,10 +185,15 @@ class Sink(Protocol):
     when it was cancelled).
     """
 
-    def prepare(self, files: list[_File], report: JobReport) -> list[_File]: ...
+    def prepare(self, files: list[PlannedFile], report: JobReport) -> list[PlannedFile]: ...
 
     def start(
-        self, job: DownloadJob, f: _File, coordinator: Coordinator, data: DataClient, large_slots: threading.Semaphore
+        self,
+        job: DownloadJob,
+        f: PlannedFile,
+        coordinator: Coordinator,
+        data: DataClient,
+        large_slots: threading.Semaphore,
     ) -> Future[FileOutcome]: ...
 
     def finish(self, report: JobReport) -> None: ...
@@ -261,7 +266,7 @@ class DownloadJob:
     # -- planning ----------------------------------------------------------------------------------
     def _plan(
         self, targets: list[DownloadTarget], offset: int, length: int, validate: bool, report: JobReport
-    ) -> list[_File]:
+    ) -> list[PlannedFile]:
         whole_range = (offset, length) == (0, -1)
         # Verified ranges fetch whole upload parts (to check their MD5s): they need the whole specification.
         # An unverified range asks for the range's own specification (its parts: the range, absolute offsets).
@@ -284,12 +289,12 @@ class DownloadJob:
                 size, span = -1, spec.objectSize
             whole = offset == 0 and span == size
             check = spec.objectMd5 if validate and whole and md5s.known(spec.objectMd5) else None
-            files.append(_File(target, spec, spec_range, offset, span, plan(spec, offset, span), check, validate))
+            files.append(PlannedFile(target, spec, spec_range, offset, span, plan(spec, offset, span), check, validate))
         return files
 
-    def _check_space(self, files: list[_File], report: JobReport) -> None:
+    def _check_space(self, files: list[PlannedFile], report: JobReport) -> None:
         """Refuse up front rather than fail (or fill the disk) half-way: per folder, what the files need."""
-        needed: dict[Path, list[_File]] = {}
+        needed: dict[Path, list[PlannedFile]] = {}
         for f in files:
             needed.setdefault(f.target.path.parent, []).append(f)
         for folder, group in needed.items():
@@ -307,7 +312,7 @@ class DownloadJob:
     # -- running ---------------------------------------------------------------------------------------
     def _start(
         self,
-        f: _File,
+        f: PlannedFile,
         coordinator: Coordinator,
         data: DataClient,
         committer: Committer,
@@ -319,7 +324,9 @@ class DownloadJob:
             return coordinator.submit(self._small, f, coordinator, data, committer)
         return drive(lambda: self._large(f, coordinator, data, large_slots), f"file-{f.key[:8]}")
 
-    def _collect(self, futures: dict[Future[FileOutcome], _File], report: JobReport, coordinator: Coordinator) -> None:
+    def _collect(
+        self, futures: dict[Future[FileOutcome], PlannedFile], report: JobReport, coordinator: Coordinator
+    ) -> None:
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)  # Ctrl-C interrupts the wait itself
@@ -334,7 +341,7 @@ class DownloadJob:
                 report.add(outcome)
                 self._progress.file_finished(f.key, outcome.status != "failed")
 
-    def _small(self, f: _File, coordinator: Coordinator, data: DataClient, committer: Committer) -> FileOutcome:
+    def _small(self, f: PlannedFile, coordinator: Coordinator, data: DataClient, committer: Committer) -> FileOutcome:
         """A file of one part (or none): fetch it whole into a partial file beside its target, hashing it."""
         target = f.target.path
         partial = target.parent / f".{f.key}.partial"
@@ -357,7 +364,7 @@ class DownloadJob:
         committer.add(partial, target, f.span)
         return FileOutcome(str(target), f.key, "done", f.span, parts_moved=1, verified=verified)
 
-    def fetch_whole(self, f: _File, out: OutputFile, data: DataClient, tally: FileTally) -> bool:
+    def fetch_whole(self, f: PlannedFile, out: OutputFile, data: DataClient, tally: FileTally) -> bool:
         """Fetch a file of one part into ``out`` (at the part's ``write_at``), checking its MD5 as it arrives;
         whether it was verified."""
         part = f.parts[0]
@@ -384,14 +391,14 @@ class DownloadJob:
         transfer_part(fetch, part.number, what, book, tally, self._config.retries)  # type: ignore[arg-type]
         return bool(f.validate and expected)
 
-    def _fresh_urls(self, f: _File) -> dict[int, str | None]:
+    def _fresh_urls(self, f: PlannedFile) -> dict[int, str | None]:
         spec = self._api.download_specs([f.key], *f.spec_range)[f.key]
         if not isinstance(spec, ObjectSpecification):
             raise ClientError(f"object {f.key}: cannot renew its URLs: {spec}")
         return {p.partNumber: p.url for p in spec.parts}
 
     def _large(
-        self, f: _File, coordinator: Coordinator, data: DataClient, large_slots: threading.Semaphore
+        self, f: PlannedFile, coordinator: Coordinator, data: DataClient, large_slots: threading.Semaphore
     ) -> FileOutcome:
         """A file of several parts (or a range): resumable state beside the target, parts on the job's pool."""
         target = f.target.path
@@ -415,7 +422,7 @@ class DownloadJob:
         # Direct I/O only for whole objects: their parts start at multiples of the part size.
         out = OutputFile(partial, f.span, direct=whole)
         try:
-            fetched, digest = _LargeFetch(self, f, out, state_dir, coordinator, data, large_slots).run(finished)
+            fetched, digest = LargeFetch(self, f, out, state_dir, coordinator, data, large_slots).run(finished)
             os.fsync(out.fd)
         finally:
             out.close()
@@ -430,11 +437,11 @@ class DownloadJob:
 
 
 @dataclass
-class _LargeFetch:
+class LargeFetch:
     """Fetch a large file's missing parts on the job's pool, verify, and fetch again what is corrupt."""
 
     job: DownloadJob
-    f: _File
+    f: PlannedFile
     out: OutputFile
     state_dir: Path
     coordinator: Coordinator
@@ -541,14 +548,14 @@ class _LargeFetch:
         self.coordinator.run_all(fetch, todo)
 
 
-def check_empty(f: _File) -> None:
+def check_empty(f: PlannedFile) -> None:
     """An empty object must not claim the MD5 of some bytes (when verifying)."""
     expected = f.check_md5 or EMPTY_MD5
     if f.validate and not md5s.equal(EMPTY_MD5, expected):
         raise IntegrityError(f"object {f.key} is empty but its MD5 is {expected}, not that of no bytes")
 
 
-def _partial_blocks(f: _File) -> int:
+def _partial_blocks(f: PlannedFile) -> int:
     partial = f.target.path.parent / f".{f.key}" / "data.partial"
     try:
         return partial.stat().st_blocks * 512
