@@ -68,3 +68,35 @@ def test_plan_fetches_whole_parts_and_keeps_only_the_range() -> None:
     assert [p.number for p in plan(spec, 0, 35)] == [1, 2, 3, 4]
     legacy = parts[0].model_copy(update={"sourceMd5": "<missing>"})
     assert plan(spec.model_copy(update={"parts": [legacy]}), 0, 10)[0].source_md5 is None
+
+
+def test_space_check_counts_every_chunk_against_what_was_free_at_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are planned a chunk at a time; the free space is read once, and what earlier chunks need counts."""
+    from types import SimpleNamespace
+
+    from score.client.transfer import download
+    from score.client.transfer.jobs import JobReport
+
+    reads: list[Path] = []
+
+    def disk_usage(folder: Path) -> SimpleNamespace:
+        reads.append(folder)
+        return SimpleNamespace(free=1000)
+
+    monkeypatch.setattr(download.shutil, "disk_usage", disk_usage)
+
+    def planned(name: str, span: int) -> SimpleNamespace:
+        return SimpleNamespace(target=SimpleNamespace(path=tmp_path / "out" / name), key=name, span=span)
+
+    check, report = download._SpaceCheck(), JobReport()
+    assert [f.key for f in check.admit([planned("a", 400), planned("b", 400)], report)] == ["a", "b"]  # type: ignore[list-item]
+    assert check.admit([planned("c", 300)], report) == []  # type: ignore[list-item]
+    assert [(o.object_id, o.status) for o in report.outcomes] == [("c", "failed")]
+    assert (
+        "need 1100 more bytes, 1000 are free; free some space or choose another --output-dir"
+        in report.outcomes[0].detail
+    )
+    assert [f.key for f in check.admit([planned("d", 200)], report)] == ["d"]  # type: ignore[list-item]
+    assert reads == [tmp_path / "out"]  # read once, when the folder was first seen

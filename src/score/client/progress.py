@@ -51,6 +51,12 @@ class JobBoard:
             self._bars.start()
             self._job = self._bars.add_task(self._describe(), total=total_bytes)
 
+    def more_bytes(self, nbytes: int) -> None:
+        with self._lock:
+            if self._job is not None and nbytes:
+                total = self._bars.tasks[self._job].total or 0
+                self._bars.update(self._job, total=total + nbytes)
+
     def file_started(self, key: str, name: str, size: int, done: int = 0) -> None:
         with self._lock:
             if self._job is not None and done:

@@ -13,8 +13,10 @@ Per file, by size:
   again only parts found corrupt, fsyncs and renames. A kill leaves the finished parts, which the next run
   does not fetch again.
 
-Either way a file appears under its final name only complete and verified, and specifications come from
-one ``POST /batch/download/specs`` per 1,000 objects (per-object calls against a server without it).
+Either way a file appears under its final name only complete and verified. Specifications come from
+``POST /batch/download/specs`` a chunk of files at a time (32, then 250 per call; per-object calls against a
+server without it), and each chunk's files start as soon as it is answered, so no byte waits for the
+server's checks of the whole job.
 A ``Sink`` sends every file elsewhere on the same pool, planning and checks (``archive_sink``: each file a
 range of one tar archive).
 """
@@ -27,7 +29,7 @@ import os
 import shutil
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -38,7 +40,7 @@ from score.client.errors import ClientError, IntegrityError
 from score.client.transfer.data import DataClient
 from score.client.transfer.hashing import InOrderHasher, md5_of_range
 from score.client.transfer.jobs import (
-    Cancelled,
+    SMALL_FILE_WORKERS,
     Coordinator,
     FileOutcome,
     FileTally,
@@ -46,7 +48,9 @@ from score.client.transfer.jobs import (
     JobReport,
     NoJobProgress,
     PartSlots,
+    collect_finished,
     drive,
+    growing_chunks,
 )
 from score.client.transfer.journal import fsync_dir, read_json, sync_file_system, write_json
 from score.client.transfer.output import OutputFile
@@ -56,7 +60,6 @@ from score.core.models import ObjectSpecification
 
 log = logging.getLogger("score.client")
 
-SMALL_FILE_WORKERS = 16  # small files are latency-bound: this many are fetched at once
 COMMIT_BATCH = 64  # finished small files made durable together (one syncfs) ...
 COMMIT_BYTES = 64 * 1024 * 1024  # ... or fewer, once they hold this much (a kill fetches them again) ...
 COMMIT_WAIT = 1.0  # ... or once the first of them has waited this long (seconds)
@@ -177,6 +180,43 @@ class Committer:
                 fsync_dir(folder)
 
 
+class _SpaceCheck:
+    """Refuse up front rather than fail (or fill the disk) half-way: per folder, what the files planned so far
+    need against what was free when the job began (files are planned a chunk at a time)."""
+
+    def __init__(self) -> None:
+        self._free: dict[Path, int] = {}
+        self._wanted: dict[Path, int] = {}
+
+    def admit(self, files: list[PlannedFile], report: JobReport) -> list[PlannedFile]:
+        """The files there is room for; the others fail in the report, with what to do."""
+        admitted = []
+        for folder, group in _by_folder(files).items():
+            if folder not in self._free:
+                folder.mkdir(parents=True, exist_ok=True)
+                self._free[folder] = shutil.disk_usage(folder).free
+            want = self._wanted.get(folder, 0) + sum(f.span - _partial_blocks(f) for f in group)
+            have = self._free[folder]
+            if want > have:
+                detail = (
+                    f"not enough free space in {folder}: the downloads need {want} more bytes, {have} are free; "
+                    "free some space or choose another --output-dir"
+                )
+                for f in group:
+                    report.add(FileOutcome(str(f.target.path), f.key, "failed", detail=detail))
+                continue
+            self._wanted[folder] = want
+            admitted.extend(group)
+        return admitted
+
+
+def _by_folder(files: list[PlannedFile]) -> dict[Path, list[PlannedFile]]:
+    folders: dict[Path, list[PlannedFile]] = {}
+    for f in files:
+        folders.setdefault(f.target.path.parent, []).append(f)
+    return folders
+
+
 class Sink(Protocol):
     """Where the job's files go when not each to a file of its own (``archive_sink.ArchiveSink``: one tar).
 
@@ -227,27 +267,36 @@ class DownloadJob:
                 report.add(FileOutcome(str(target.path), target.object_id, "skipped", detail="already exists"))
             else:
                 todo.append(target)
-        files = self._plan(todo, offset, length, validate, report)
-        if self._sink is None:
-            self._check_space(files, report)
-        else:
-            files = self._sink.prepare(files, report)
-        files = [f for f in files if not any(o.object_id == f.key and o.status == "failed" for o in report.outcomes)]
-        self._progress.job_started(len(targets), sum(f.span for f in files))
+        self._progress.job_started(len(targets), 0)
         for outcome in report.outcomes:
             self._progress.file_finished(outcome.object_id, outcome.status != "failed")
-        if not files:
+        if not todo:
             self._progress.job_finished()
             return report
-        small = sum(f.small for f in files)
-        workers = self._config.parallel if not small else max(self._config.parallel, SMALL_FILE_WORKERS)
+        several = len(todo) > 1
+        workers = max(self._config.parallel, SMALL_FILE_WORKERS) if several else self._config.parallel
         coordinator = self.coordinator = Coordinator(workers)
         data = DataClient(workers, self._config.timeout, self._config.chunk_size)
         committer = Committer()
         large_slots = PartSlots(self._config.parallel)
+        space = _SpaceCheck()
+        futures: dict[Future[FileOutcome], PlannedFile] = {}
         try:
-            futures = {self._start(f, coordinator, data, committer, large_slots): f for f in files}
-            self._collect(futures, report, coordinator)
+            # Files start as their specifications come, a chunk at a time, so the first bytes move after one
+            # short call; an archive lays out every file before writing any, so it plans them all first.
+            for chunk in growing_chunks(todo) if self._sink is None else [todo]:
+                before = len(report.outcomes)
+                files = self._plan(chunk, offset, length, validate, report)
+                files = space.admit(files, report) if self._sink is None else self._sink.prepare(files, report)
+                refused = {o.object_id for o in report.outcomes[before:]}
+                files = [f for f in files if f.key not in refused]
+                for outcome in report.outcomes[before:]:
+                    self._progress.file_finished(outcome.object_id, ok=False)
+                self._progress.more_bytes(sum(f.span for f in files))
+                futures.update((self._start(f, coordinator, data, committer, large_slots), f) for f in files)
+                self._collect(futures, report, wait_for_one=False)
+            while futures:
+                self._collect(futures, report, wait_for_one=True)
             committer.flush()
         except KeyboardInterrupt:
             report.cancelled = True
@@ -292,23 +341,6 @@ class DownloadJob:
             files.append(PlannedFile(target, spec, spec_range, offset, span, plan(spec, offset, span), check, validate))
         return files
 
-    def _check_space(self, files: list[PlannedFile], report: JobReport) -> None:
-        """Refuse up front rather than fail (or fill the disk) half-way: per folder, what the files need."""
-        needed: dict[Path, list[PlannedFile]] = {}
-        for f in files:
-            needed.setdefault(f.target.path.parent, []).append(f)
-        for folder, group in needed.items():
-            folder.mkdir(parents=True, exist_ok=True)
-            have = shutil.disk_usage(folder).free
-            want = sum(f.span - _partial_blocks(f) for f in group)
-            if want > have:
-                detail = (
-                    f"not enough free space in {folder}: the downloads need {want} more bytes, {have} are free; "
-                    "free some space or choose another --output-dir"
-                )
-                for f in group:
-                    report.add(FileOutcome(str(f.target.path), f.key, "failed", detail=detail))
-
     # -- running ---------------------------------------------------------------------------------------
     def _start(
         self,
@@ -324,22 +356,8 @@ class DownloadJob:
             return coordinator.submit(self._small, f, coordinator, data, committer)
         return drive(lambda: self._large(f, coordinator, data, large_slots), f"file-{f.key[:8]}")
 
-    def _collect(
-        self, futures: dict[Future[FileOutcome], PlannedFile], report: JobReport, coordinator: Coordinator
-    ) -> None:
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)  # Ctrl-C interrupts the wait itself
-            for future in done:
-                f = futures[future]
-                try:
-                    outcome = future.result()
-                except Cancelled:
-                    continue
-                except ClientError as exc:
-                    outcome = FileOutcome(str(f.target.path), f.key, "failed", f.span, detail=str(exc))
-                report.add(outcome)
-                self._progress.file_finished(f.key, outcome.status != "failed")
+    def _collect(self, futures: dict[Future[FileOutcome], PlannedFile], report: JobReport, wait_for_one: bool) -> None:
+        collect_finished(futures, report, self._progress, _failed_file, wait_for_one)  # type: ignore[arg-type]
 
     def _small(self, f: PlannedFile, coordinator: Coordinator, data: DataClient, committer: Committer) -> FileOutcome:
         """A file of one part (or none): fetch it whole into a partial file beside its target, hashing it."""
@@ -546,6 +564,10 @@ class LargeFetch:
             self.out.part_finished()
 
         self.coordinator.run_all(fetch, todo)
+
+
+def _failed_file(f: PlannedFile, error: ClientError) -> FileOutcome:
+    return FileOutcome(str(f.target.path), f.key, "failed", f.span, detail=str(error))
 
 
 def check_empty(f: PlannedFile) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Protocol, TypeVar
@@ -21,6 +21,19 @@ from score.client.errors import ClientError
 
 T = TypeVar("T")
 U = TypeVar("U")
+
+SMALL_FILE_WORKERS = 16  # small files are latency-bound: a job of several files moves this many at once
+FIRST_CHUNK = 32  # files asked of the server before the first byte moves; the rest are asked while they move,
+CHUNK = 250  # this many per call
+
+
+def growing_chunks(items: list[T]) -> Iterator[list[T]]:
+    """A job's files in server calls that grow: a few first, so bytes move at once, then bigger ones (the
+    server's checks for a thousand files take about a second: no byte waits for them)."""
+    start, size = 0, FIRST_CHUNK
+    while start < len(items):
+        yield items[start : start + size]
+        start, size = start + size, CHUNK
 
 
 class Cancelled(ClientError):
@@ -31,6 +44,9 @@ class JobProgress(Protocol):
     """What the job reports as it goes; the CLI draws it, a library may ignore it (``NoJobProgress``)."""
 
     def job_started(self, files: int, total_bytes: int) -> None: ...
+
+    def more_bytes(self, nbytes: int) -> None:
+        """The job turned out larger by ``nbytes`` (its later files' sizes came with their specifications)."""
 
     def file_started(self, key: str, name: str, size: int, done: int = 0) -> None: ...
 
@@ -43,6 +59,9 @@ class JobProgress(Protocol):
 
 class NoJobProgress:
     def job_started(self, files: int, total_bytes: int) -> None:
+        pass
+
+    def more_bytes(self, nbytes: int) -> None:
         pass
 
     def file_started(self, key: str, name: str, size: int, done: int = 0) -> None:
@@ -139,6 +158,33 @@ def _size(value: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+F = TypeVar("F")
+
+
+def collect_finished(
+    futures: dict[Future[FileOutcome | None], F],
+    report: JobReport,
+    progress: JobProgress,
+    failed: Callable[[F, ClientError], FileOutcome],
+    wait_for_one: bool,
+) -> None:
+    """Report the files finished and drop them from ``futures``; with ``wait_for_one``, first wait until one
+    is (Ctrl-C interrupts that wait itself). A file that raised is ``failed(file, error)``; one that answered
+    None is reported by someone else (the upload's finalizer)."""
+    done, _ = wait(list(futures), timeout=None if wait_for_one else 0, return_when=FIRST_COMPLETED)
+    for future in done:
+        f = futures.pop(future)
+        try:
+            outcome = future.result()
+        except Cancelled:
+            continue
+        except ClientError as exc:
+            outcome = failed(f, exc)
+        if outcome is not None:
+            report.add(outcome)
+            progress.file_finished(outcome.object_id, outcome.status != "failed")
 
 
 class Coordinator:

@@ -27,8 +27,8 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,14 +39,16 @@ from score.client.errors import ClientError, IntegrityError, ServerError
 from score.client.transfer.data import DataClient
 from score.client.transfer.hashing import hash_mapped_range
 from score.client.transfer.jobs import (
-    Cancelled,
+    SMALL_FILE_WORKERS,
     Coordinator,
     FileOutcome,
     FileTally,
     JobProgress,
     JobReport,
     NoJobProgress,
+    collect_finished,
     drive,
+    growing_chunks,
 )
 from score.client.transfer.journal import read_json, sync_file_system, write_json
 from score.client.transfer.parallel import PartTally, UrlBook, transfer_part
@@ -58,9 +60,6 @@ from score.crashpoints import crash_point
 
 log = logging.getLogger("score.client")
 
-SMALL_FILE_WORKERS = 16  # small files are latency-bound: this many are sent at once
-INITIATE_FIRST = 32  # files started before the first byte moves; the rest are started while they are sent,
-INITIATE_CHUNK = 250  # this many per call
 FINALIZE_BATCH = 100  # finished small files finalized together, ...
 FINALIZE_CALLS = 2  # ... in up to this many calls at once (the last batch is not a long tail)
 FINALIZE_WAIT = 0.05  # seconds a finished file may wait for others to share its finalize call
@@ -121,12 +120,8 @@ class _File:
         return FileOutcome(self.name, self.key, status, self.size, detail=detail, **counts)
 
 
-def _chunks(files: list[_File]) -> Iterator[list[_File]]:
-    """The files to start, in calls that grow: a few first, so bytes move at once, then bigger ones."""
-    start, size = 0, INITIATE_FIRST
-    while start < len(files):
-        yield files[start : start + size]
-        start, size = start + size, INITIATE_CHUNK
+def _failed_file(f: _File, error: ClientError) -> FileOutcome:
+    return f.outcome("failed", str(error))
 
 
 def _exists_refusal(answer: object) -> bool:
@@ -335,31 +330,15 @@ class UploadJob:
                 runner = _LargeUpload(self, f, coordinator, data, large_slots)
                 pending[drive(runner.run, f"file-{f.key[:8]}")] = f
 
-        def collect(timeout: float | None) -> None:
-            """Report the files finished; waits up to ``timeout`` for one (None: until one is; Ctrl-C
-            interrupts that wait itself)."""
-            done, _ = wait(list(pending), timeout=timeout, return_when=FIRST_COMPLETED)
-            for future in done:
-                f = pending.pop(future)
-                try:
-                    outcome = future.result()
-                except Cancelled:
-                    continue
-                except ClientError as exc:
-                    outcome = f.outcome("failed", str(exc))
-                if outcome is not None:  # None: the finalizer reports it
-                    report.add(outcome)
-                    self._progress.file_finished(f.key, outcome.status != "failed")
-
         try:
             for f in started:
                 submit(f)
-            for chunk in _chunks(fresh):
+            for chunk in growing_chunks(fresh):
                 for f in self._initiate(chunk, force, report):
                     submit(f)
-                collect(0)
+                collect_finished(pending, report, self._progress, _failed_file, wait_for_one=False)
             while pending:
-                collect(None)
+                collect_finished(pending, report, self._progress, _failed_file, wait_for_one=True)
             finalizer.close()
         finally:
             if not coordinator.cancelled:
