@@ -467,6 +467,7 @@ def test_publish_undefined_md5_needs_the_flag(srv: Server) -> None:
     srv.catalog.store(oid_b, 7, MD5_B)
     assert_song_error(_publish(srv, aid), 409, "mismatching.storage.object.checksums", "ignoreUndefinedMd5")
     assert_song_error(_publish(srv, aid, "?ignoreUndefinedMd5=maybe"), 400, "malformed.parameter")
+    assert_song_error(_publish(srv, aid, "?ignoreUndefinedMd5=%1F"), 400, "malformed.parameter")  # found by fuzzing
     r = _publish(srv, aid, "?ignoreUndefinedMd5=true")
     assert r.status_code == 200, r.text
     assert srv.registry.analysis_state("S1", aid) == PUBLISHED

@@ -157,11 +157,12 @@ def _bad(code: SongErrorCode, message: str) -> RegistryError:
 
 
 def _bool_param(request: Request, name: str, default: bool) -> bool:
-    """Spring's boolean conversion: true/false, on/off, yes/no, 1/0, case-insensitive."""
+    """Spring's boolean conversion: true/false, on/off, yes/no, 1/0, case-insensitive; empty is the default.
+    Nothing is trimmed (Java's ``trim`` also drops control characters, which this API refuses)."""
     raw = request.query_params.get(name)
-    if raw is None:
+    if raw is None or raw == "":
         return default
-    value = raw.strip().lower()
+    value = raw.lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
@@ -267,7 +268,9 @@ _STATES_PARAMETER = query_parameter(
     "Comma-separated analysis states to list (default, and when empty: PUBLISHED)",
 )
 _IGNORE_MD5_PARAMETER = query_parameter(
-    "ignoreUndefinedMd5", {"type": "boolean"}, "Publish files stored without an MD5 too (default false)"
+    "ignoreUndefinedMd5",
+    {"anyOf": [{"type": "boolean"}, {"type": "string", "enum": sorted(_TRUE | _FALSE)}]},
+    "Publish files stored without an MD5 too (default false; Spring's spellings: on/off, yes/no, 1/0)",
 )
 _FIELD_NAMES = "|".join(sorted(ENTITY_FILTERS))
 # Spring's pageable binding: a Java int, and an empty value means the default
