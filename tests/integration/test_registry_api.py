@@ -522,6 +522,10 @@ def test_list_analyses_by_state(srv: Server) -> None:
     assert ids("") == {a1}
     assert ids("?analysisStates=UNPUBLISHED") == {a2}
     assert ids("?analysisStates=PUBLISHED,UNPUBLISHED") == {a1, a2}
+    assert ids("?analysisStates=PUBLISHED%20,%20UNPUBLISHED") == {a1, a2}
+    for bad in ("%C2%85", "PUBLISHED,,UNPUBLISHED", "%1FPUBLISHED"):  # found by fuzzing: control characters
+        response = srv.client.get(f"/song/studies/S1/analysis?analysisStates={bad}")
+        assert response.status_code == 400 and "are not AnalysisStates" in response.json()["message"], bad
     assert ids("?analysisStates=SUPPRESSED") == set()
     assert_song_error(
         srv.client.get("/song/studies/S1/analysis?analysisStates=DONE"), 400, "malformed.parameter", "'DONE'"

@@ -262,9 +262,10 @@ def spring_page(result: EntityPage, fields: list[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 # Query parameters the handlers read themselves, for the OpenAPI document
 
+_STATE = "(PUBLISHED|UNPUBLISHED|SUPPRESSED)"
 _STATES_PARAMETER = query_parameter(
     "analysisStates",
-    {"type": "string", "pattern": "^((PUBLISHED|UNPUBLISHED|SUPPRESSED)(,(PUBLISHED|UNPUBLISHED|SUPPRESSED))*)?$"},
+    {"type": "string", "pattern": f"^( *{_STATE} *(, *{_STATE} *)*)?$"},
     "Comma-separated analysis states to list (default, and when empty: PUBLISHED)",
 )
 _IGNORE_MD5_PARAMETER = query_parameter(
@@ -378,7 +379,7 @@ def _add_analysis_routes(router: APIRouter) -> None:
     )
     def list_analyses(studyId: str, request: Request) -> list[dict[str, Any]]:
         raw = request.query_params.get("analysisStates") or PUBLISHED
-        states = [s.strip() for s in raw.split(",") if s.strip()]
+        states = [s.strip(" ") for s in raw.split(",")]  # only spaces: str.strip also eats control characters
         return _registry(request).list_analyses(studyId, states)
 
     @router.get("/studies/{studyId}/analysis/{analysisId}", responses=song_errors(400, 404, 503))
