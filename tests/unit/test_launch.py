@@ -1,23 +1,9 @@
-"""The entry point's head starts: an upload's file hashed while the client loads, httpx's CLI left unloaded."""
+"""The entry point's head start: garbage collection paused while loading, httpx's CLI left unloaded."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
-
-from score.client.launch import upload_file_named
-
-
-def test_the_launcher_finds_the_file_of_an_upload_command_line(tmp_path: Path) -> None:
-    source = tmp_path / "reads.bam"
-    source.write_bytes(b"x")
-    assert upload_file_named(["--quiet", "upload", "--object-id", "x", "--file", str(source)]) == source
-    assert upload_file_named(["upload", f"--file={source}"]) == source
-    assert upload_file_named(["download", "--file", str(source)]) is None  # not an upload
-    assert upload_file_named(["upload", "--file", str(tmp_path / "missing")]) is None  # click reports it later
-    assert upload_file_named(["upload", "--file", str(tmp_path)]) is None  # a folder is not a file
-    assert upload_file_named(["upload", "--file"]) is None
 
 
 def _fresh_python(code: str) -> list[str]:

@@ -138,21 +138,6 @@ def test_stopping_ends_the_threads_without_a_digest(
         whole.result()
 
 
-def test_an_early_hash_is_used_only_for_the_same_file_size_and_mtime(tmp_path: Path) -> None:
-    path = tmp_path / "source"
-    data = os.urandom(300 * KiB)
-    path.write_bytes(data)
-    stat = path.stat()
-    WholeFileMd5.start_early(path)
-    early = WholeFileMd5.for_file(path, stat.st_size, stat.st_mtime_ns)
-    assert WholeFileMd5.for_file(path, stat.st_size, stat.st_mtime_ns) is not early  # handed out once
-    assert early.result() == _md5(data)
-    WholeFileMd5.start_early(path)
-    other = WholeFileMd5.for_file(path, stat.st_size, stat.st_mtime_ns + 1)  # the file changed since
-    assert other.result() == _md5(data)
-    assert WholeFileMd5.for_file(path, stat.st_size, stat.st_mtime_ns) is not other
-
-
 def test_the_whole_file_hash_waits_within_the_read_ahead_window(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -495,7 +495,7 @@ class _LargeUpload:
 
     def run(self) -> FileOutcome:
         f, api, config = self.f, self.job._api, self.job._config
-        whole = WholeFileMd5.for_file(f.item.path, f.size, f.identity["mtimeNs"])
+        whole = WholeFileMd5(f.item.path, f.size)
         todo = [p for p in f.parts if p.md5 is None]  # recorded parts carry md5; the rest may be held
         part_md5s = PartMd5s(f.item.path, [(p.offset, p.partSize) for p in todo], config.parallel, whole.read_ahead)
         held = 0

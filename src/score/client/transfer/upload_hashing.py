@@ -11,8 +11,9 @@ that go out at once, so every sender starts early instead of one after another; 
 hashed while those parts travel, far faster than any store takes them.
 
 Both hashes read the file through a memory map where the ``_mapguard`` extension is built: copying the
-bytes out of the page cache cost 0.23 client CPU-s per uploaded GiB (both passes, measured in uploads to
-SeaweedFS), on the cores the store needs. A map of a file that someone else truncates meanwhile faults
+bytes out of the page cache costs the client 1.25 CPU-s more per uploaded GiB (4.39 against 3.14) and the
+upload 7% of its speed (113 against 121 MB/s; ``bench/race.py --tools score --runs 3``, 1 GiB to SeaweedFS,
+issue 12), on the cores the store needs: the second path earns its keep. A map of a file that someone else truncates meanwhile faults
 (SIGBUS) where hashlib reads it; the guard turns that into a clear message and exit status 1. Without the
 extension the file is read with copying reads.
 """
@@ -24,7 +25,7 @@ import mmap
 import os
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from score.client.transfer.hashing import hash_mapped_range, map_range
 from score.core import md5lanes
@@ -179,23 +180,6 @@ class ReadAhead:
 class WholeFileMd5:
     """The whole file's MD5, front to back on a thread of its own: started before the upload's API calls,
     so it overlaps them; ``stop`` ends it early when the upload fails before any part is sent."""
-
-    _early: ClassVar[dict[tuple[str, int, int], WholeFileMd5]] = {}  # started by score.client.launch
-
-    @classmethod
-    def start_early(cls, path: Path) -> None:
-        """Start hashing ``path`` before the client has loaded (see ``score.client.launch``)."""
-        try:
-            stat = path.stat()
-            cls._early[(str(path.resolve()), stat.st_size, stat.st_mtime_ns)] = cls(path, stat.st_size)
-        except OSError:
-            pass  # only a head start: the upload itself will report what is wrong with the file
-
-    @classmethod
-    def for_file(cls, path: Path, size: int, mtime_ns: int) -> WholeFileMd5:
-        """The hash started early for this very file (same size and mtime), or a new one."""
-        early = cls._early.pop((str(path.resolve()), size, mtime_ns), None)
-        return early if early is not None else cls(path, size)
 
     def __init__(self, path: Path, size: int, read_ahead: ReadAhead | None = None) -> None:
         self._path = path
