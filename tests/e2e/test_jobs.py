@@ -493,6 +493,34 @@ def test_a_job_of_mixed_sizes_round_trips_by_analysis_and_by_manifest(deployment
         )
 
 
+def test_a_server_without_the_batch_api_gets_scores_own_calls_per_file(deployment: Deployment, tmp_path: Path) -> None:
+    """The Java Score server (or an older one) has no /batch endpoints: the job falls back, after one 404, to
+    Score's own calls for each file, and round-trips every byte."""
+    job = _job(deployment, tmp_path, seed=7)
+    d, client = deployment, job.client
+    api = StoreProxy(d.server.url).start()
+    api.missing = lambda path: path.startswith("/batch/")
+    try:
+        uploaded = client.run(*job.upload_args(), "--input-dir", "in", STORAGE_URL=api.url)
+        assert uploaded.returncode == 0, _said(uploaded)
+        assert d.landed(job.start, "PUT") == job.all_parts("PUT"), "each part must be sent exactly once"
+        job.assert_stored_intact()
+        published = d.registry.publish(STUDY, job.analysis_id)
+        assert published.status_code == 200, published.text
+        fetched = client.run(*job.download_args("out"), STORAGE_URL=api.url)
+        assert fetched.returncode == 0, _said(fetched)
+        job.assert_downloaded("out")
+    finally:
+        api.stop()
+    calls = Counter((e.method, re.sub(r"[0-9a-f-]{36}", "{id}", e.path), e.status) for e in api.events)
+    files = len(job.names)
+    batch_calls = {call: n for call, n in calls.items() if call[1].startswith("/batch/")}
+    assert batch_calls == {("POST", "/batch/upload/initiate", 404): 1, ("POST", "/batch/download/specs", 404): 1}
+    assert calls[("POST", "/upload/{id}/uploads", 200)] == files, calls
+    assert calls[("POST", "/upload/{id}", 200)] == files, calls
+    assert calls[("GET", "/download/{id}", 200)] >= files, calls
+
+
 # -- 2. kill -9 mid-job ----------------------------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@ Signed URLs are issued for the proxy's address (the store's endpoint in the serv
 proxy), and requests are forwarded with their Host header unchanged, so SigV4 signatures still match.
 Tests read ``events`` to prove which parts crossed the wire, set ``corrupt`` to flip one byte of a
 matching request body, as a faulty network or store would, and set ``refuse`` to answer one matching
-request with a 400 of the proxy's own (put in front of score-server's API: a call the server turns down).
+request with a 400 of the proxy's own (put in front of score-server's API: a call the server turns down);
+``missing`` answers 404 to every request whose path it matches (an older server, or Java Score's, which has no
+such endpoint).
 ``hold_matching`` keeps every matching request waiting (its body read, nothing forwarded) until ``release()``,
 which drops them unforwarded: a test freezes a transfer at a chosen point, then kills or interrupts the client
 with exactly those requests in flight (``held``), none of which ever reaches the store.
@@ -67,6 +69,7 @@ class StoreProxy:
         self.corrupt: Callable[[str, str, dict[str, list[str]]], bool] | None = None
         self.corrupted = 0
         self.refuse: Callable[[str, str, dict[str, list[str]]], bool] | None = None
+        self.missing: Callable[[str], bool] | None = None
         self.hold: Callable[[ProxyEvent], bool] | None = None  # sees the request (status 0) before it is forwarded
         self.held: list[ProxyEvent] = []
         self._released = threading.Event()
@@ -143,8 +146,11 @@ class StoreProxy:
                     released.wait()
                     self.close_connection = True
                     return
+                if proxy.missing is not None and proxy.missing(split.path):
+                    self._answer_refusal(split.path, query, 404, b'{"message": "no such endpoint"}')
+                    return
                 if proxy._should_refuse(self.command, split.path, query):
-                    self._answer_refusal(split.path, query)
+                    self._answer_refusal(split.path, query, 400, b'{"message": "refused by the test proxy"}')
                     return
                 if body and proxy._should_corrupt(self.command, split.path, query):
                     body = body[: len(body) // 2] + bytes([body[len(body) // 2] ^ 0xFF]) + body[len(body) // 2 + 1 :]
@@ -175,15 +181,14 @@ class StoreProxy:
                         )
                     )
 
-            def _answer_refusal(self, path: str, query: dict[str, list[str]]) -> None:
-                payload = b'{"message": "refused by the test proxy"}'
-                self.send_response(400)
+            def _answer_refusal(self, path: str, query: dict[str, list[str]], status: int, payload: bytes) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
                 with proxy._lock:
-                    proxy.events.append(ProxyEvent(self.command, path, query, 400, 0, len(payload)))
+                    proxy.events.append(ProxyEvent(self.command, path, query, status, 0, len(payload)))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 

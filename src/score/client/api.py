@@ -6,7 +6,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,15 +179,11 @@ class ScoreApi(_Service):
         several at a time. Each answer is a specification, or the message of the object's refusal."""
         answers: dict[str, ObjectSpecification | str] = {}
         ids = list(dict.fromkeys(object_ids))
-        if (offset, length) == (0, -1) and self._batches:
-            for start in range(0, len(ids), BATCH_ITEMS):
-                body = {"objectIds": ids[start : start + BATCH_ITEMS], "excludeUrls": exclude_urls}
-                what = f"getting download URLs for {len(body['objectIds'])} objects"
-                response = self.call("POST", "/batch/download/specs", what, ok=(200, 404, 405), json=body)
-                if response.status_code != 200:
-                    self._batches = False  # an older server, or the Java one: one call per object
-                    break
-                answer = response.json()
+        if (offset, length) == (0, -1):
+            extra = {"excludeUrls": exclude_urls}
+            for answer in self._in_batches(
+                "/batch/download/specs", "objectIds", ids, "getting download URLs for {}", extra
+            ):
                 for spec in answer.get("specs", []):
                     parsed = ObjectSpecification.model_validate(spec)
                     answers[parsed.objectId] = parsed
@@ -213,22 +209,12 @@ class ScoreApi(_Service):
         Each answer is the upload's specification, or the refusal as a ServerError (409: the object exists,
         or an upload of it is in progress)."""
         answers: dict[str, ObjectSpecification | ServerError] = {}
-        if self._batches:
-            for start in range(0, len(items), BATCH_ITEMS):
-                chunk = items[start : start + BATCH_ITEMS]
-                what = f"starting {len(chunk)} uploads"
-                response = self.call(
-                    "POST", "/batch/upload/initiate", what, ok=(200, 404, 405), json={"uploads": chunk}
-                )
-                if response.status_code != 200:
-                    self._batches = False
-                    break
-                answer = response.json()
-                for spec in answer.get("specs", []):
-                    parsed = ObjectSpecification.model_validate(spec)
-                    answers[parsed.objectId] = parsed
-                for error in answer.get("errors", []):
-                    answers[error["objectId"]] = self._refusal(error, f"starting the upload of {error['objectId']}")
+        for answer in self._in_batches("/batch/upload/initiate", "uploads", items, "starting the uploads of {}"):
+            for spec in answer.get("specs", []):
+                parsed = ObjectSpecification.model_validate(spec)
+                answers[parsed.objectId] = parsed
+            for error in answer.get("errors", []):
+                answers[error["objectId"]] = self._refusal(error, f"starting the upload of {error['objectId']}")
         for item in items:
             if item["objectId"] not in answers:
                 answers[item["objectId"]] = self._initiate_one(item)
@@ -254,20 +240,10 @@ class ScoreApi(_Service):
         """Finalize many uploads, each with its parts: ``POST /batch/upload/finalize`` per 1,000; a server
         without it gets a record call per part and a finalize per file. None for each one finalized."""
         answers: dict[str, ServerError | None] = {}
-        if self._batches:
-            for start in range(0, len(items), BATCH_ITEMS):
-                chunk = items[start : start + BATCH_ITEMS]
-                what = f"finalizing {len(chunk)} uploads"
-                response = self.call(
-                    "POST", "/batch/upload/finalize", what, ok=(200, 404, 405), json={"uploads": chunk}
-                )
-                if response.status_code != 200:
-                    self._batches = False
-                    break
-                answer = response.json()
-                answers.update(dict.fromkeys(answer.get("finalized", [])))
-                for error in answer.get("errors", []):
-                    answers[error["objectId"]] = self._refusal(error, f"finalizing the upload of {error['objectId']}")
+        for answer in self._in_batches("/batch/upload/finalize", "uploads", items, "finalizing the uploads of {}"):
+            answers.update(dict.fromkeys(answer.get("finalized", [])))
+            for error in answer.get("errors", []):
+                answers[error["objectId"]] = self._refusal(error, f"finalizing the upload of {error['objectId']}")
         for item in items:
             if item["objectId"] in answers:
                 continue
@@ -281,6 +257,21 @@ class ScoreApi(_Service):
             except ServerError as exc:
                 answers[item["objectId"]] = exc
         return answers
+
+    def _in_batches(
+        self, path: str, field: str, items: list[Any], doing: str, extra: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """POST ``items`` to one of this server's batch endpoints, ``BATCH_ITEMS`` at a time, and yield each
+        answer. A server without it (404/405: an older one, or the Java server) is not asked again: the
+        caller makes Score's own calls for whatever got no answer."""
+        for start in range(0, len(items), BATCH_ITEMS) if self._batches else ():
+            chunk = items[start : start + BATCH_ITEMS]
+            what = doing.format(f"{len(chunk)} objects")
+            response = self.call("POST", path, what, ok=(200, 404, 405), json={field: chunk, **(extra or {})})
+            if response.status_code != 200:
+                self._batches = False
+                return
+            yield response.json()
 
     def _refusal(self, error: dict[str, Any], what: str) -> ServerError:
         return ServerError(_explain(error["status"], error["message"], what, self._token), error["status"])

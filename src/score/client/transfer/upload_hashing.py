@@ -13,9 +13,9 @@ hashed while those parts travel, far faster than any store takes them.
 Both hashes read the file through a memory map where the ``_mapguard`` extension is built: copying the
 bytes out of the page cache costs the client 1.25 CPU-s more per uploaded GiB (4.39 against 3.14) and the
 upload 7% of its speed (113 against 121 MB/s; ``bench/race.py --tools score --runs 3``, 1 GiB to SeaweedFS,
-issue 12), on the cores the store needs: the second path earns its keep. A map of a file that someone else truncates meanwhile faults
-(SIGBUS) where hashlib reads it; the guard turns that into a clear message and exit status 1. Without the
-extension the file is read with copying reads.
+issue 12), on the cores the store needs: the second path earns its keep. A map of a file that someone else
+truncates meanwhile faults (SIGBUS) where hashlib reads it; the guard turns that into a clear message and
+exit status 1. Without the extension the file is read with copying reads.
 """
 
 from __future__ import annotations
