@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -39,7 +39,6 @@ from score.server.metadata.base import PUBLISHED, UNPUBLISHED
 MAX_ITEMS = 1000  # objects per request: a bounded body, a bounded answer, a bounded time
 WORKERS = 8  # objects handled at once: store round trips overlap, the registry and CPU are not flooded
 MAX_BODY = 4 * 1024 * 1024  # 1,000 finalizes of a few parts each fit with room to spare
-T = TypeVar("T")
 
 router = APIRouter(prefix="/batch", tags=["batch"])
 
@@ -128,21 +127,25 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
         raise BadRequest(f"invalid request: {problems[:2000]}") from exc
 
 
-def _each(items: list[Any], handle: Callable[[Any], T], object_id: Callable[[Any], str]) -> list[T | BatchError]:
-    """``handle(item)`` for every item, several at a time; an ``ApiError`` becomes that item's BatchError."""
+async def _answer(
+    key: str, items: list[Any], handle: Callable[[Any], Any], object_id: Callable[[Any], str]
+) -> JSONResponse:
+    """``handle(item)`` for every item, several at a time, off the event loop; the results under ``key``, and
+    each item refused with an ``ApiError`` as that item's BatchError under ``errors``."""
 
-    def one(item: Any) -> T | BatchError:
+    def one(item: Any) -> Any:
         try:
             return handle(item)
         except ApiError as exc:
             return BatchError(objectId=object_id(item), status=exc.status, message=exc.message)
 
-    with ThreadPoolExecutor(max_workers=min(WORKERS, len(items)), thread_name_prefix="batch") as pool:
-        return list(pool.map(one, items))
+    def each() -> list[Any]:
+        with ThreadPoolExecutor(max_workers=min(WORKERS, len(items)), thread_name_prefix="batch") as pool:
+            return list(pool.map(one, items))
 
-
-def _split(results: list[Any]) -> tuple[list[Any], list[BatchError]]:
-    return [r for r in results if not isinstance(r, BatchError)], [r for r in results if isinstance(r, BatchError)]
+    results = await run_in_threadpool(each)
+    errors = [r.model_dump() for r in results if isinstance(r, BatchError)]
+    return JSONResponse({key: [r for r in results if not isinstance(r, BatchError)], "errors": errors})
 
 
 @router.post(
@@ -162,9 +165,7 @@ async def download_specs(request: Request) -> JSONResponse:
             require_state(request, entity, PUBLISHED)
         return context.downloads.specification(object_id, 0, -1, False, body.excludeUrls).to_wire()
 
-    ids = list(dict.fromkeys(body.objectIds))
-    specs, errors = _split(await run_in_threadpool(_each, ids, spec, str))
-    return JSONResponse({"specs": specs, "errors": [e.model_dump() for e in errors]})
+    return await _answer("specs", list(dict.fromkeys(body.objectIds)), spec, str)
 
 
 @router.post(
@@ -187,8 +188,7 @@ async def initiate(request: Request) -> JSONResponse:
         return started.to_wire()
 
     _unique(item.objectId for item in body.uploads)
-    specs, errors = _split(await run_in_threadpool(_each, body.uploads, start, lambda i: i.objectId))
-    return JSONResponse({"specs": specs, "errors": [e.model_dump() for e in errors]})
+    return await _answer("specs", body.uploads, start, lambda i: i.objectId)
 
 
 @router.post(
@@ -209,8 +209,7 @@ async def finalize(request: Request) -> JSONResponse:
         return item.objectId
 
     _unique(item.objectId for item in body.uploads)
-    done, errors = _split(await run_in_threadpool(_each, body.uploads, finish, lambda i: i.objectId))
-    return JSONResponse({"finalized": done, "errors": [e.model_dump() for e in errors]})
+    return await _answer("finalized", body.uploads, finish, lambda i: i.objectId)
 
 
 def _unique(object_ids: Any) -> None:
