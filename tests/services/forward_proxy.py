@@ -9,25 +9,13 @@ recorded and refused, so a test sees it rather than the proxy silently doing som
 
 from __future__ import annotations
 
-import http.client
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from tests.services.process import free_port
-from tests.services.proxy import read_body
-
-HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-}
+from tests.services.proxy import fetch_upstream, pass_back, read_body
 
 
 class _Server(ThreadingHTTPServer):
@@ -97,33 +85,14 @@ class ForwardProxy:
                     self._answer(400, b"not a proxy request (absolute-form http:// URL expected)")
                     return
                 host = f"{target.hostname}:{target.port or 80}"
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                if body or self.command in ("PUT", "POST"):
-                    headers["Content-Length"] = str(len(body))
                 origin_form = target.path + (f"?{target.query}" if target.query else "")
-                upstream = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=120)
                 try:
-                    try:
-                        upstream.request(self.command, origin_form, body=body, headers=headers)
-                        response = upstream.getresponse()
-                        payload = response.read()
-                    except OSError as exc:
-                        proxy._record(
-                            ForwardedRequest(self.command, host, target.path, query, byte_range, 502, repr(exc))
-                        )
-                        self._answer(502, f"upstream {host} unreachable: {exc}".encode())
-                        return
-                    self.send_response(response.status, response.reason)
-                    for key, value in response.getheaders():
-                        if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
-                            self.send_header(key, value)
-                    length = response.getheader("content-length") if self.command == "HEAD" else None
-                    self.send_header("Content-Length", length or str(len(payload)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(payload)
-                finally:
-                    upstream.close()
+                    response, payload = fetch_upstream(self, target.hostname, target.port or 80, origin_form, body)
+                except OSError as exc:
+                    proxy._record(ForwardedRequest(self.command, host, target.path, query, byte_range, 502, repr(exc)))
+                    self._answer(502, f"upstream {host} unreachable: {exc}".encode())
+                    return
+                pass_back(self, response, payload)
                 proxy._record(ForwardedRequest(self.command, host, target.path, query, byte_range, response.status))
 
             def do_CONNECT(self) -> None:

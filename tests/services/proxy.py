@@ -23,7 +23,17 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.services.process import free_port
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
+# Not passed on; Proxy-Authorization is meant for the proxy alone (the forward proxy's clients send it).
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+}
 
 
 def read_body(handler: BaseHTTPRequestHandler) -> bytes:
@@ -40,6 +50,37 @@ def read_body(handler: BaseHTTPRequestHandler) -> bytes:
             handler.rfile.readline()
     length = int(handler.headers.get("content-length") or 0)
     return handler.rfile.read(length) if length else b""
+
+
+def fetch_upstream(
+    handler: BaseHTTPRequestHandler, host: str, port: int, target: str, body: bytes
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """The handler's request (its method, headers less hop-by-hop ones, ``body``) sent to ``host:port`` as
+    ``target``: the upstream's response and its whole body. Connection errors are the caller's."""
+    headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
+    if body or handler.command in ("PUT", "POST"):
+        headers["Content-Length"] = str(len(body))
+    upstream = http.client.HTTPConnection(host, port, timeout=120)
+    try:
+        upstream.request(handler.command, target, body=body, headers=headers)
+        response = upstream.getresponse()
+        return response, response.read()
+    finally:
+        upstream.close()
+
+
+def pass_back(handler: BaseHTTPRequestHandler, response: http.client.HTTPResponse, payload: bytes) -> None:
+    """Answer the handler's client with the upstream's status, headers and body. A HEAD answer has no body but
+    tells the object's length: the upstream's is passed on."""
+    handler.send_response(response.status, response.reason)
+    for key, value in response.getheaders():
+        if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
+            handler.send_header(key, value)
+    length = response.getheader("content-length") if handler.command == "HEAD" else None
+    handler.send_header("Content-Length", length or str(len(payload)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(payload)
 
 
 class _Server(ThreadingHTTPServer):
@@ -154,26 +195,8 @@ class StoreProxy:
                     return
                 if body and proxy._should_corrupt(self.command, split.path, query):
                     body = body[: len(body) // 2] + bytes([body[len(body) // 2] ^ 0xFF]) + body[len(body) // 2 + 1 :]
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                if body or self.command in ("PUT", "POST"):
-                    headers["Content-Length"] = str(len(body))
-                upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=120)
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    response = upstream.getresponse()
-                    payload = response.read()
-                    self.send_response(response.status, response.reason)
-                    for key, value in response.getheaders():
-                        if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
-                            self.send_header(key, value)
-                    # A HEAD answer has no body but tells the object's length: pass the store's on.
-                    length = response.getheader("content-length") if self.command == "HEAD" else None
-                    self.send_header("Content-Length", length or str(len(payload)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(payload)
-                finally:
-                    upstream.close()
+                response, payload = fetch_upstream(self, proxy.upstream_host, proxy.upstream_port, self.path, body)
+                pass_back(self, response, payload)
                 with proxy._lock:
                     proxy.events.append(
                         ProxyEvent(
