@@ -30,6 +30,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
+from score.client.transfer.download import DIRECT_MIN
 from score.core.ids import is_uuid
 from tests.conftest import Client, Registry, ScoreServer, make_file, md5_of
 from tests.services.forward_proxy import ForwardedRequest, ForwardProxy
@@ -56,11 +57,12 @@ class Backend:
     name: str
     part_size: int
     big_sizes: tuple[int, ...]  # the multi-part files
+    direct_small: tuple[int, ...] = ()  # one-part files large enough to bypass the page cache (DIRECT_MIN)
 
 
 BACKENDS = {
     "local": Backend("local", LOCAL_PART, (6 * LOCAL_PART + 123, 4 * LOCAL_PART + 1, 3 * LOCAL_PART)),
-    "s3": Backend("s3", S3_PART, (2 * S3_PART + 123, S3_PART + 1)),
+    "s3": Backend("s3", S3_PART, (2 * S3_PART + 123, S3_PART + 1), (DIRECT_MIN + 4097,)),
 }
 
 
@@ -303,6 +305,7 @@ def _job(deployment: Deployment, tmp_path: Path, seed: int) -> Job:
     sizes = {"empty.bin": 0, "one.bin": 1}
     sizes.update({f"small-{i:02d}.bin": size for i, size in enumerate(SMALL_SIZES)})
     sizes.update({f"big-{i}.bin": size for i, size in enumerate(deployment.backend.big_sizes)})
+    sizes.update({f"whole-{i}.bin": size for i, size in enumerate(deployment.backend.direct_small)})
     files = [make_file(inputs / name, size, seed=seed * 1000 + i) for i, (name, size) in enumerate(sizes.items())]
     analysis_id, ids = deployment.registry.submit(STUDY, files)
     relative = [f.relative_to(client.workdir) for f in files]

@@ -64,6 +64,7 @@ COMMIT_BATCH = 64  # finished small files made durable together (one syncfs) ...
 COMMIT_BYTES = 64 * 1024 * 1024  # ... or fewer, once they hold this much (a kill fetches them again) ...
 COMMIT_WAIT = 1.0  # ... or once the first of them has waited this long (seconds)
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+DIRECT_MIN = 4 * 1024 * 1024  # a small file this large bypasses the page cache too (see output.py)
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,8 @@ class DownloadJob:
             committer.add(partial, target)
             return FileOutcome(str(target), f.key, "done", 0, verified=f.validate)
         try:
-            out = OutputFile(partial, f.span, direct=False)
+            whole = f.offset == 0 and f.span == f.spec.objectSize
+            out = OutputFile(partial, f.span, direct=whole and f.span >= DIRECT_MIN)
             try:
                 verified = self.fetch_whole(f, out, data, tally)
             finally:
