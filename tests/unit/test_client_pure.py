@@ -100,3 +100,18 @@ def test_space_check_counts_every_chunk_against_what_was_free_at_the_start(
     )
     assert [f.key for f in check.admit([planned("d", 200)], report)] == ["d"]  # type: ignore[list-item]
     assert reads == [tmp_path / "out"]  # read once, when the folder was first seen
+
+
+def test_the_job_board_grows_its_total_as_specifications_come() -> None:
+    """A download job learns its files' sizes a chunk at a time: the total follows, the file count is set once."""
+    from score.client.progress import JobBoard
+
+    board = JobBoard("downloaded")
+    board.job_started(3, 0)
+    board.more_bytes(100)
+    board.more_bytes(50)
+    board.advance("a", 120)
+    board.file_finished("a", ok=True)
+    (task,) = board._bars.tasks
+    assert (task.total, task.completed, task.description) == (150, 120, "downloaded 1/3 files")
+    board.job_finished()

@@ -39,6 +39,7 @@ class JobBoard:
         self._job: TaskID | None = None
         self._files: dict[str, TaskID] = {}
         self._total_files = 0
+        self._total_bytes = 0
         self._done_files = 0
         self._lock = threading.Lock()
 
@@ -48,14 +49,15 @@ class JobBoard:
     def job_started(self, files: int, total_bytes: int) -> None:
         with self._lock:
             self._total_files = files
+            self._total_bytes = total_bytes
             self._bars.start()
             self._job = self._bars.add_task(self._describe(), total=total_bytes)
 
     def more_bytes(self, nbytes: int) -> None:
         with self._lock:
+            self._total_bytes += nbytes
             if self._job is not None and nbytes:
-                total = self._bars.tasks[self._job].total or 0
-                self._bars.update(self._job, total=total + nbytes)
+                self._bars.update(self._job, total=self._total_bytes)
 
     def file_started(self, key: str, name: str, size: int, done: int = 0) -> None:
         with self._lock:
