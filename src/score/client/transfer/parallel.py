@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -85,4 +86,9 @@ def transfer_part(
                 raise ClientError(str(exc)) from exc  # retrying cannot help: stop now
             raise
 
-    with_retries(attempt, max(retries, 1), what, (ServerError, IntegrityError))
+    try:
+        with_retries(attempt, max(retries, 1), what, (ServerError, IntegrityError))
+    except BaseException:
+        with contextlib.suppress(ClientError):  # a cancelled job refuses even this: the job is over anyway
+            tally.reset()  # the part failed for good: the bar must not keep what its last attempt moved
+        raise
