@@ -11,6 +11,7 @@ import base64
 import hashlib
 import http.client
 import random
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -503,3 +504,17 @@ def test_an_idle_connection_is_reused_until_the_keepalive_expiry(
     assert len(store.connections) == 2
     assert store.connections[0].closed and not store.connections[1].closed
     assert len(store.connections[1].sent) == 1
+
+
+def test_close_closes_the_connections_of_every_worker_thread(out: OutputFile) -> None:
+    """Workers keep their own connections; the job's ``close`` must reach them all, not only its own thread's."""
+    store = Store(*(FakeResponse(206, b"y" * 10) for _ in range(3)))
+    client = store.client()
+    workers = [threading.Thread(target=fetch, args=(client, out, 10)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(10)
+    assert len(store.connections) == 3 and not any(c.closed for c in store.connections)
+    client.close()
+    assert all(c.closed for c in store.connections)

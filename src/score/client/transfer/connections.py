@@ -41,7 +41,7 @@ def _proxy_headers(proxy: SplitResult) -> dict[str, str]:
     return {"Proxy-Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
 
 
-@dataclass
+@dataclass(eq=False)  # one per connection: kept in sets by identity
 class Route:
     """A connection to a host (or to the proxy in front of it) and how requests go on it."""
 

@@ -107,10 +107,14 @@ class DataClient:
         self._timeout = timeout
         self._connect = connect
         self._local = threading.local()  # per worker thread: one keep-alive connection per host, one buffer
+        self._open: set[Route] = set()  # every thread's routes, so that ``close`` reaches them all
+        self._open_lock = threading.Lock()
 
     def close(self) -> None:
         self._http.close()
-        for route in self._local.__dict__.get("pool", {}).values():
+        with self._open_lock:
+            routes, self._open = self._open, set()
+        for route in routes:
             route.close()
 
     def put_part(
@@ -260,11 +264,13 @@ class DataClient:
         key = _pool_key(url)
         route = pool.get(key)
         if route is not None and time.monotonic() - used.get(key, 0.0) > KEEPALIVE_EXPIRY:
-            route.close()  # idle long enough for the server to have closed it: do not race its close
+            self._forget(route)  # idle long enough for the server to have closed it: do not race its close
             route = None
         if route is None:
             try:
                 route = pool[key] = self._connect(url, self._timeout)
+                with self._open_lock:
+                    self._open.add(route)
             except ValueError as exc:
                 raise ServerError(str(exc), 0) from None
         return route.connection, route.target(url), route.headers
@@ -272,7 +278,12 @@ class DataClient:
     def _drop(self, url: str) -> None:
         pooled = self._local.__dict__.get("pool", {}).pop(_pool_key(url), None)
         if pooled is not None:
-            pooled.connection.close()
+            self._forget(pooled)
+
+    def _forget(self, route: Route) -> None:
+        with self._open_lock:
+            self._open.discard(route)
+        route.close()
 
     def get_text(self, url: str, timeout: float = 5.0) -> int:
         """Status of a plain GET (used to check that the store is reachable)."""
