@@ -132,9 +132,14 @@ class PlannedFile:
         return self.target.object_id
 
     @property
+    def whole(self) -> bool:
+        """The whole object, not a range of it."""
+        return self.offset == 0 and self.span == self.spec.objectSize
+
+    @property
     def small(self) -> bool:
         """At most one part, covering the whole file: fetched, hashed and verified in a single task."""
-        return len(self.parts) <= 1 and self.offset == 0 and self.span == self.spec.objectSize
+        return len(self.parts) <= 1 and self.whole
 
 
 class Committer:
@@ -372,8 +377,7 @@ class DownloadJob:
             committer.add(partial, target)
             return FileOutcome(str(target), f.key, "done", 0, verified=f.validate)
         try:
-            whole = f.offset == 0 and f.span == f.spec.objectSize
-            out = OutputFile(partial, f.span, direct=whole and f.span >= DIRECT_MIN)
+            out = OutputFile(partial, f.span, direct=f.span >= DIRECT_MIN)  # a small file is a whole object
             try:
                 verified = self.fetch_whole(f, out, data, tally)
             finally:
@@ -430,7 +434,7 @@ class DownloadJob:
             "objectMd5": f.spec.objectMd5,
             "offset": f.offset,
             "length": f.span,
-            "wholeParts": f.validate or (f.offset == 0 and f.span == f.spec.objectSize),
+            "wholeParts": f.validate or f.whole,
         }
         if (read_json(state_dir / "meta.json") or {}).get("identity") != identity:
             shutil.rmtree(state_dir, ignore_errors=True)  # a different object or range: start afresh
@@ -438,9 +442,8 @@ class DownloadJob:
         write_json(state_dir / "meta.json", {"identity": identity})
         partial = state_dir / "data.partial"
         finished = {p.number for p in f.parts if (state_dir / f"part-{p.number:08x}").exists()}
-        whole = f.offset == 0 and f.span == f.spec.objectSize
         # Direct I/O only for whole objects: their parts start at multiples of the part size.
-        out = OutputFile(partial, f.span, direct=whole)
+        out = OutputFile(partial, f.span, direct=f.whole)
         try:
             fetched, digest = LargeFetch(self, f, out, state_dir, coordinator, data, large_slots).run(finished)
             os.fsync(out.fd)

@@ -27,7 +27,6 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -565,17 +564,14 @@ class _LargeUpload:
                 transfer_part(put, part.partNumber, what, urls, self.tally, config.retries)  # type: ignore[arg-type]
 
         try:
-            self._on_pool(lambda part: send(part, record_later=True), parts)
+            self.coordinator.run_all(lambda part: send(part, record_later=True), parts)
             unrecorded = [p for p in parts if _failed(recording[p.partNumber], f"recording part {p.partNumber}")]
             # The server would not record these (after its own retries): send them again, recording each
             # before going on, so a part that cannot be recorded fails the upload with the server's reason.
-            self._on_pool(lambda part: send(part, record_later=False), unrecorded)
+            self.coordinator.run_all(lambda part: send(part, record_later=False), unrecorded)
         finally:
             recorder.shutdown(wait=True, cancel_futures=True)
         return len(set(held) - {p.partNumber for p in unrecorded})
-
-    def _on_pool(self, work: Callable[[Part], None], parts: list[Part]) -> None:
-        self.coordinator.run_all(work, parts)
 
 
 def _record(api: ScoreApi, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
