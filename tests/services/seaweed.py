@@ -45,7 +45,8 @@ class SeaweedS3:
                 }
             )
         )
-        ports = {flag: free_port() for flag in ("master.port", "volume.port", "filer.port", "admin.port")}
+        flags = ("master.port", "volume.port", "filer.port", "admin.port")
+        ports = dict(zip(flags, _distinct_ports(len(flags), self.port), strict=True))
         self.service = ServiceProcess(
             "seaweedfs",
             [
@@ -116,3 +117,13 @@ def part_number(event) -> int | None:  # type: ignore[no-untyped-def]
     if event.method == "PUT" and presigned and "/data/" in event.path and "." not in event.path.rsplit("/", 1)[-1]:
         return 1
     return None
+
+
+def _distinct_ports(count: int, s3_port: int) -> list[int]:
+    """Free ports none of which is another's port + 10000: weed reserves that one for the other's gRPC and
+    refuses to start ("Port allocation failed ... reserved for gRPC calculation", seen in CI)."""
+    while True:
+        ports = [free_port() for _ in range(count)]
+        every = [*ports, s3_port]
+        if len(set(every)) == len(every) and not any(port + 10000 in every for port in every):
+            return ports
