@@ -356,6 +356,29 @@ class MetadataApi(_Service):
         ]
 
 
+    def studies(self) -> list[str]:
+        """Every study id (``GET /studies/all``)."""
+        body = self.call("GET", "/studies/all", "listing the studies").json()
+        return [str(s) for s in body] if isinstance(body, list) else []
+
+    def published_analyses(self, study_id: str) -> list[dict[str, Any]]:
+        """Song's analysis JSON (files included) of every PUBLISHED analysis of a study."""
+        body = self.call(
+            "GET",
+            f"/studies/{study_id}/analysis",
+            f"listing the published analyses of study {study_id}",
+            params={"analysisStates": "PUBLISHED"},
+        ).json()
+        return [a for a in body if isinstance(a, dict)] if isinstance(body, list) else []
+
+    def analysis(self, study_id: str, analysis_id: str) -> dict[str, Any]:
+        """Song's analysis JSON (``GET /studies/{s}/analysis/{a}``): state, times and files."""
+        body = self.call(
+            "GET", f"/studies/{study_id}/analysis/{analysis_id}", f"looking up analysis {analysis_id}"
+        ).json()
+        return body if isinstance(body, dict) else {}
+
+
 def with_retries(call: Callable[[], T], attempts: int, what: str, retry_on: tuple[type[Exception], ...]) -> T:
     """Run ``call`` up to ``attempts`` times with back-off; the last failure propagates."""
     delay = 0.2

@@ -41,17 +41,22 @@ class _ClientGroup(click.Group):
     """Loads the genomics commands (``view``, ``samtools``: region planner, index parsers) only when one
     of them runs or help is listed, so ``upload`` and ``download`` do not pay ~50 ms of imports to start."""
 
-    _LAZY = ("samtools", "view")
+    _LAZY = ("mount", "samtools", "unmount", "view")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._LAZY})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self._LAZY and cmd_name not in self.commands:
+        if cmd_name in ("samtools", "view") and cmd_name not in self.commands:
             from score.client.genomics.commands import samtools_command, view_command
 
             self.add_command(view_command)
             self.add_command(samtools_command)
+        if cmd_name in ("mount", "unmount") and cmd_name not in self.commands:
+            from score.client.mount.command import mount_command, unmount_command  # libfuse loads on mount only
+
+            self.add_command(mount_command)
+            self.add_command(unmount_command)
         return super().get_command(ctx, cmd_name)
 
 

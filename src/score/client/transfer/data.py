@@ -24,7 +24,6 @@ import httpx
 
 from score.client.errors import IntegrityError, ServerError
 from score.client.transfer.connections import Route, open_route
-from score.client.transfer.output import OutputFile
 
 
 class UrlExpired(ServerError):
@@ -82,6 +81,12 @@ class _ThreadBuffers:
         self.in_use_until = [0] * len(self.views)
         self.turn = 0
         self.owner = consumer
+
+
+class ByteSink(Protocol):
+    """Where ``get_range`` writes what it receives: a file (``OutputFile``) or memory (the mount's cache)."""
+
+    def write(self, data: memoryview, position: int) -> None: ...
 
 
 class ChunkConsumer(Protocol):
@@ -178,7 +183,7 @@ class DataClient:
         url: str,
         offset: int,
         size: int,
-        out: OutputFile,
+        out: ByteSink,
         write_at: int,
         skip: int,
         keep: int,
