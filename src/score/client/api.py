@@ -355,7 +355,6 @@ class MetadataApi(_Service):
             for f in body
         ]
 
-
     def studies(self) -> list[str]:
         """Every study id (``GET /studies/all``)."""
         body = self.call("GET", "/studies/all", "listing the studies").json()
