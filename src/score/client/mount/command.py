@@ -185,7 +185,7 @@ def _serve(
     options: dict[str, str | bool],
     pid_file: Path | None,
 ) -> None:
-    from score.client.mount.fs import FUSE, ScoreFs
+    from score.client.mount.fs import FUSE, ScoreFs, raise_read_ahead
     from score.client.transfer.data import DataClient
 
     origin = session.config.storage_url
@@ -222,6 +222,7 @@ def _serve(
     )
     fuse_settings: dict[str, str | bool | int] = {**options, "fsname": "score", "subtype": "score", "ro": True}
     fuse_settings.update(kernel_cache=True, entry_timeout=ttl, attr_timeout=ttl, negative_timeout=min(ttl, 10))
+    threading.Thread(target=raise_read_ahead, args=(str(mount_point),), name="read-ahead", daemon=True).start()
     try:
         FUSE(fs, str(mount_point), foreground=True, **fuse_settings)
     except RuntimeError as exc:

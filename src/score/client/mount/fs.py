@@ -7,11 +7,15 @@ transfer code this reuses; ``pyfuse3`` would need a C build and an async (trio) 
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import itertools
+import logging
 import os
 import stat
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # libfuse3 even where libfuse2 is installed too
@@ -22,9 +26,40 @@ from score.client.mount.listing import MountedFile
 from score.client.mount.reader import ObjectReader, Sequence
 from score.client.mount.tree import Link, Tree
 
-FUSE = mfusepy.FUSE
 FuseOSError = mfusepy.FuseOSError
+log = logging.getLogger("score.mount")
 BLOCK_SIZE = 4096
+KERNEL_READ = 1 << 20
+
+
+def raise_read_ahead(mount_point: str, wait: float = 30.0) -> None:
+    """Once the mount is up, raise the kernel's read-ahead on it from 128 KiB to ``KERNEL_READ``: then a
+    sequential reader's requests come 1 MiB at a time, ahead of it, instead of 128 KiB each after the last
+    (1 GiB with dd: 323 -> 421 MB/s on the embedded store). Only root may; anyone else keeps the default."""
+    deadline = time.monotonic() + wait
+    while not os.path.ismount(mount_point):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+    device = os.stat(mount_point).st_dev
+    setting = Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
+    try:
+        setting.write_text(str(KERNEL_READ // 1024))
+    except OSError as exc:
+        log.info("kernel read-ahead stays at its default (%s: %s); as root it is raised", setting, exc.strerror)
+
+
+class FUSE(mfusepy.FUSE):
+    """mfusepy's FUSE, but a read's bytes go from the cache to libfuse's buffer in one copy: mfusepy's own
+    ``read`` wants ``bytes``, which costs another copy of every byte read."""
+
+    def read(self, path: bytes | None, buf: Any, size: int, offset: int, fip: Any) -> int:
+        data = self.operations.read(None, size, offset, fip.contents.fh)
+        n = len(data)
+        if n:
+            source = (ctypes.c_char * n).from_buffer(data) if isinstance(data, memoryview) else data
+            ctypes.memmove(buf, source, n)
+        return n
 
 
 class _Open:
@@ -48,6 +83,12 @@ class ScoreFs(mfusepy.Operations):
         self._open: dict[int, _Open] = {}
         self._handles = itertools.count(1)
         self._lock = threading.Lock()
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        """Kernel requests of up to ``KERNEL_READ``: libfuse asks the kernel for as many pages per request as
+        ``max_write`` allows (read-ahead, which libfuse can only lower, is raised by ``raise_read_ahead``)."""
+        if conn is not None:
+            conn.max_write = KERNEL_READ
 
     # -- what is there -------------------------------------------------------------------------
     def _node(self, path: str) -> Any:
@@ -103,7 +144,7 @@ class ScoreFs(mfusepy.Operations):
             self._open[handle] = _Open(node)
         return handle
 
-    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
+    def read(self, path: str | None, size: int, offset: int, fh: int) -> memoryview | bytes:
         with self._lock:
             opened = self._open.get(fh)
         if opened is None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import mmap
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +35,7 @@ from score.client.mount.listing import MountedFile, PartLayout
 from score.client.transfer.data import DataClient, UrlExpired
 
 log = logging.getLogger("score.mount")
+Buffer = mmap.mmap | bytes
 KiB, MiB = 1024, 1024 * 1024
 
 WHOLE_PART_MAX = 8 * MiB  # parts this small are always fetched whole (and verified), whoever reads them
@@ -52,16 +54,6 @@ class MountReadError(OSError):
         super().__init__(code, message)
 
 
-class _Memory:
-    """Where ``DataClient.get_range`` writes a fetched range: a buffer of the range's size."""
-
-    def __init__(self, size: int) -> None:
-        self.buffer = bytearray(size)
-
-    def write(self, data: memoryview, position: int) -> None:
-        self.buffer[position : position + len(data)] = data
-
-
 class ByteCache:
     """Fetched ranges by key, least recently used first, within a byte budget; one fetch per key at a time
     (the kernel sends a file's reads from several threads at once, often for the same range)."""
@@ -69,22 +61,22 @@ class ByteCache:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._lock = threading.Lock()
-        self._entries: OrderedDict[Hashable, bytearray] = OrderedDict()
-        self._fetching: dict[Hashable, Future[bytearray]] = {}
+        self._entries: OrderedDict[Hashable, Buffer] = OrderedDict()
+        self._fetching: dict[Hashable, Future[Buffer]] = {}
         self._used = 0
 
     @property
     def used(self) -> int:
         return self._used
 
-    def peek(self, key: Hashable) -> bytearray | None:
+    def peek(self, key: Hashable) -> Buffer | None:
         with self._lock:
             data = self._entries.get(key)
             if data is not None:
                 self._entries.move_to_end(key)
             return data
 
-    def get(self, key: Hashable, size: int, fetch: Callable[[], bytearray], needed: bool) -> bytearray | None:
+    def get(self, key: Hashable, size: int, fetch: Callable[[], Buffer], needed: bool) -> Buffer | None:
         """The bytes under ``key``, fetched with ``fetch`` if no one has them or is fetching them. Not
         ``needed`` (read-ahead): None at once when there is no room, or when another thread is fetching."""
         with self._lock:
@@ -177,19 +169,22 @@ class ObjectReader:
         return url
 
     # -- reads ---------------------------------------------------------------------------------
-    def read(self, f: MountedFile, offset: int, size: int, sequential: bool) -> bytes:
-        """Bytes ``[offset, offset + size)`` of ``f`` (fewer at its end)."""
+    def read(self, f: MountedFile, offset: int, size: int, sequential: bool) -> memoryview | bytes:
+        """Bytes ``[offset, offset + size)`` of ``f`` (fewer at its end): a view of the cached bytes when one
+        span holds them all (no copy; the view keeps them alive even if the cache lets them go)."""
         end = min(offset + size, f.size)
-        pieces: list[bytes] = []
+        pieces: list[memoryview] = []
         position = offset
         while position < end:
             data, start = self._span_at(f, position, sequential)
-            taken = data[position - start : end - start]
-            pieces.append(bytes(taken))
+            taken = memoryview(data)[position - start : end - start]
+            pieces.append(taken)
             position += len(taken)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if len(pieces) == 1:
+            return pieces[0]
+        return b"".join(pieces)
 
-    def _span_at(self, f: MountedFile, position: int, sequential: bool) -> tuple[bytearray, int]:
+    def _span_at(self, f: MountedFile, position: int, sequential: bool) -> tuple[Buffer, int]:
         """Cached bytes holding ``position`` and where they start: its whole part, or a block of it."""
         index, part = _part_at(f, position)
         whole = self.cache.peek((f.object_id, "part", index))
@@ -212,7 +207,7 @@ class ObjectReader:
         assert data is not None
         return data, start
 
-    def _part(self, f: MountedFile, index: int, part: PartLayout, needed: bool) -> bytearray | None:
+    def _part(self, f: MountedFile, index: int, part: PartLayout, needed: bool) -> Buffer | None:
         return self.cache.get(
             (f.object_id, "part", index),
             part.size,
@@ -239,18 +234,16 @@ class ObjectReader:
         with contextlib.suppress(MountReadError):  # said in the log; the reader that needs the part tries again
             self._part(f, index, part, needed=False)
 
-    def _fetch(self, f: MountedFile, offset: int, size: int, md5: str | None, part_number: int | None) -> bytearray:
+    def _fetch(self, f: MountedFile, offset: int, size: int, md5: str | None, part_number: int | None) -> Buffer:
         """GET ``[offset, offset + size)``, retried, its MD5 checked when it is a whole part with one."""
         what = f"reading object {f.object_id} ({f.file_name})"
         renewed = False
         for attempt in range(1, ATTEMPTS + 1):
-            memory = _Memory(size)
+            memory = _memory(size)
             try:
                 url = self.url(f)
                 self.requests += 1
-                digest = self._data.get_range(
-                    url, offset, size, memory, 0, 0, size, md5 is not None, lambda n: None, what
-                )
+                digest = self._data.get_into(url, offset, memoryview(memory), md5 is not None, what)
             except UrlExpired:
                 if renewed:
                     raise MountReadError(errno.EACCES, f"{what}: the store refuses the signed URL") from None
@@ -271,8 +264,14 @@ class ObjectReader:
                 )
                 log.error(message)
                 raise MountReadError(errno.EIO, message)
-            return memory.buffer
+            return memory
         raise MountReadError(errno.EIO, f"{what}: the signed URL was refused twice")
+
+
+def _memory(size: int) -> mmap.mmap | bytes:
+    """A fetch's memory: its own anonymous mapping, returned to the system as soon as it is let go (freed
+    ``bytearray``s of this size stay in glibc's heap, and the mount's RSS grew past its budget with them)."""
+    return mmap.mmap(-1, size) if size else b""
 
 
 def _refusal(exc: ServerError, f: MountedFile) -> MountReadError:
