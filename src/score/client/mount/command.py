@@ -40,6 +40,8 @@ DAEMON_CHILD = "SCORE_MOUNT_DAEMON_CHILD"  # set in the background copy's enviro
 CACHE_FILE = ".score-mount.cache"  # in the current directory, as the original's .entities.cache
 READY_SECONDS = 120.0  # how long --daemonize waits for the background mount to come up
 _FILE = click.Path(dir_okay=False, path_type=Path)
+# No checks by click (a stale mount point fails them with "not readable"): ``check_mount_point`` says more.
+_UNCHECKED = click.Path(path_type=Path, readable=False)
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
 
 
@@ -60,14 +62,14 @@ def state_file(mount_point: Path, suffix: str) -> Path:
 
 def check_mount_point(mount_point: Path) -> None:
     """Score's rules (an empty directory), and a clear word on the mount a killed process left behind."""
+    if _stale(mount_point):
+        raise ClientError(
+            f"{mount_point} is a stale mount: the process that served it has died. Clear it with "
+            f"`score-client unmount {mount_point}`, then mount again"
+        )
     try:
         mount_point.stat()
     except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
-            raise ClientError(
-                f"{mount_point} is a stale mount: the process that served it has died. Clear it with "
-                f"`score-client unmount {mount_point}`, then mount again"
-            ) from None
         if exc.errno == errno.ENOENT:
             raise ClientError(f"mount point {mount_point} does not exist; create an empty directory there") from None
         raise ClientError(f"cannot use mount point {mount_point}: {exc.strerror}") from None
@@ -79,6 +81,15 @@ def check_mount_point(mount_point: Path) -> None:
         raise ClientError(f"mount point {mount_point} is not writable and searchable by you")
     if any(mount_point.iterdir()):
         raise ClientError(f"mount point {mount_point} is not empty; mount on an empty directory")
+
+
+def _stale(mount_point: Path) -> bool:
+    """A FUSE mount whose process is gone: listing it fails with ENOTCONN (``stat`` of its root may not)."""
+    try:
+        os.listdir(mount_point)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
 
 
 def fuse_options(text: str) -> dict[str, str | bool]:
@@ -97,7 +108,7 @@ def fuse_options(text: str) -> dict[str, str | bool]:
 
 
 @click.command("mount")
-@click.option("--mount-point", required=True, type=click.Path(file_okay=False, path_type=Path), help="Empty directory.")
+@click.option("--mount-point", required=True, type=_UNCHECKED, help="Empty directory.")
 @click.option("--manifest", help="Mount only this download manifest's files and their index files.")
 @click.option("--analysis-id", help="Mount only this analysis (with --study-id).")
 @click.option("--study-id", "--program-id", "study_id", help="Mount only this study.")
@@ -298,7 +309,7 @@ def _start_daemon(mount_point: Path, log_file: Path, pid_file: Path) -> None:
 
 
 @click.command("unmount")
-@click.argument("mount_point", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("mount_point", type=_UNCHECKED)
 @click.option("--lazy", is_flag=True, help="Detach now even if files are open; the mount goes once they close.")
 @click.option(
     "--pid-file", type=click.Path(dir_okay=False, path_type=Path), help="The mount's pid file, if not the default."
@@ -316,7 +327,7 @@ def unmount_command(mount_point: Path, lazy: bool, pid_file: Path | None) -> Non
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         said = (result.stderr or result.stdout).strip()
-        if "not found" in said or "not mounted" in said:
+        if not os.path.ismount(mount_point) and not _stale(mount_point):
             pid_file.unlink(missing_ok=True)
             raise ClientError(f"{mount_point} is not mounted")
         if "busy" in said.lower():
