@@ -149,8 +149,7 @@ class ScoreFs(mfusepy.Operations):
             opened = self._open.get(fh)
         if opened is None:
             raise FuseOSError(errno.EBADF)
-        sequential = opened.sequence.see(offset, size)
-        return self.reader.read(opened.file, offset, size, sequential)
+        return self.reader.read(opened.file, offset, size, opened.sequence)
 
     def release(self, path: str | None, fh: int) -> int:
         with self._lock:

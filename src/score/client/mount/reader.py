@@ -142,7 +142,6 @@ class ObjectReader:
         self._ahead = ThreadPoolExecutor(max_workers=max(parallel, 1), thread_name_prefix="read-ahead")
         self._urls: dict[str, _SignedUrl] = {}
         self._urls_lock = threading.Lock()
-        self._ahead_of: dict[str, int] = {}  # object id -> the part read-ahead last started after
         self.bytes_fetched = 0
         self.requests = 0
 
@@ -169,14 +168,16 @@ class ObjectReader:
         return url
 
     # -- reads ---------------------------------------------------------------------------------
-    def read(self, f: MountedFile, offset: int, size: int, sequential: bool) -> memoryview | bytes:
-        """Bytes ``[offset, offset + size)`` of ``f`` (fewer at its end): a view of the cached bytes when one
-        span holds them all (no copy; the view keeps them alive even if the cache lets them go)."""
+    def read(self, f: MountedFile, offset: int, size: int, reader: Sequence) -> memoryview | bytes:
+        """Bytes ``[offset, offset + size)`` of ``f`` (fewer at its end) for one open file's ``reader``: a view
+        of the cached bytes when one span holds them all (no copy; the view keeps them alive even if the
+        cache lets them go)."""
+        sequential = reader.see(offset, size)
         end = min(offset + size, f.size)
         pieces: list[memoryview] = []
         position = offset
         while position < end:
-            data, start = self._span_at(f, position, sequential)
+            data, start = self._span_at(f, position, reader if sequential else None)
             taken = memoryview(data)[position - start : end - start]
             pieces.append(taken)
             position += len(taken)
@@ -184,19 +185,18 @@ class ObjectReader:
             return pieces[0]
         return b"".join(pieces)
 
-    def _span_at(self, f: MountedFile, position: int, sequential: bool) -> tuple[Buffer, int]:
-        """Cached bytes holding ``position`` and where they start: its whole part, or a block of it."""
+    def _span_at(self, f: MountedFile, position: int, sequential: Sequence | None) -> tuple[Buffer, int]:
+        """Cached bytes holding ``position`` and where they start: its whole part, or a block of it. A
+        ``sequential`` reader also has the parts after it fetched ahead."""
         index, part = _part_at(f, position)
+        if sequential is not None:
+            self._read_ahead(f, index, sequential)
         whole = self.cache.peek((f.object_id, "part", index))
         if whole is not None:
-            if sequential:
-                self._read_ahead(f, index)
             return whole, part.offset
-        if sequential or part.size <= WHOLE_PART_MAX:
+        if sequential is not None or part.size <= WHOLE_PART_MAX:
             data = self._part(f, index, part, needed=True)
             assert data is not None
-            if sequential:
-                self._read_ahead(f, index)
             return data, part.offset
         block = position // BLOCK
         start = block * BLOCK
@@ -215,24 +215,28 @@ class ObjectReader:
             needed,
         )
 
-    def _read_ahead(self, f: MountedFile, index: int) -> None:
-        """Start fetching the parts after ``index`` that fall within ``READ_AHEAD``, in the background (once
-        per part a reader enters, not on each of its reads)."""
-        if self._ahead_of.get(f.object_id) == index:
+    def _read_ahead(self, f: MountedFile, index: int, reader: Sequence) -> None:
+        """Start fetching, in the background, the parts after ``index`` within ``READ_AHEAD`` bytes that this
+        reader has not asked for yet (each part once, however small the parts and many the reads)."""
+        if index <= reader.ahead_from:
             return
-        self._ahead_of[f.object_id] = index
+        reader.ahead_from = index
         ahead = 0
         for following in range(index + 1, len(f.parts)):
             part = f.parts[following]
             if ahead >= READ_AHEAD:
                 break
             ahead += part.size
-            if self.cache.peek((f.object_id, "part", following)) is None:
-                self._ahead.submit(self._quietly, f, following, part)
+            if following > reader.ahead_until:
+                reader.ahead_until = following
+                if self.cache.peek((f.object_id, "part", following)) is None:
+                    self._ahead.submit(self._quietly, f, following, part, reader)
 
-    def _quietly(self, f: MountedFile, index: int, part: PartLayout) -> None:
+    def _quietly(self, f: MountedFile, index: int, part: PartLayout, reader: Sequence) -> None:
+        """One part of read-ahead; when there was no room for it, the reader's next part asks again."""
         with contextlib.suppress(MountReadError):  # said in the log; the reader that needs the part tries again
-            self._part(f, index, part, needed=False)
+            if self._part(f, index, part, needed=False) is None:
+                reader.ahead_until = min(reader.ahead_until, index - 1)
 
     def _fetch(self, f: MountedFile, offset: int, size: int, md5: str | None, part_number: int | None) -> Buffer:
         """GET ``[offset, offset + size)``, retried, its MD5 checked when it is a whole part with one."""
@@ -311,10 +315,14 @@ class Sequence:
     def __init__(self) -> None:
         self._start = -1
         self._high = -1
+        self.ahead_from = -1  # the part read-ahead last started from
+        self.ahead_until = -1  # the last part read-ahead was asked for
 
     def see(self, offset: int, size: int) -> bool:
+        """Note a read; True if the reader is (now) sequential."""
         if self._start <= offset <= self._high + self.SLACK and self._start >= 0:
             self._high = max(self._high, offset + size)
         else:
             self._start, self._high = offset, offset + size
+            self.ahead_from = self.ahead_until = -1  # a jump: read-ahead starts afresh from the new place
         return self._high - self._start >= SEQUENTIAL_AFTER
