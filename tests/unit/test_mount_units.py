@@ -440,7 +440,11 @@ def test_listing_cache_of_another_scope_or_server_is_ignored(tmp_path: Path) -> 
 
 
 def test_manifest_scope_has_files_and_index_column(tmp_path: Path) -> None:
-    header = "repo_code\tfile_id\tobject_id\tfile_format\tfile_name\tfile_size\tmd5_sum\tindex_object_id\tdonor\tproject\tstudy"
+    columns = [
+        "repo_code", "file_id", "object_id", "file_format", "file_name", "file_size",
+        "md5_sum", "index_object_id", "donor", "project", "study",
+    ]  # fmt: skip
+    header = "\t".join(columns)
     a, b, ai = (
         "F0000000-0000-0000-0000-000000000001",
         "f0000000-0000-0000-0000-000000000002",
@@ -515,9 +519,9 @@ def test_reader_reads_across_parts_and_fetches_each_part_once() -> None:
     data = bytes(range(256)) * 40  # 10,240 bytes, 10 parts of 1 KiB
     reader, f, store = reader_over(data, 1024)
     try:
-        assert reader.read(f, 1000, 3000, sequential=False) == data[1000:4000]
-        assert reader.read(f, 0, 20_000, sequential=False) == data  # short at the end
-        assert reader.read(f, len(data), 10, sequential=False) == b""
+        assert reader.read(f, 1000, 3000, Sequence()) == data[1000:4000]
+        assert reader.read(f, 0, 20_000, Sequence()) == data  # short at the end
+        assert reader.read(f, len(data), 10, Sequence()) == b""
         assert sorted(store.gets) == [(n * 1024, 1024) for n in range(10)]  # whole parts, each once
     finally:
         reader.close()
@@ -530,12 +534,35 @@ def test_reader_refuses_a_damaged_part_and_does_not_cache_it() -> None:
         damaged = bytearray(data)
         damaged[1500] ^= 0xFF
         store.objects[f"http://store/{f.object_id}"] = bytes(damaged)
-        assert reader.read(f, 0, 1024, sequential=False) == data[:1024]  # part 1 is intact
+        assert reader.read(f, 0, 1024, Sequence()) == data[:1024]  # part 1 is intact
         with pytest.raises(MountReadError) as raised:
-            reader.read(f, 1024, 100, sequential=False)
+            reader.read(f, 1024, 100, Sequence())
         assert raised.value.errno == errno.EIO and "part 2" in str(raised.value)
         store.objects[f"http://store/{f.object_id}"] = data  # repaired: it reads again
-        assert reader.read(f, 1024, 100, sequential=False) == data[1024:1124]
+        assert reader.read(f, 1024, 100, Sequence()) == data[1024:1124]
+    finally:
+        reader.close()
+
+
+def test_a_sequential_reader_gets_read_ahead_and_each_part_once() -> None:
+    part = 64 * KiB
+    data = b"".join(hashlib.sha256(bytes([n % 256, n // 256])).digest() * (part // 32) for n in range(100))
+    reader, f, store = reader_over(data, part)  # 100 parts: more than SEQUENTIAL_AFTER
+    try:
+        sequence = Sequence()
+        step = 128 * KiB
+        position = 0
+        while position < SEQUENTIAL_AFTER + step:
+            assert reader.read(f, position, step, sequence) == data[position : position + step]
+            position += step
+        deadline = time.monotonic() + WAIT  # read-ahead runs in the background: wait for the last part
+        while (len(data) - part, part) not in store.gets:
+            assert time.monotonic() < deadline, f"no read-ahead to the end: {len(store.gets)} GETs"
+            time.sleep(0.01)
+        while position < len(data):
+            assert reader.read(f, position, step, sequence) == data[position : position + step]
+            position += step
+        assert sorted(store.gets) == [(n * part, part) for n in range(100)]  # each part once
     finally:
         reader.close()
 
@@ -546,7 +573,7 @@ def test_random_reads_of_a_large_part_fetch_blocks() -> None:
     reader, f, store = reader_over(data, size)  # one part larger than WHOLE_PART_MAX
     try:
         position = 5 * BLOCK + 17
-        assert reader.read(f, position, 100, sequential=False) == data[position : position + 100]
+        assert reader.read(f, position, 100, Sequence()) == data[position : position + 100]
         assert store.gets == [(5 * BLOCK, BLOCK)]
     finally:
         reader.close()
@@ -573,7 +600,7 @@ def test_every_failed_fetch_is_eio() -> None:
         store.fail_with = failure
         try:
             with pytest.raises(MountReadError) as raised:
-                reader.read(f, 0, 10, sequential=False)
+                reader.read(f, 0, 10, Sequence())
             assert raised.value.errno == errno.EIO, failure
         finally:
             reader.close()

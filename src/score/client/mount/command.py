@@ -237,7 +237,9 @@ def _serve(
     try:
         FUSE(fs, str(mount_point), foreground=True, **fuse_settings)
     except RuntimeError as exc:
-        raise ClientError(f"could not mount at {mount_point} (libfuse error {exc}); see the messages above") from None
+        # libfuse 3.14 ends a loop stopped by SIGTERM/SIGINT with error 8: after mounting, the end asked for
+        if not fs.mounted:
+            raise ClientError(f"could not mount at {mount_point} (libfuse error {exc}); see the lines above") from None
     finally:
         stop.set()
         reader.close()
@@ -264,9 +266,11 @@ def _refresh(
     files appear without remounting; a failed refresh keeps the listing there is and says why."""
     origin = session.config.storage_url
     while not stop.wait(0 if now else ttl):
-        now = False
         try:
-            listing = build_listing(session, scope, listing)
+            # A listing from the cache may have been made with another token: the first refresh asks the
+            # server about every file again, later ones only about new or changed files.
+            listing = build_listing(session, scope, None if now else listing)
+            now = False
         except ServerError as exc:
             hint = "; remount with a new token" if exc.status == 401 else ""
             log.warning("could not refresh the listing (%s)%s; keeping the one there is", exc, hint)

@@ -83,10 +83,12 @@ class ScoreFs(mfusepy.Operations):
         self._open: dict[int, _Open] = {}
         self._handles = itertools.count(1)
         self._lock = threading.Lock()
+        self.mounted = False  # set once the kernel has started the file system
 
     def init_with_config(self, conn: Any, config: Any) -> None:
         """Kernel requests of up to ``KERNEL_READ``: libfuse asks the kernel for as many pages per request as
         ``max_write`` allows (read-ahead, which libfuse can only lower, is raised by ``raise_read_ahead``)."""
+        self.mounted = True
         if conn is not None:
             conn.max_write = KERNEL_READ
 

@@ -15,12 +15,12 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from score.client.errors import ClientError, ServerError
-from score.client.session import Session, download_manifest_entries
+from score.client.session import INDEX_EXTENSIONS, Session, download_manifest_entries
 from score.core.models import ObjectSpecification
 
 log = logging.getLogger("score.mount")
@@ -88,7 +88,7 @@ def build_listing(session: Session, scope: Scope, previous: Listing | None = Non
     again about files whose registered size and MD5 have not changed."""
     registered = {f["objectId"].lower(): (f, a) for a in _analyses(session, scope) for f in a.get("files", [])}
     if scope.object_ids:
-        registered = {i: registered[i] for i in scope.object_ids if i in registered}
+        registered = {i: registered[i] for i in _with_index_files(scope.object_ids, registered) if i in registered}
     known = previous.files if previous else {}
     listing = Listing()
     unknown: list[str] = []
@@ -108,6 +108,24 @@ def build_listing(session: Session, scope: Scope, previous: Listing | None = Non
     if listing.refused:
         log.info("%d files in scope are not listed (no access, or not uploaded)", len(listing.refused))
     return listing
+
+
+def _with_index_files(object_ids: tuple[str, ...], registered: dict[str, tuple[dict[str, Any], Any]]) -> list[str]:
+    """The chosen files and, as ``download`` does, the index files beside them (``x.bam`` -> ``x.bam.bai`` ...
+    in the same analysis), whether or not the manifest names them in its index column."""
+    by_name = {
+        (str(a.get("analysisId")), str(f.get("fileName", "")).lower()): object_id
+        for object_id, (f, a) in registered.items()
+    }
+    chosen = dict.fromkeys(object_ids)
+    for object_id in object_ids:
+        if object_id in registered:
+            f, a = registered[object_id]
+            for ext in INDEX_EXTENSIONS:
+                index = by_name.get((str(a.get("analysisId")), str(f.get("fileName", "")).lower() + ext))
+                if index is not None:
+                    chosen.setdefault(index)
+    return list(chosen)
 
 
 def _same(known: MountedFile, song_file: dict[str, Any]) -> bool:
@@ -172,9 +190,12 @@ def _time_ns(analysis: dict[str, Any]) -> int:
         value = analysis.get(name)
         if isinstance(value, str) and value:
             try:
-                return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9)
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
                 continue
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)  # Song and the registry write UTC without an offset
+            return int(moment.timestamp() * 1e9)
     return time.time_ns()
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from score.client.api import ScoreApi
-from score.client.errors import ServerError
+from score.client.errors import ClientError, ServerError
 from score.client.mount.listing import MountedFile, PartLayout
 from score.client.transfer.data import DataClient, UrlExpired
 
@@ -115,11 +115,14 @@ class ByteCache:
         return data
 
     def _make_room(self, size: int, needed: bool) -> bool:
+        """Hold ``size`` bytes, letting the least recently used entries go as needed. Read-ahead (not
+        ``needed``) that would not fit even with every entry gone is refused before anything is let go."""
+        held = self._used - sum(len(data) for data in self._entries.values())  # by fetches under way
+        if not needed and held + size > self.limit:
+            return False
         while self._used + size > self.limit and self._entries:
             _, old = self._entries.popitem(last=False)
             self._used -= len(old)
-        if self._used + size > self.limit and not needed:
-            return False
         self._used += size
         return True
 
@@ -254,8 +257,8 @@ class ObjectReader:
                 self.url(f, renew=True)
                 renewed = True
                 continue
-            except ServerError as exc:
-                if attempt == ATTEMPTS or (exc.status and not exc.retryable):
+            except ClientError as exc:  # refused, failed, short, or more bytes than asked for
+                if attempt == ATTEMPTS or not isinstance(exc, ServerError) or (exc.status and not exc.retryable):
                     log.error("%s failed: %s", what, exc)
                     raise MountReadError(errno.EIO, str(exc)) from None
                 time.sleep(0.2 * attempt)
