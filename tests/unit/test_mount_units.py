@@ -4,8 +4,10 @@ The reader's fetch path runs against a fake store (bytes in memory, every GET co
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from score.client.mount.listing import (
     MountedFile,
     PartLayout,
     Scope,
+    identity,
     load_cached,
     manifest_scope,
     save_cached,
@@ -183,6 +186,27 @@ def test_refused_read_ahead_evicts_nothing() -> None:
     finally:
         release.set()
         owner.join(WAIT)
+
+
+def test_read_ahead_never_pushes_out_another_readers_unread_read_ahead() -> None:
+    """Four sequential readers: each one's read-ahead must not evict the parts fetched ahead of the others
+    (they were fetched twice when it did); it may push out parts already read, the passed ones first."""
+    cache = ByteCache(100)
+    assert cache.get("a-ahead", 40, lambda: filled(40), needed=False) is not None
+    assert cache.get("b-ahead", 40, lambda: filled(40), needed=False) is not None
+    # 80 unread: 30 more read-ahead cannot fit without pushing out unread read-ahead, so it is refused
+    assert cache.get("c-ahead", 30, lambda: filled(30, 3), needed=False) is None
+    assert cache.has("a-ahead") and cache.has("b-ahead")
+    # once "a-ahead" is read and then passed, it is what makes room for the next read-ahead
+    assert cache.peek("a-ahead") == filled(40)
+    cache.passed("a-ahead")
+    assert cache.get("c-ahead", 30, lambda: filled(30, 3), needed=False) == filled(30, 3)
+    assert not cache.has("a-ahead")
+    assert cache.has("b-ahead"), "unread read-ahead of another reader was pushed out"
+    # a read that needs its bytes may push out anything, unread read-ahead included
+    assert cache.get("needed", 90, lambda: filled(90, 9), needed=True) == filled(90, 9)
+    assert not cache.has("b-ahead") and not cache.has("c-ahead")
+    assert cache.used == 90
 
 
 def test_failed_fetch_is_not_cached_and_a_waiter_retries() -> None:
@@ -415,28 +439,43 @@ def test_listing_cache_round_trip(tmp_path: Path) -> None:
     )
     path = tmp_path / "cache.json"
     scope = Scope(study_id="ST1")
-    save_cached(path, "http://server:1", scope, listing)
+    save_cached(path, "http://server:1", scope, "me", listing)
     assert not path.with_name(path.name + ".tmp").exists()
-    loaded = load_cached(path, "http://server:1", scope)
+    loaded = load_cached(path, "http://server:1", scope, "me")
     assert loaded is not None
     assert loaded.files == listing.files
     assert loaded.files["dddddddd-0000-0000-0000-000000000001"].parts == parts  # a tuple of PartLayout again
 
 
-def test_listing_cache_of_another_scope_or_server_is_ignored(tmp_path: Path) -> None:
+def test_listing_cache_of_another_scope_server_or_identity_is_ignored(tmp_path: Path) -> None:
     listing = listing_of(mounted("eeeeeeee-0000-0000-0000-000000000001", "x"))
     path = tmp_path / "cache.json"
-    save_cached(path, "http://server:1", Scope(study_id="ST1"), listing)
-    assert load_cached(path, "http://server:2", Scope(study_id="ST1")) is None
-    assert load_cached(path, "http://server:1", Scope(study_id="ST2")) is None
-    assert load_cached(path, "http://server:1", Scope()) is None
-    assert load_cached(path, "http://server:1", Scope(analysis_id="AN1", study_id="ST1")) is None
-    assert load_cached(path, "http://server:1", Scope(study_id="ST1")) is not None
-    assert load_cached(tmp_path / "absent.json", "http://server:1", Scope(study_id="ST1")) is None
+    save_cached(path, "http://server:1", Scope(study_id="ST1"), "me", listing)
+    assert load_cached(path, "http://server:2", Scope(study_id="ST1"), "me") is None
+    assert load_cached(path, "http://server:1", Scope(study_id="ST2"), "me") is None
+    assert load_cached(path, "http://server:1", Scope(), "me") is None
+    assert load_cached(path, "http://server:1", Scope(analysis_id="AN1", study_id="ST1"), "me") is None
+    assert load_cached(path, "http://server:1", Scope(study_id="ST1"), "someone else") is None
+    assert load_cached(path, "http://server:1", Scope(study_id="ST1"), "me") is not None
+    assert load_cached(tmp_path / "absent.json", "http://server:1", Scope(study_id="ST1"), "me") is None
     path.write_text("{not json")
-    assert load_cached(path, "http://server:1", Scope(study_id="ST1")) is None
+    assert load_cached(path, "http://server:1", Scope(study_id="ST1"), "me") is None
     path.write_text('{"format": 999, "origin": "http://server:1", "scope": "{}", "files": []}')
-    assert load_cached(path, "http://server:1", Scope()) is None
+    assert load_cached(path, "http://server:1", Scope(), "me") is None
+
+
+def test_identity_is_the_same_for_a_renewed_token_and_hides_the_token() -> None:
+    def jwt(claims: dict[str, object]) -> str:
+        body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        return f"e30.{body}.signature"
+
+    first = jwt({"sub": "alice", "scope": "score.READ", "exp": 1})
+    renewed = jwt({"sub": "alice", "scope": "score.READ", "exp": 2})
+    other = jwt({"sub": "alice", "scope": "PROGRAMDATA-A.READ", "exp": 1})
+    assert identity(first) == identity(renewed)
+    assert identity(first) != identity(other)
+    assert identity("opaque-api-key") != identity("another-key")
+    assert "opaque-api-key" not in identity("opaque-api-key")
 
 
 def test_manifest_scope_has_files_and_index_column(tmp_path: Path) -> None:

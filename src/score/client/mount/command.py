@@ -27,6 +27,7 @@ from score.client.mount.listing import (
     Listing,
     Scope,
     build_listing,
+    identity,
     load_cached,
     manifest_scope,
     save_cached,
@@ -199,14 +200,14 @@ def _serve(
     from score.client.mount.fs import FUSE, ScoreFs, raise_read_ahead
     from score.client.transfer.data import DataClient
 
-    origin = session.config.storage_url
+    origin, who = session.config.storage_url, identity(session.config.access_token)
     cache_path = Path.cwd() / CACHE_FILE
-    listing = load_cached(cache_path, origin, scope) if cache_metadata else None
+    listing = load_cached(cache_path, origin, scope, who) if cache_metadata else None
     from_cache = listing is not None
     if listing is None:
         listing = build_listing(session, scope)
         if cache_metadata:
-            save_cached(cache_path, origin, scope, listing)
+            save_cached(cache_path, origin, scope, who, listing)
     config = session.config
     data = DataClient(config.parallel, min(config.timeout, 30.0), config.chunk_size)
     reader = ObjectReader(session.score, data, ByteCache(cache_bytes), config.parallel)
@@ -265,12 +266,11 @@ def _refresh(
     """Rebuild the listing every ``ttl`` seconds (at once when the mount started from a cached one), so new
     files appear without remounting; a failed refresh keeps the listing there is and says why."""
     origin = session.config.storage_url
+    who = identity(session.config.access_token)
     while not stop.wait(0 if now else ttl):
+        now = False
         try:
-            # A listing from the cache may have been made with another token: the first refresh asks the
-            # server about every file again, later ones only about new or changed files.
-            listing = build_listing(session, scope, None if now else listing)
-            now = False
+            listing = build_listing(session, scope, listing)
         except ServerError as exc:
             hint = "; remount with a new token" if exc.status == 401 else ""
             log.warning("could not refresh the listing (%s)%s; keeping the one there is", exc, hint)
@@ -280,7 +280,7 @@ def _refresh(
             continue
         fs.tree = Tree(listing, layout)  # type: ignore[attr-defined]
         if cache_path is not None:
-            save_cached(cache_path, origin, scope, listing)
+            save_cached(cache_path, origin, scope, who, listing)
 
 
 def _start_daemon(mount_point: Path, log_file: Path, pid_file: Path) -> None:

@@ -10,6 +10,7 @@ seen, so keeping a mount current costs one Song call per study, not one call per
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from score.client.api import token_claims
 from score.client.errors import ClientError, ServerError
 from score.client.session import INDEX_EXTENSIONS, Session, download_manifest_entries
 from score.core.models import ObjectSpecification
@@ -200,11 +202,25 @@ def _time_ns(analysis: dict[str, Any]) -> int:
 
 
 # -- the listing saved between mounts (--cache-metadata) --------------------------------------------
-def load_cached(path: Path, origin: str, scope: Scope) -> Listing | None:
-    """The listing saved by an earlier mount of the same server and scope, or None."""
+def identity(token: str) -> str:
+    """Who a listing was made for, without the token itself: a digest of a JWT's issuer, subject and scopes
+    (the same for a renewed token), or of an opaque token. A listing cached for another identity may hold
+    files this one may not read, so it is not used."""
+    claims = token_claims(token)
+    if claims is not None:
+        who = {k: claims.get(k) for k in ("iss", "sub", "scope", "scp", "authorities", "context")}
+        material = json.dumps(who, sort_keys=True, default=str)
+    else:
+        material = token
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def load_cached(path: Path, origin: str, scope: Scope, who: str) -> Listing | None:
+    """The listing saved by an earlier mount of the same server and scope for the same identity, or None."""
     try:
         body = json.loads(path.read_text())
-        if body.get("format") != CACHE_FORMAT or body.get("origin") != origin or body.get("scope") != scope.key():
+        expected = {"format": CACHE_FORMAT, "origin": origin, "scope": scope.key(), "identity": who}
+        if any(body.get(k) != v for k, v in expected.items()):
             return None
         files = {}
         for raw in body["files"]:
@@ -217,12 +233,13 @@ def load_cached(path: Path, origin: str, scope: Scope) -> Listing | None:
         return None
 
 
-def save_cached(path: Path, origin: str, scope: Scope, listing: Listing) -> None:
+def save_cached(path: Path, origin: str, scope: Scope, who: str, listing: Listing) -> None:
     """Written whole to a temporary name, then renamed: a crash never leaves half a cache."""
     body = {
         "format": CACHE_FORMAT,
         "origin": origin,
         "scope": scope.key(),
+        "identity": who,
         "files": [asdict(f) for f in listing.files.values()],
     }
     temporary = path.with_name(path.name + ".tmp")

@@ -38,7 +38,10 @@ log = logging.getLogger("score.mount")
 Buffer = mmap.mmap | bytes
 KiB, MiB = 1024, 1024 * 1024
 
-WHOLE_PART_MAX = 8 * MiB  # parts this small are always fetched whole (and verified), whoever reads them
+# Parts this small are always fetched whole (and verified), whoever reads them. A random reader pays up to
+# this much for a few bytes: samtools reading a BAM's end-of-file block fetched a whole 4.8 MiB last part
+# when this was 8 MiB (2.9% of a 285 MiB BAM for one region query, against 1.2% for the blocks it needed).
+WHOLE_PART_MAX = 4 * MiB
 BLOCK = 256 * KiB  # what a random reader's read fetches of a larger part: a few BGZF blocks
 SEQUENTIAL_AFTER = 4 * MiB  # forward reads spanning this much make a reader sequential
 READ_AHEAD = 64 * MiB  # how far ahead of a sequential reader parts are fetched (budget permitting)
@@ -55,34 +58,48 @@ class MountReadError(OSError):
 
 
 class ByteCache:
-    """Fetched ranges by key, least recently used first, within a byte budget; one fetch per key at a time
-    (the kernel sends a file's reads from several threads at once, often for the same range)."""
+    """Fetched ranges by key within a byte budget; one fetch per key at a time (the kernel sends a file's
+    reads from several threads at once, often for the same range).
+
+    Two kinds of entry: what readers have used, least recently used first, and read-ahead not read yet.
+    Read-ahead may push out only used entries, never another reader's unread read-ahead (with four
+    sequential readers, each pushing out the others' next parts made the mount fetch every byte twice);
+    a part a reader has moved past goes first (``passed``). A read that needs bytes may push out anything.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._lock = threading.Lock()
-        self._entries: OrderedDict[Hashable, Buffer] = OrderedDict()
+        self._used_entries: OrderedDict[Hashable, Buffer] = OrderedDict()
+        self._unread: OrderedDict[Hashable, Buffer] = OrderedDict()
         self._fetching: dict[Hashable, Future[Buffer]] = {}
-        self._used = 0
+        self._used = 0  # bytes held by entries and by fetches under way
 
     @property
     def used(self) -> int:
         return self._used
 
-    def peek(self, key: Hashable) -> Buffer | None:
+    def has(self, key: Hashable) -> bool:
         with self._lock:
-            data = self._entries.get(key)
-            if data is not None:
-                self._entries.move_to_end(key)
-            return data
+            return key in self._used_entries or key in self._unread or key in self._fetching
+
+    def peek(self, key: Hashable) -> Buffer | None:
+        """The bytes under ``key`` if held, now counted as used."""
+        with self._lock:
+            return self._take(key)
+
+    def passed(self, key: Hashable) -> None:
+        """A reader has moved past these bytes: they are the first to go when room is needed."""
+        with self._lock:
+            if key in self._used_entries:
+                self._used_entries.move_to_end(key, last=False)
 
     def get(self, key: Hashable, size: int, fetch: Callable[[], Buffer], needed: bool) -> Buffer | None:
         """The bytes under ``key``, fetched with ``fetch`` if no one has them or is fetching them. Not
         ``needed`` (read-ahead): None at once when there is no room, or when another thread is fetching."""
         with self._lock:
-            data = self._entries.get(key)
+            data = self._take(key) if needed else self._used_entries.get(key, self._unread.get(key))
             if data is not None:
-                self._entries.move_to_end(key)
                 return data
             pending = self._fetching.get(key)
             if pending is None:
@@ -109,20 +126,32 @@ class ByteCache:
             raise
         with self._lock:
             del self._fetching[key]
-            self._entries[key] = data
+            (self._used_entries if needed else self._unread)[key] = data
             self._used += len(data) - size
         pending.set_result(data)
         return data
 
+    def _take(self, key: Hashable) -> Buffer | None:
+        data = self._unread.pop(key, None)
+        if data is not None:
+            self._used_entries[key] = data
+            return data
+        data = self._used_entries.get(key)
+        if data is not None:
+            self._used_entries.move_to_end(key)
+        return data
+
     def _make_room(self, size: int, needed: bool) -> bool:
-        """Hold ``size`` bytes, letting the least recently used entries go as needed. Read-ahead (not
-        ``needed``) that would not fit even with every entry gone is refused before anything is let go."""
-        held = self._used - sum(len(data) for data in self._entries.values())  # by fetches under way
-        if not needed and held + size > self.limit:
-            return False
-        while self._used + size > self.limit and self._entries:
-            _, old = self._entries.popitem(last=False)
-            self._used -= len(old)
+        """Hold ``size`` bytes, letting entries go as the class docstring says. Read-ahead that would not fit
+        even with every used entry gone is refused before anything is let go."""
+        if not needed:
+            keep = self._used - sum(len(data) for data in self._used_entries.values())  # unread and in flight
+            if keep + size > self.limit:
+                return False
+        for entries in (self._used_entries, self._unread) if needed else (self._used_entries,):
+            while self._used + size > self.limit and entries:
+                _, old = entries.popitem(last=False)
+                self._used -= len(old)
         self._used += size
         return True
 
@@ -193,6 +222,8 @@ class ObjectReader:
         ``sequential`` reader also has the parts after it fetched ahead."""
         index, part = _part_at(f, position)
         if sequential is not None:
+            if index > 0 and sequential.ahead_from == index - 1:
+                self.cache.passed((f.object_id, "part", index - 1))
             self._read_ahead(f, index, sequential)
         whole = self.cache.peek((f.object_id, "part", index))
         if whole is not None:
@@ -232,7 +263,7 @@ class ObjectReader:
             ahead += part.size
             if following > reader.ahead_until:
                 reader.ahead_until = following
-                if self.cache.peek((f.object_id, "part", following)) is None:
+                if not self.cache.has((f.object_id, "part", following)):
                     self._ahead.submit(self._quietly, f, following, part, reader)
 
     def _quietly(self, f: MountedFile, index: int, part: PartLayout, reader: Sequence) -> None:
