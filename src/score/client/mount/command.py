@@ -182,7 +182,8 @@ def _log_to(log_file: Path | None, quiet: bool) -> None:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
-    log.setLevel(logging.WARNING if quiet and log_file is None else logging.INFO)
+    verbose = logging.getLogger().level == logging.DEBUG  # score-client --verbose
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet and log_file is None else logging.INFO)
     log.propagate = False
 
 

@@ -61,17 +61,19 @@ class ByteCache:
     """Fetched ranges by key within a byte budget; one fetch per key at a time (the kernel sends a file's
     reads from several threads at once, often for the same range).
 
-    Two kinds of entry: what readers have used, least recently used first, and read-ahead not read yet.
-    Read-ahead may push out only used entries, never another reader's unread read-ahead (with four
-    sequential readers, each pushing out the others' next parts made the mount fetch every byte twice);
-    a part a reader has moved past goes first (``passed``). A read that needs bytes may push out anything.
+    Three kinds of entry, let go in this order when room is needed: parts a reader has moved past
+    (``passed``), read-ahead nobody has read yet (the latest first: it is the furthest ahead), and what
+    readers are reading (least recently used first). Read-ahead may push out only passed entries: with
+    four sequential readers, read-ahead and reads that pushed out the others' next and current parts made
+    the mount fetch every byte about twice.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._lock = threading.Lock()
-        self._used_entries: OrderedDict[Hashable, Buffer] = OrderedDict()
+        self._passed: OrderedDict[Hashable, Buffer] = OrderedDict()
         self._unread: OrderedDict[Hashable, Buffer] = OrderedDict()
+        self._reading: OrderedDict[Hashable, Buffer] = OrderedDict()
         self._fetching: dict[Hashable, Future[Buffer]] = {}
         self._used = 0  # bytes held by entries and by fetches under way
 
@@ -81,24 +83,25 @@ class ByteCache:
 
     def has(self, key: Hashable) -> bool:
         with self._lock:
-            return key in self._used_entries or key in self._unread or key in self._fetching
+            return any(key in kind for kind in (self._reading, self._unread, self._passed, self._fetching))
 
     def peek(self, key: Hashable) -> Buffer | None:
-        """The bytes under ``key`` if held, now counted as used."""
+        """The bytes under ``key`` if held, now counted as being read."""
         with self._lock:
             return self._take(key)
 
     def passed(self, key: Hashable) -> None:
         """A reader has moved past these bytes: they are the first to go when room is needed."""
         with self._lock:
-            if key in self._used_entries:
-                self._used_entries.move_to_end(key, last=False)
+            data = self._reading.pop(key, None)
+            if data is not None:
+                self._passed[key] = data
 
     def get(self, key: Hashable, size: int, fetch: Callable[[], Buffer], needed: bool) -> Buffer | None:
         """The bytes under ``key``, fetched with ``fetch`` if no one has them or is fetching them. Not
         ``needed`` (read-ahead): None at once when there is no room, or when another thread is fetching."""
         with self._lock:
-            data = self._take(key) if needed else self._used_entries.get(key, self._unread.get(key))
+            data = self._take(key) if needed else self._held(key)
             if data is not None:
                 return data
             pending = self._fetching.get(key)
@@ -126,34 +129,46 @@ class ByteCache:
             raise
         with self._lock:
             del self._fetching[key]
-            (self._used_entries if needed else self._unread)[key] = data
+            (self._reading if needed else self._unread)[key] = data
             self._used += len(data) - size
         pending.set_result(data)
         return data
 
+    def _held(self, key: Hashable) -> Buffer | None:
+        return self._reading.get(key, self._unread.get(key, self._passed.get(key)))
+
     def _take(self, key: Hashable) -> Buffer | None:
-        data = self._unread.pop(key, None)
+        for kind in (self._unread, self._passed):
+            data = kind.pop(key, None)
+            if data is not None:
+                self._reading[key] = data
+                return data
+        data = self._reading.get(key)
         if data is not None:
-            self._used_entries[key] = data
-            return data
-        data = self._used_entries.get(key)
-        if data is not None:
-            self._used_entries.move_to_end(key)
+            self._reading.move_to_end(key)
         return data
 
     def _make_room(self, size: int, needed: bool) -> bool:
-        """Hold ``size`` bytes, letting entries go as the class docstring says. Read-ahead that would not fit
-        even with every used entry gone is refused before anything is let go."""
-        if not needed:
-            keep = self._used - sum(len(data) for data in self._used_entries.values())  # unread and in flight
-            if keep + size > self.limit:
-                return False
-        for entries in (self._used_entries, self._unread) if needed else (self._used_entries,):
-            while self._used + size > self.limit and entries:
-                _, old = entries.popitem(last=False)
-                self._used -= len(old)
+        """Hold ``size`` bytes, letting entries go in the order the class docstring gives. Read-ahead that
+        would not fit even with every passed entry gone is refused before anything is let go."""
+        if not needed and self._used - _total(self._passed) + size > self.limit:
+            return False
+        while self._used + size > self.limit:
+            if self._passed:
+                _, old = self._passed.popitem(last=False)
+            elif needed and self._unread:
+                _, old = self._unread.popitem(last=True)
+            elif needed and self._reading:
+                _, old = self._reading.popitem(last=False)
+            else:
+                break
+            self._used -= len(old)
         self._used += size
         return True
+
+
+def _total(entries: OrderedDict[Hashable, Buffer]) -> int:
+    return sum(len(data) for data in entries.values())
 
 
 class _SignedUrl:
@@ -281,6 +296,7 @@ class ObjectReader:
             try:
                 url = self.url(f)
                 self.requests += 1
+                log.debug("GET %s bytes %d-%d (part %s)", f.object_id, offset, offset + size - 1, part_number)
                 digest = self._data.get_into(url, offset, memoryview(memory), md5 is not None, what)
             except UrlExpired:
                 if renewed:
