@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -477,25 +478,44 @@ def test_a_study_token_sees_only_what_it_may_read(repo: Repo) -> None:
         assert mount.alive()
 
 
-def test_a_listed_file_the_token_may_not_read_gives_eacces(repo: Repo) -> None:
-    """A listing saved by the admin's mount (--cache-metadata) lists study B's controlled file; the study-A
-    token's mount started from it must refuse that file with EACCES at open, and go on serving the rest."""
+def test_a_cached_listing_of_another_identity_is_not_used(repo: Repo) -> None:
+    """A listing saved by the admin's mount (--cache-metadata) lists study B's controlled file; a study-A
+    token's mount in the same directory must not start from it (it would list what that token may not
+    read): the controlled file is not there, the open one is, and the mount serves it."""
     scope = ("--study-id", STUDY_B, "--cache-metadata")
     admin = Client(repo.server, repo.admin.token, repo.root / "work-cache")
     admin.workdir.mkdir()
     with mounted(admin, repo.root / "mnt-cache-admin", *scope) as mount:
         assert (mount.point / repo.b_controlled.id / "secret.bin").exists()
-    assert (admin.workdir / ".score-mount.cache").exists()
+    cache = admin.workdir / ".score-mount.cache"
+    admins = json.loads(cache.read_text())["identity"]
     reader = Client(repo.server, repo.server.token(f"PROGRAMDATA-{STUDY_A}.READ"), admin.workdir)
     with mounted(reader, repo.root / "mnt-cache-reader", *scope) as mount:
         secret = mount.point / repo.b_controlled.id / "secret.bin"
-        for _ in range(2):
-            with pytest.raises(OSError) as raised:
-                open(secret, "rb").close()
-            assert raised.value.errno == errno.EACCES, repr(raised.value)
+        with pytest.raises(OSError) as raised:
+            open(secret, "rb").close()
+        assert raised.value.errno == errno.ENOENT, repr(raised.value)
         public = mount.point / repo.b_open.id / "public.bin"
         assert md5_via_mount(public) == repo.b_open.md5s["public.bin"]
         assert mount.alive()
+    assert json.loads(cache.read_text())["identity"] != admins  # saved again, for the reader
+
+
+def test_an_expired_token_gives_eacces_and_says_to_remount(repo: Repo) -> None:
+    """Files listed while the token was valid; once it has expired, opening one the mount has no URL for
+    yet is refused with EACCES, the mount stays up, and its log says to remount with a new token."""
+    short = Client(repo.server, repo.server.token(f"PROGRAMDATA-{STUDY_A}.READ", ttl="6s"), repo.root / "work-short")
+    short.workdir.mkdir()
+    expires = time.time() + 6
+    with mounted(short, repo.root / "mnt-short", "--study-id", STUDY_A) as mount:
+        files = [p for p in mount.point.rglob("*") if p.is_file()]
+        assert files, "nothing listed while the token was valid"
+        time.sleep(max(expires - time.time(), 0) + 1.5)
+        with pytest.raises(OSError) as raised:
+            open(files[0], "rb").close()
+        assert raised.value.errno == errno.EACCES, repr(raised.value)
+        assert mount.alive()
+        assert "remount" in mount.log_text() and "expired" in mount.log_text(), mount.log_text()
 
 
 # -- scope and freshness ------------------------------------------------------------------------------------
