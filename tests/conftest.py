@@ -195,6 +195,20 @@ class Client:
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``score-server serve`` records itself in ``$XDG_STATE_HOME/score/server.json`` (so ``token`` finds its
+    key from any directory): the suite's servers record themselves here, not in the user's home."""
+    state = tmp_path_factory.mktemp("xdg-state")
+    previous = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(state)
+    yield state
+    if previous is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = previous
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ScoreServer]:
     instance = ScoreServer(tmp_path / "server-data").start()

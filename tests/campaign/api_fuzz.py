@@ -51,6 +51,9 @@ _CROSS_FIELD = {
     "POST /upload/{object_id}/recovery": [400],
     "POST /upload/{object_id}": [400],
     "POST /upload/{object_id}/parts": [400],
+    # each object named once per batch (JSON Schema cannot say "unique by objectId")
+    "POST /batch/upload/initiate": [400],
+    "POST /batch/upload/finalize": [400],
     # Song's rules: payload study = path study, state transitions, 'all' is reserved, file names unique
     "POST /song/submit/{studyId}": [400],
     "POST /song/studies/{studyId}/": [400],

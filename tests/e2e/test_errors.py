@@ -115,8 +115,10 @@ def test_overwrite_needs_force(registry: Registry, client: Client, server: Score
     _, ids = registry.submit(STUDY, [source])
     oid = ids["f.bin"]
     assert client.run("upload", "--file", str(source), "--object-id", oid).returncode == 0
+    # the same file again is skipped (the client compares it with the stored object); other content would
+    # need --force (tests/e2e/test_first_hour_files.py)
     again = client.run("upload", "--file", str(source), "--object-id", oid)
-    assert again.returncode == 1 and "already exists; use --force" in again.stderr
+    assert again.returncode == 0 and "already uploaded, with the same size and MD5" in again.stderr, again.stderr
 
     refused = httpx.post(
         f"{server.url}/upload/{oid}/uploads", params={"fileSize": SMALL_PART + 5}, headers=_auth(client.token)
@@ -157,7 +159,8 @@ def test_download_before_publish_unknown_and_unregistered_ids(
 
     unknown = str(uuid.uuid4())
     result = client.run("download", "--object-id", unknown, "--output-dir", str(out))
-    assert result.returncode == 1 and f"{unknown}' does not exist" in result.stderr
+    assert result.returncode == 1 and f"object {unknown} is not registered in the metadata server" in result.stderr
+    assert "LegacyEntity" not in result.stderr  # Song's internal term is not the user's
     api = httpx.get(f"{server.url}/download/{unknown}", headers=_auth(client.token))
     assert api.status_code == 404 and "not registered" in api.json()["message"]
     upload = client.run("upload", "--file", str(source), "--object-id", unknown)
@@ -273,7 +276,7 @@ def test_a_store_the_client_cannot_reach_is_reported_before_any_byte_moves(
         assert result.returncode == 1
         assert "the object store is not reachable from this machine (sentinel read failed)" in result.stderr
         assert "or pass --verify-connection false" in result.stderr
-        assert list(out.iterdir()) == []
+        assert not out.exists()  # the folder the failed command created is not left behind
     finally:
         elsewhere.stop()
     result = client.run("download", "--object-id", oid, "--output-dir", str(out))

@@ -63,6 +63,101 @@ def test_swagger_ui_and_openapi_work_offline(server: ScoreServer) -> None:
         assert path in spec["paths"]
 
 
+_TOKEN_REQUIRED = [{"bearerAuth": []}]
+_TOKEN_OPTIONAL = [{"bearerAuth": []}, {}]
+_ERROR_SHAPES = [("/song", "SongError"), ("/htsget", "HtsgetError")]
+
+
+def test_the_openapi_document_declares_bearer_auth_error_bodies_and_examples(server: ScoreServer) -> None:
+    """Swagger UI's Authorize button needs the security scheme; each operation says whether it needs a token,
+    which scopes, every error with its body's schema, and the main calls have examples that match them."""
+    import jsonschema_rs  # schemathesis's (dev extra) JSON Schema validator
+
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert list(schemes) == ["bearerAuth"]
+    assert {k: schemes["bearerAuth"][k] for k in ("type", "scheme", "bearerFormat")} == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
+    assert "score-server token" in schemes["bearerAuth"]["description"]
+    assert "security" not in document, "no global requirement: ping, health and the docs stay open"
+    operations = {(m.upper(), p): o for p, ops in document["paths"].items() for m, o in ops.items()}
+    required = [key for key, o in operations.items() if o.get("security") == _TOKEN_REQUIRED]
+    optional = [key for key, o in operations.items() if o.get("security") == _TOKEN_OPTIONAL]
+    assert {p for _, p in required if p.startswith("/upload")} == {
+        "/upload/{object_id}/uploads",
+        "/upload/{object_id}/parts",
+        "/upload/{object_id}",
+        "/upload/{object_id}/status",
+        "/upload/{object_id}/recovery",
+        "/upload/test/{object_id}",
+    }
+    for key in [("GET", "/listing"), ("GET", "/profile"), ("POST", "/song/submit/{studyId}")]:
+        assert key in required, key
+    assert ("PUT", "/song/studies/{studyId}/analysis/publish/{analysisId}") in required
+    assert set(optional) == {
+        ("GET", "/download/{object_id}"),
+        ("POST", "/batch/download/specs"),
+        ("POST", "/batch/upload/initiate"),
+        ("POST", "/batch/upload/finalize"),
+        *((method, f"/htsget/{kind}/{{object_id}}") for method in ("GET", "POST") for kind in ("reads", "variants")),
+    }
+    for key in [("GET", "/download/ping"), ("GET", "/actuator/health"), ("GET", "/song/studies/{studyId}")]:
+        assert "security" not in operations[key], key
+    for key, operation in operations.items():
+        assert ("security" in operation) == ("401" in operation["responses"]), f"{key}: a token means a 401"
+        if "security" in operation:
+            assert "**Token:** " in operation["description"], key
+    upload = operations[("POST", "/upload/{object_id}/uploads")]
+    assert upload["description"].endswith(
+        "**Token:** required, with `score.WRITE` or `PROGRAMDATA-<study>.WRITE` for the object's study."
+    )
+    assert "**Token:** optional for open-access files" in operations[("GET", "/download/{object_id}")]["description"]
+
+    def validator(media: dict[str, object]) -> jsonschema_rs.Validator:
+        return jsonschema_rs.Draft202012Validator({**media["schema"], "components": document["components"]})
+
+    checked = 0
+    for (method, path), operation in operations.items():
+        shape = next((s for prefix, s in _ERROR_SHAPES if path.startswith(prefix)), "ErrorBody")
+        for status, response in operation["responses"].items():
+            if int(status) < 400 or path == "/actuator/health":  # health's 503 is its report, not an error
+                continue
+            ((_, media),) = response["content"].items()
+            assert media["schema"] == {"$ref": f"#/components/schemas/{shape}"}, (method, path, status)
+            example = media["example"]
+            assert validator(media).is_valid(example), (method, path, status, example)
+            if shape == "ErrorBody":
+                assert (example["status"], example["path"].count("{")) == (int(status), 0), (method, path)
+            checked += 1
+        for media in [*operation.get("requestBody", {}).get("content", {}).values()] + [
+            m for r in operation["responses"].values() for m in r.get("content", {}).values()
+        ]:
+            for example in media.get("examples", {}).values():
+                assert validator(media).is_valid(example["value"]), (method, path, example)
+    assert checked > 150
+
+    def examples(key: tuple[str, str], where: str = "200") -> list[object]:
+        holder = operations[key]["requestBody"] if where == "body" else operations[key]["responses"][where]
+        return [e["value"] for e in holder["content"]["application/json"]["examples"].values()]
+
+    (started,) = examples(("POST", "/upload/{object_id}/uploads"))
+    assert [p["url"].split("?")[1].split("&")[0] for p in started["parts"]] == ["op=put", "op=put"]
+    whole, sizes_only = examples(("GET", "/download/{object_id}"))
+    assert all(p["url"] is None and p["md5"] is None for p in sizes_only["parts"]), "nulls are kept, as answered"
+    assert whole["objectSize"] == sum(p["partSize"] for p in whole["parts"])
+    for key in [("POST", f"/batch/{call}") for call in ("download/specs", "upload/initiate", "upload/finalize")]:
+        assert examples(key, "body") and examples(key)[0]["errors"][0]["status"] == 404
+    assert examples(("POST", "/song/submit/{studyId}"), "body")[0]["files"][0]["fileName"] == "reads.txt"
+
+    refused = httpx.get(f"{server.url}/listing")  # what the documented 401 looks like, for real
+    documented = operations[("GET", "/listing")]["responses"]["401"]["content"]["application/json"]["example"]
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == 'Bearer realm="score"'
+    assert set(refused.json()) == set(documented) and refused.json()["path"] == documented["path"] == "/listing"
+
+
 def test_errors_are_json_with_a_message(server: ScoreServer, admin_token: str) -> None:
     missing = httpx.get(f"{server.url}/no/such/endpoint")
     assert missing.status_code == 404

@@ -53,6 +53,20 @@ def test_download_manifest_uses_object_id_column() -> None:
         parse_download_manifest("header\na\tb\n", "m")
 
 
+def test_a_manifest_without_its_header_line_keeps_its_first_entry() -> None:
+    """The first line is skipped only when it is not an entry: Song's header (the analysis id alone, a UUID
+    too in Song) is; a UUID with a path (upload) or a UUID in the object id column (download) is data."""
+    one, two, analysis = (f"{n:08x}-0000-4000-8000-000000000000" for n in (1, 2, 3))
+    rows = f"{one}\ta.bam\t{'a' * 32}\n\n{two}\tb.bam\t{'b' * 32}\n"
+    assert [(e.object_id, e.line) for e in parse_upload_manifest(rows, "m")] == [(one, 1), (two, 3)]
+    with_header = parse_upload_manifest(f"{analysis}\t\t\n" + rows, "m")
+    assert [(e.object_id, e.line) for e in with_header] == [(one, 2), (two, 4)]
+    row = "\t".join(["collab", "FI1", one, "BAM", "a.bam", "10", "a" * 32, "", "DO1", "P", "S"])
+    assert [(e.object_id, e.line) for e in parse_download_manifest(row + "\n", "m")] == [(one, 1)]
+    with pytest.raises(ManifestError, match="manifest m is empty: it lists no files"):
+        parse_upload_manifest(f"{analysis}\t\t\n\n", "m")
+
+
 def test_plan_fetches_whole_parts_and_keeps_only_the_range() -> None:
     parts = calculate_parts(0, 35, 10, minimum=1)
     for p in parts:

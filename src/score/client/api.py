@@ -56,29 +56,74 @@ def token_expiry(token: str, claims: dict[str, Any] | None = None) -> float | No
 
 
 def _explain(status: int, message: str, what: str, token: str) -> str:
-    """A refusal in the user's terms: no token at all, an expired one, a rejected one, or a missing scope."""
+    """A refusal in the user's terms: no token at all, an expired one, a rejected one, or a missing scope.
+
+    Each says what to do once: the server's own advice ("get a new one") is not repeated after ours."""
     if status == 401:
         if not token:
-            hint = "no access token was sent: set ACCESSTOKEN or access_token in the config file"
-        elif (expiry := token_expiry(token)) is not None and expiry < time.time():
+            return (
+                f"{what}: not authenticated: no access token was sent (the server says: {message}); "
+                "set ACCESSTOKEN or access_token in the config file"
+            )
+        if (expiry := token_expiry(token)) is not None and expiry < time.time():
             stamp = datetime.fromtimestamp(expiry, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-            hint = f"your access token expired at {stamp}: get a new one"
-        else:
-            hint = "the server rejected your access token: get a new one from your identity provider"
-        return f"{what}: not authenticated ({message}); {hint}"
+            return (
+                f"{what}: not authenticated: your access token expired at {stamp}; get a new one and set it in "
+                "ACCESSTOKEN or access_token in the config file"
+            )
+        if "expired" in message.lower():
+            return f"{what}: not authenticated: {message}"  # an opaque token the server found expired
+        return (
+            f"{what}: not authenticated: the server rejected your access token ({message}); "
+            "get a new one from your identity provider"
+        )
     if status == 403:
         return f"{what}: permission denied ({message}); ask for the scope named above or use a token that has it"
     return f"{what}: {message}"
 
 
+QUICK_RETRIES = 2  # a refused connection (nothing listens) is tried this many more times, ...
+QUICK_DELAY = 0.5  # ... this long apart and longer: a server just starting gets ~1.5 s, a wrong URL fails at once
+
+
+def unreachable_reason(exc: httpx.TransportError, timeout: float) -> tuple[str, bool]:
+    """Why a call got no answer, in words (never the request's URL), and whether it is a refusal: nothing
+    listens there, the host does not exist or TLS failed. Waiting does not change those, so they are tried
+    again only briefly; a timeout or a broken connection (a busy or restarting server) gets the full back-off."""
+    text = str(exc)
+    lower = text.lower()
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no connection within {timeout:g} s", False
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {timeout:g} s", False
+    if isinstance(exc, httpx.ConnectError):
+        if "refused" in lower:
+            return "connection refused", True
+        if any(s in lower for s in ("name or service not known", "nodename nor servname", "name resolution")):
+            return "host name not found", True
+        if "ssl" in lower or "certificate" in lower:
+            return f"TLS failed: {text}", True
+        return f"cannot connect: {text}", True
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"the connection broke ({text})", False
+    return f"{exc.__class__.__name__}: {text}", False
+
+
 class _Service:
-    def __init__(self, base_url: str, config: ClientConfig) -> None:
+    """One server's API: its address, the setting that names it (for messages) and a retry policy."""
+
+    def __init__(
+        self, base_url: str, config: ClientConfig, setting: str, notify: Callable[[str], None] | None = None
+    ) -> None:
         headers = {"User-Agent": f"score-client/{__version__}"}
         if config.access_token:
             headers["Authorization"] = f"Bearer {config.access_token}"
         self.base_url = base_url
+        self._setting = setting
         self._token = config.access_token
         self._retries = max(config.retries, 0)
+        self._timeout = config.timeout
+        self._notify = notify or log.warning
         # Idle connections are dropped before the server's 5 s keep-alive ends, not raced against its close.
         limits = httpx.Limits(keepalive_expiry=4.0)
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=config.timeout, limits=limits)
@@ -87,35 +132,50 @@ class _Service:
         self._http.close()
 
     def call(self, method: str, path: str, what: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
-        """One API call; connection failures and 5xx (but 500) are retried with exponential back-off."""
+        """One API call. A refused connection is tried ``QUICK_RETRIES`` more times within ~1.5 s (nothing
+        listens there); timeouts, broken connections and 408/429/502/503/504 get ``retries`` more tries with
+        exponential back-off (a busy or restarting server). Each retry is announced with its reason."""
         delay = 0.2
         attempt = 0
         while True:
             attempt += 1
             try:
                 response = self._http.request(method, path, **kwargs)
+            except httpx.UnsupportedProtocol as exc:
+                raise ServerError(
+                    f"{what}: {self.base_url} is not an http:// or https:// URL; fix {self._setting}"
+                ) from exc
             except httpx.TransportError as exc:
+                reason, refused = unreachable_reason(exc, self._timeout)
+                limit = min(self._retries, QUICK_RETRIES) if refused else self._retries
+                problem = f"cannot reach {self.base_url} ({reason})"
                 error = ServerError(
-                    f"{what}: cannot reach {self.base_url} ({exc.__class__.__name__}: {exc}); "
-                    "check the URL and that the server is running",
+                    f"{what}: {problem}{_after(attempt)}; check that the server is running and that "
+                    f"{self._setting} is its address",
                     0,
                 )
+                wait = QUICK_DELAY * attempt if refused else delay
             else:
                 if response.status_code in ok:
                     return response
-                error = ServerError(
-                    _explain(response.status_code, _message(response), what, self._token), response.status_code
-                )
-            if not error.retryable or attempt > self._retries:
+                message = _message(response)
+                error = ServerError(_explain(response.status_code, message, what, self._token), response.status_code)
+                limit, wait = self._retries, delay
+                problem = f"{self.base_url} answered HTTP {response.status_code} ({message[:200]})"
+            if not error.retryable or attempt > limit:
                 raise error
-            log.debug("retrying %s after %s", what, error)
-            time.sleep(delay)
+            self._notify(f"{what}: {problem}; retrying ({attempt}/{limit}) in {wait:.1f} s")
+            time.sleep(wait)
             delay = min(delay * 2, 10.0)
 
 
+def _after(attempt: int) -> str:
+    return f"; tried {attempt} times" if attempt > 1 else ""
+
+
 class ScoreApi(_Service):
-    def __init__(self, config: ClientConfig) -> None:
-        super().__init__(config.storage_url, config)
+    def __init__(self, config: ClientConfig, notify: Callable[[str], None] | None = None) -> None:
+        super().__init__(config.storage_url, config, "STORAGE_URL (storage_url in the config file)", notify)
         self._batches = True  # the server offers the /batch API, until it answers otherwise
 
     def exists(self, object_id: str) -> bool:
@@ -266,7 +326,7 @@ class ScoreApi(_Service):
         caller makes Score's own calls for whatever got no answer."""
         for start in range(0, len(items), BATCH_ITEMS) if self._batches else ():
             chunk = items[start : start + BATCH_ITEMS]
-            what = doing.format(f"{len(chunk)} objects")
+            what = doing.format(f"{len(chunk)} object{'s' if len(chunk) != 1 else ''}")
             response = self.call("POST", path, what, ok=(200, 404, 405), json={field: chunk, **(extra or {})})
             if response.status_code != 200:
                 self._batches = False
@@ -297,8 +357,9 @@ class FileEntity:
 
 
 class MetadataApi(_Service):
-    def __init__(self, config: ClientConfig) -> None:
-        super().__init__(config.metadata_url, config)
+    def __init__(self, config: ClientConfig, notify: Callable[[str], None] | None = None) -> None:
+        setting = "METADATA_URL (metadata_url in the config file; by default STORAGE_URL/song)"
+        super().__init__(config.metadata_url, config, setting, notify)
 
     def entity(self, object_id: str) -> FileEntity:
         what = f"looking up object {object_id} in the metadata server"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,9 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+import httpx
 
 from score import __version__
-from score.client.api import FileEntity, token_claims, token_expiry
+from score.client.api import FileEntity, token_claims, token_expiry, unreachable_reason
 from score.client.config import ClientConfig
 from score.client.errors import ClientError
 from score.client.session import (
@@ -27,7 +29,7 @@ from score.client.session import (
     upload_items,
 )
 from score.client.session import object_id as object_id_of
-from score.client.transfer.download import DownloadJob, DownloadTarget
+from score.client.transfer.download import DownloadJob, DownloadTarget, missing_dirs, remove_empty_dirs
 from score.client.transfer.jobs import FileOutcome, JobProgress, JobReport
 from score.client.transfer.upload import UploadItem, UploadJob
 
@@ -35,6 +37,13 @@ BOOL = click.BOOL
 
 
 pass_session = click.make_pass_decorator(Session)
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
+COMPLETE_VARIABLE = "_SCORE_CLIENT_COMPLETE"  # what the printed script sets when it asks score-client for words
+
+VERIFY_HELP = (
+    "First read the object store's sentinel through a signed URL, so that a store this machine cannot reach "
+    "is reported before any transfer starts; false skips the check."
+)
 
 
 class _ClientGroup(click.Group):
@@ -73,7 +82,7 @@ def main(ctx: click.Context, quiet: bool, verbose: bool, config_file: str | None
         level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs full URLs, signatures included
-    ctx.obj = Session(ClientConfig.load(config_file, parallel=parallel), quiet)
+    ctx.obj = Session(lambda: ClientConfig.load(config_file, parallel=parallel), quiet)
 
 
 # -- upload ----------------------------------------------------------------------------------------
@@ -91,8 +100,13 @@ def main(ctx: click.Context, quiet: bool, verbose: bool, config_file: str | None
     show_default=True,
     help="... found by registered file name in this directory.",
 )
-@click.option("--force", is_flag=True, help="Replace existing objects and discard uploads in progress.")
-@click.option("--verify-connection", type=BOOL, default=True, show_default=True)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace existing objects, and discard uploads in progress started elsewhere. Without it an object "
+    "that already holds the file is skipped, one holding other content is refused.",
+)
+@click.option("--verify-connection", type=BOOL, default=True, show_default=True, help=VERIFY_HELP)
 @pass_session
 def upload(
     session: Session,
@@ -117,11 +131,11 @@ def upload(
 
     if verify_connection:
         session.verify_connection()
-    board = session.job_progress("uploaded")
+    board = CountedProgress(session.job_progress("uploaded"))
     report = JobReport(listener=lambda outcome: _say_upload(session, board, outcome))
     job = UploadJob(session.config, session.score, board)
-    # A manifest or an analysis is a job the same command re-runs: objects it uploaded before are skipped.
-    _finish(session, job.run(items, force, report, skip_uploaded=not object_id), "uploaded")
+    # An object that already holds the file is skipped; one holding something else needs --force.
+    _finish(session, job.run(items, force, report), "uploaded", board.moved)
 
 
 def _say_upload(session: Session, board: JobProgress, outcome: FileOutcome) -> None:
@@ -133,7 +147,7 @@ def _say_upload(session: Session, board: JobProgress, outcome: FileOutcome) -> N
         already = f", {outcome.parts_skipped} already done" if outcome.parts_skipped else ""
         line = (
             f"uploaded {outcome.name} as {outcome.object_id}: {outcome.size} bytes, md5 {outcome.md5}, "
-            f"{outcome.parts_moved} parts sent{already}"
+            f"{_count(outcome.parts_moved, 'part')} sent{already}"
         )
     session.say(line, board)
 
@@ -155,9 +169,14 @@ def _say_upload(session: Session, board: JobProgress, outcome: FileOutcome) -> N
 @click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--length", type=int, default=-1, show_default=True, help="-1 reads to the end.")
 @click.option("--index", type=BOOL, default=True, show_default=True, help="Also download index files (.bai ...).")
-@click.option("--force", is_flag=True, help="Replace existing files.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace existing files. Without it a file already there with the registered size and MD5 is skipped, "
+    "any other is refused.",
+)
 @click.option("--validate", type=BOOL, default=True, show_default=True, help="Verify MD5s.")
-@click.option("--verify-connection", type=BOOL, default=True, show_default=True)
+@click.option("--verify-connection", type=BOOL, default=True, show_default=True, help=VERIFY_HELP)
 @pass_session
 def download(
     session: Session,
@@ -176,9 +195,9 @@ def download(
     validate: bool,
     verify_connection: bool,
 ) -> None:
-    """Download objects: parallel parts, MD5-verified, resumable; files appear only when complete."""
-    if more_object_ids and not object_ids:
-        raise click.UsageError(f"unexpected argument {more_object_ids[0]!r}: object ids follow --object-id")
+    """Download objects: parallel parts, MD5-verified, resumable; files appear only when complete.
+
+    Object ids may be given as arguments (score-client download ID ... --output-dir DIR) or with --object-id."""
     selection = Selection.of(object_ids + more_object_ids, manifest, analysis_id, study_id)
     if length < -1 or length == 0:
         raise click.UsageError("--length must be -1 (to the end) or a positive byte count")
@@ -190,11 +209,17 @@ def download(
     # The store's reachability is checked beside the metadata lookups (two independent round trips).
     checking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-connection")
     reachable = checking.submit(session.verify_connection) if verify_connection else None
+    made: list[Path] = []  # the folders this command creates: removed again if nothing is written in them
     try:
-        entities = download_entities(session, selection, index and (offset, length) == (0, -1))
-        (output_dir or (archive or Path()).parent).mkdir(parents=True, exist_ok=True)
+        entities, claims = download_entities(session, selection, index and (offset, length) == (0, -1))
+        folder = output_dir or (archive or Path()).parent
+        made = missing_dirs(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         if reachable is not None:
             reachable.result()
+    except BaseException:
+        remove_empty_dirs(made)
+        raise
     finally:
         checking.shutdown(wait=True, cancel_futures=True)
 
@@ -208,8 +233,8 @@ def download(
             session.say(f"warning: skipping {entity.object_id}: another file is already {where} {target}")
             continue
         seen_targets.add(target)
-        targets.append(DownloadTarget(entity.object_id, target))
-    board = session.job_progress("downloaded")
+        targets.append(DownloadTarget(entity.object_id, target, claims.get(entity.object_id)))
+    board = CountedProgress(session.job_progress("downloaded"))
     report = JobReport(listener=lambda outcome: _say_download(session, board, outcome, validate, archive))
     sink = None
     if archive is not None:
@@ -217,7 +242,11 @@ def download(
 
         sink = ArchiveSink(archive, notify=session.say)
     job = DownloadJob(session.config, session.score, board, sink)
-    _finish(session, job.run(targets, offset, length, validate, force, report), "downloaded")
+    try:
+        job.run(targets, offset, length, validate, force, report)
+    finally:
+        remove_empty_dirs(made)
+    _finish(session, report, "downloaded", board.moved)
 
 
 def _check_archive(archive: Path, output_dir: Path | None, offset: int, length: int, force: bool) -> None:
@@ -238,21 +267,21 @@ def _say_download(
     session: Session, board: JobProgress, outcome: FileOutcome, validate: bool, archive: Path | None = None
 ) -> None:
     if outcome.status == "skipped":
-        line = f"skipped {outcome.object_id}: {outcome.name} already exists (use --force to replace it)"
+        line = f"skipped {outcome.object_id}: {outcome.name} is {outcome.detail}"
     elif outcome.status == "failed":
         where = f" ({outcome.name} in {archive})" if archive is not None else ""
         line = f"error: download of {outcome.object_id}{where} failed: {outcome.detail}"
     else:
         check = "verified" if outcome.verified else "NOT verified (--validate false)" if not validate else "unverified"
-        already = f", {outcome.parts_skipped} parts already done" if outcome.parts_skipped else ""
+        already = f", {_count(outcome.parts_skipped, 'part')} already done" if outcome.parts_skipped else ""
         where = f"to {outcome.name}" if archive is None else f"into {archive} as {outcome.name}"
         line = f"downloaded {outcome.object_id} {where}: {outcome.size} bytes, {check}{already}"
     session.say(line, board)
 
 
-def _finish(session: Session, report: JobReport, verb: str) -> None:
+def _finish(session: Session, report: JobReport, verb: str, moved: int | None = None) -> None:
     """The job's summary; exit 130 if it was stopped, 1 (listing the failed files) if any failed."""
-    session.say(report.summary(verb))
+    session.say(report.summary(verb, moved))
     if report.cancelled:
         done = len(report.of("done")) + len(report.of("skipped"))
         session.say(f"stopped: {done} files done before the interruption; run the same command to resume")
@@ -262,9 +291,60 @@ def _finish(session: Session, report: JobReport, verb: str) -> None:
     if report.failed:
         names = ", ".join(shown(o.name, 80) for o in report.failed[:10]) + (" ..." if len(report.failed) > 10 else "")
         raise ClientError(
-            f"{len(report.failed)} of {len(report.outcomes)} files failed ({names}); fix what is reported and run "
-            "the same command again: only the files not done are transferred"
+            f"{len(report.failed)} of {len(report.outcomes)} files failed ({names}); {_next_step(report)}"
         )
+
+
+def _next_step(report: JobReport) -> str:
+    """What to do about the failed files. Running the same command again is advice only where it helps: after
+    a failure of the server or the store (what was transferred is kept), or to finish a job of several files
+    once the reported problems are fixed (the files done are not transferred again); after a refusal of the
+    only file (a wrong MD5, an object that exists, an expired token) it would fail the same way."""
+    if any(o.rerun_helps for o in report.failed):
+        return "run the same command again once the server and the store answer: what was transferred is kept"
+    finished = len(report.outcomes) - len(report.failed)
+    if finished:
+        return f"fix what is reported above and run the same command again: the files done ({finished}) are skipped"
+    return "see the errors above for what to fix"
+
+
+class CountedProgress:
+    """The job's progress, passed on to the display, counting the bytes this run really moved: a resumed
+    file's earlier parts arrive as ``done`` in ``file_started``, not through ``advance``, so the summary's
+    rate is of transferred bytes, not of bytes found on disk or in the store."""
+
+    def __init__(self, inner: JobProgress) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self.moved = 0
+        say = getattr(inner, "say", None)
+        if say is not None:
+            self.say = say  # lines go above the bars
+
+    def job_started(self, files: int, total_bytes: int) -> None:
+        self._inner.job_started(files, total_bytes)
+
+    def more_bytes(self, nbytes: int) -> None:
+        self._inner.more_bytes(nbytes)
+
+    def file_started(self, key: str, name: str, size: int, done: int = 0) -> None:
+        self._inner.file_started(key, name, size, done)
+
+    def advance(self, key: str, nbytes: int) -> None:
+        with self._lock:
+            self.moved += nbytes
+        self._inner.advance(key, nbytes)
+
+    def file_finished(self, key: str, ok: bool) -> None:
+        self._inner.file_finished(key, ok)
+
+    def job_finished(self) -> None:
+        self._inner.job_finished()
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 part``, ``2 parts``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _target(output_dir: Path, layout: str, entity: FileEntity) -> Path:
@@ -298,11 +378,14 @@ def manifest(manifest: str) -> None:
 @click.option("--verbose", is_flag=True, help="Also show the configuration file and transfer settings.")
 @pass_session
 def info(session: Session, verbose: bool) -> None:
-    """Show the configuration (the access token itself is never printed)."""
+    """Show the configuration and whether the servers answer (the access token itself is never printed)."""
     config = session.config
-    click.echo(f"version:        {__version__}")
-    click.echo(f"storage url:    {config.storage_url}")
-    click.echo(f"metadata url:   {config.metadata_url}")
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="info") as pool:
+        storage = pool.submit(_answers, config.storage_url, STORAGE_PROBES)
+        metadata = pool.submit(_answers, config.metadata_url, METADATA_PROBES)
+        click.echo(f"version:        {__version__}")
+        click.echo(f"storage url:    {config.storage_url} ({storage.result()})")
+        click.echo(f"metadata url:   {config.metadata_url} ({metadata.result()})")
     click.echo(f"access token:   {_describe_token(config.access_token)}")
     if verbose:
         click.echo(f"config file:    {config.config_file or '(none)'}")
@@ -317,7 +400,54 @@ def version() -> None:
     click.echo(f"score-client {__version__}")
 
 
+@main.command()
+@click.argument("shell", type=click.Choice(COMPLETION_SHELLS))
+def completion(shell: str) -> None:
+    """Print the script that makes SHELL complete score-client's commands and options.
+
+    \b
+    bash: add to ~/.bashrc    eval "$(score-client completion bash)"
+    zsh:  add to ~/.zshrc     eval "$(score-client completion zsh)"
+    fish: run once            score-client completion fish > ~/.config/fish/completions/score-client.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # every name in COMPLETION_SHELLS is one of click's
+    click.echo(completer(main, {}, "score-client", COMPLETE_VARIABLE).source())
+
+
 # -- helpers ---------------------------------------------------------------------------------------
+PROBE_SECONDS = 2.0  # `info` answers quickly: a server that takes longer is reported as not answering
+STORAGE_PROBES = ("/openapi.json", "/download/ping")  # the API's name and version; else Score's (Java) ping
+METADATA_PROBES = ("/isAlive",)  # Song's liveness call
+
+
+def _answers(base_url: str, paths: tuple[str, ...]) -> str:
+    """Whether the server at ``base_url`` answers, for ``info``: its name and version when it says them. No
+    token is sent (these calls are open) and no retry is made: this is a look, not a transfer."""
+    status = 0
+    try:
+        with httpx.Client(base_url=base_url, timeout=PROBE_SECONDS) as http:
+            for path in paths:
+                response = http.get(path)
+                status = response.status_code
+                if status == 200:
+                    return f"answers{_named(response)}"
+    except httpx.TransportError as exc:
+        return f"not reachable: {unreachable_reason(exc, PROBE_SECONDS)[0]}"
+    return f"answers, but {paths[-1]} gave HTTP {status}: is this the right URL?"
+
+
+def _named(response: httpx.Response) -> str:
+    """``: Score API 0.1.0`` from an OpenAPI document, else nothing."""
+    try:
+        described = response.json()["info"]
+        return f": {described['title']} {described['version']}"
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
 def _describe_token(token: str) -> str:
     if not token:
         return "not set (set ACCESSTOKEN or access_token in the config file)"

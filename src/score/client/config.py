@@ -11,6 +11,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from score.client.errors import ClientError
 
@@ -48,6 +49,7 @@ class ClientConfig:
     @classmethod
     def load(cls, config_file: str | None = None, **overrides: object) -> ClientConfig:
         values: dict[str, object] = {}
+        origin: dict[str, str] = {}  # where each value came from, to name it in a message
         path = config_file or os.environ.get("SCORE_CLIENT_CONFIG")
         file = Path(path) if path else DEFAULT_CONFIG_FILE
         if path and not file.exists():
@@ -57,13 +59,16 @@ class ClientConfig:
                 values.update(tomllib.loads(file.read_text()))
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ClientError(f"cannot read config file {file}: {exc}") from exc
+            origin.update({name: f"{name} in {file}" for name in values})
             values["config_file"] = str(file)
         for name, variables in _ENV.items():
             for variable in variables:
                 if os.environ.get(variable):
                     values[name] = os.environ[variable]
+                    origin[name] = variable
                     break
         values.update({k: v for k, v in overrides.items() if v is not None})
+        origin.update({k: k for k, v in overrides.items() if v is not None})
         known = {f.name: f.type for f in fields(cls)}
         unknown = set(values) - set(known)
         if unknown:
@@ -76,7 +81,26 @@ class ClientConfig:
                 values["timeout"] = float(str(values["timeout"]))
         except ValueError as exc:
             raise ClientError(f"invalid number in configuration: {exc}") from exc
+        for name in ("storage_url", "metadata_url"):
+            if values.get(name):
+                check_url(str(values[name]), origin.get(name, name))
         config = cls(**values)  # type: ignore[arg-type]
         if config.parallel < 1:
             raise ClientError("parallel must be at least 1")
         return config
+
+
+def check_url(value: str, setting: str) -> None:
+    """A server's address must be a whole http(s) URL. Without a scheme httpx fails only on its first request
+    (``UnsupportedProtocol``), after the command has started; said here, the fix comes at once. ``setting``:
+    where the value came from (``STORAGE_URL``, ``storage_url in FILE``)."""
+    name, _, where = setting.partition(" ")
+    said = f"{name} {value!r}{' ' + where if where else ''}"
+    value = value.strip()
+    if "://" not in value:
+        raise ClientError(f"{said} has no scheme; write http://{value} (or https://{value})")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ClientError(f"{said} is not an http or https URL; write http://{parts.netloc or 'HOST:PORT'}{parts.path}")
+    if not parts.hostname:
+        raise ClientError(f"{said} names no host; write it as http://HOST:PORT, e.g. {DEFAULT_STORAGE_URL}")

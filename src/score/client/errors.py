@@ -27,3 +27,12 @@ class TransferError(ClientError):
 
 class IntegrityError(ClientError):
     """Bytes do not hash to what they should."""
+
+
+def helped_by_rerun(error: ClientError) -> bool:
+    """Whether running the same command again may succeed where this failed: the server or the store was
+    unreachable, overloaded or failed mid-transfer (what was moved is kept). A refusal (wrong MD5, object
+    exists, no permission, expired token) fails the same way until the user changes something."""
+    if isinstance(error, ServerError):
+        return error.retryable
+    return isinstance(error, TransferError)

@@ -71,7 +71,7 @@ class ScoreClient:
     def upload(self, path: str | Path, object_id: str, md5: str | None = None, *, force: bool = False) -> FileOutcome:
         """Upload one file under its registered object id (``md5`` defaults to the registered one)."""
         item = UploadItem(Path(path), checked_object_id(object_id), md5)
-        report = self._upload([item], force, skip_uploaded=False)
+        report = self._upload([item], force)
         return report.outcomes[0]
 
     def upload_analysis(
@@ -80,16 +80,17 @@ class ScoreClient:
         """Upload every file registered in an analysis, found by registered name in ``input_dir``, as one
         job; files uploaded before are skipped, so calling it again finishes an interrupted job."""
         selection = Selection(analysis_id=analysis_id, study_id=study_id)
-        return self._upload(upload_items(self.session, selection, Path(input_dir)), force, skip_uploaded=True)
+        return self._upload(upload_items(self.session, selection, Path(input_dir)), force)
 
     def upload_manifest(self, manifest: str | Path, *, force: bool = False) -> JobReport:
         """Upload the files of a Song upload manifest (object id, path, MD5 per line), as one job."""
         selection = Selection(manifest=str(manifest))
-        return self._upload(upload_items(self.session, selection, Path()), force, skip_uploaded=True)
+        return self._upload(upload_items(self.session, selection, Path()), force)
 
-    def _upload(self, items: list[UploadItem], force: bool, skip_uploaded: bool) -> JobReport:
+    def _upload(self, items: list[UploadItem], force: bool) -> JobReport:
+        """An object that already holds the file is skipped; one holding other content needs ``force``."""
         job = UploadJob(self.config, self.session.score, self.session.job_progress("uploaded"))
-        return _checked(job.run(items, force, JobReport(), skip_uploaded=skip_uploaded), "uploaded")
+        return _checked(job.run(items, force, JobReport()), "uploaded")
 
     # -- download ------------------------------------------------------------------------------
     def download(
@@ -107,7 +108,8 @@ class ScoreClient:
     ) -> JobReport:
         """Download objects (by id, a manifest's, or an analysis's) into ``output_dir`` as one job. ``layout``:
         ``filename`` (``DIR/<fileName>``), ``bundle`` (``DIR/<analysisId>/<fileName>``) or ``id``. With
-        ``index``, index files come along (``x.bam.bai`` ...). Files already there are skipped."""
+        ``index``, index files come along (``x.bam.bai`` ...). A file already there with the registered size and
+        MD5 is skipped; any other needs ``force``."""
         if layout not in LAYOUTS:
             raise ClientError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
         ids = tuple(checked_object_id(i) for i in object_ids)
@@ -117,9 +119,11 @@ class ScoreClient:
         if analysis_id and not study_id:
             raise ClientError("analysis_id needs study_id")
         selection = Selection(ids, str(manifest) if manifest else None, analysis_id, study_id)
-        entities = download_entities(self.session, selection, index)
+        entities, claims = download_entities(self.session, selection, index)
         directory = Path(output_dir)
-        targets = [DownloadTarget(e.object_id, target_path(directory, layout, e)) for e in entities]
+        targets = [
+            DownloadTarget(e.object_id, target_path(directory, layout, e), claims.get(e.object_id)) for e in entities
+        ]
         job = DownloadJob(self.config, self.session.score, self.session.job_progress("downloaded"))
         return _checked(job.run(targets, 0, -1, validate, force, JobReport()), "downloaded")
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import re
 import sys
+from contextlib import suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
 
 from score import __version__
+
+if TYPE_CHECKING:
+    from score.server.settings import ServerSettings
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)\Z")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -90,17 +95,87 @@ def serve(
         f"body idle {settings.body_timeout:g}s, keep-alive {settings.keep_alive_timeout:g}s",
         err=True,
     )
-    uvicorn.run(
-        "score.server.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-        access_log=False,  # uvicorn's access log would print signed URLs' query strings
-        http="score.server.http_protocol:ScoreHttpProtocol",  # timeouts and connection limit, see that module
-        timeout_keep_alive=settings.keep_alive_timeout,  # seconds between requests (a float works)
-        proxy_headers=False,
+    recorded = _record_instance(settings.base_url, settings.data_dir)
+    try:
+        uvicorn.run(
+            "score.server.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            access_log=False,  # uvicorn's access log would print signed URLs' query strings
+            http="score.server.http_protocol:ScoreHttpProtocol",  # timeouts and connection limit, see that module
+            timeout_keep_alive=settings.keep_alive_timeout,  # seconds between requests (a float works)
+            proxy_headers=False,
+        )
+    finally:
+        if recorded:
+            _forget_instance()
+
+
+def _record_instance(url: str, data_dir: Path) -> bool:
+    """Note this server's URL and data dir for ``token`` and ``cleanup`` run elsewhere (``instances``); a
+    server that cannot write the note still serves, they then need ``--data-dir``."""
+    from score.server import instances
+
+    try:
+        path = instances.record(url, data_dir)
+    except OSError as exc:
+        click.echo(
+            f"note: cannot record this server in {instances.describe()} ({exc.strerror or exc}); "
+            f"`score-server token` run elsewhere needs --data-dir {data_dir.resolve()}",
+            err=True,
+        )
+        return False
+    click.echo(f"recorded in {path}: `score-server token` run from any directory uses this server's key", err=True)
+    return True
+
+
+def _forget_instance() -> None:
+    from score.server import instances
+
+    with suppress(OSError):  # the entry of a process that is gone is ignored and pruned anyway
+        instances.forget()
+
+
+def _load_settings() -> ServerSettings:
+    from score.server.settings import ServerSettings
+
+    try:
+        return ServerSettings()
+    except (ValidationError, ValueError) as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+
+
+def locate_data_dir(explicit: Path | None, settings: ServerSettings | None) -> tuple[Path, str]:
+    """The data dir a command run beside the server acts on, and a phrase saying why that one.
+
+    In order: ``--data-dir``; ``SCORE_DATA_DIR`` or the config file's ``data_dir``; the data dir of the
+    ``score-server serve`` recorded as running (``instances``); ``./score-data``. Several running servers on
+    different data dirs are ambiguous: the caller is asked to choose rather than given a guess.
+    """
+    from score.server import instances
+
+    if explicit is not None:
+        return explicit.resolve(), "--data-dir"
+    if settings is not None and "data_dir" in settings.model_fields_set:
+        config = os.environ.get("SCORE_CONFIG")
+        source = "SCORE_DATA_DIR" if os.environ.get("SCORE_DATA_DIR") else f"data_dir in {config}"
+        return settings.data_dir.resolve(), source
+    servers = instances.running()
+    if len({server.data_dir for server in servers}) > 1:
+        listed = "; ".join(f"{s.url} (pid {s.pid}): {s.data_dir}" for s in servers)
+        raise click.ClickException(
+            f"several score-server processes are running on different data dirs ({listed}); "
+            "say which with --data-dir DIR or SCORE_DATA_DIR=DIR"
+        )
+    if servers:
+        server = servers[-1]
+        return server.data_dir, f"the score-server running at {server.url}, pid {server.pid}"
+    return (
+        Path("score-data").resolve(),
+        f"./score-data of the current directory, as no running score-server is recorded in {instances.describe()}",
     )
 
 
@@ -108,20 +183,69 @@ def serve(
 @click.option("--scopes", required=True, help='Space-separated scopes, e.g. "score.WRITE song.WRITE".')
 @click.option("--ttl", default="1h", show_default=True, help="Lifetime: seconds or 30m, 12h, 7d.")
 @click.option("--subject", default="score-admin", show_default=True, help="Who the token identifies.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data dir holding the signing key.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Data dir holding the signing key [the running server's, else ./score-data].",
+)
 def token(scopes: str, ttl: str, subject: str, data_dir: Path | None) -> None:
-    """Print a token signed by this server's built-in issuer."""
-    from score.server.auth.builtin import BuiltinIssuer
-    from score.server.settings import ServerSettings
+    """Print a token signed with the running server's key (or the key in --data-dir).
 
-    directory = data_dir or ServerSettings().data_dir
-    issuer = BuiltinIssuer(directory)
-    click.echo(issuer.issue(scopes.split(), parse_duration(ttl), subject=subject))
+    Without --data-dir it uses the key of the score-server this user runs (recorded by `serve`), wherever
+    it is run from; SCORE_DATA_DIR or the config file's data_dir choose another. The token alone goes to
+    stdout (for `$(...)`); which data dir's key signed it goes to stderr.
+    """
+    from score.server.auth.builtin import KEY_FILE, BuiltinIssuer
+
+    lifetime = parse_duration(ttl)
+    directory, source = locate_data_dir(data_dir, None if data_dir else _load_settings())
+    key = directory / KEY_FILE
+    created = False
+    if not key.exists():
+        if data_dir is None:  # a key made here would sign tokens no running server accepts
+            raise click.ClickException(
+                f"no signing key at {key}: looked in {directory} ({source}). Start the server first "
+                "(`score-server serve` makes the key in its data dir), or say where the server's data dir is: "
+                "--data-dir DIR or SCORE_DATA_DIR=DIR"
+            )
+        if not directory.is_dir():
+            raise click.ClickException(
+                f"--data-dir {directory} does not exist; give the data dir of the server (`serve --data-dir`)"
+            )
+        created = True
+    try:
+        issuer = BuiltinIssuer(directory, create=created)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(f"cannot use the signing key {key}: {exc}") from exc
+    if created:
+        click.echo(
+            f"no signing key in {directory}: made a new one ({key}); only a server on this data dir accepts the token",
+            err=True,
+        )
+    click.echo(f"signed with the key of data dir {directory} ({source})", err=True)
+    _warn_if_another_server(directory)
+    click.echo(issuer.issue(scopes.split(), lifetime, subject=subject))
+
+
+def _warn_if_another_server(directory: Path) -> None:
+    """An explicit data dir that no running server uses is probably a mistake: say so, but still answer."""
+    from score.server import instances
+
+    servers = instances.running()
+    if servers and all(server.data_dir != directory for server in servers):
+        running = "; ".join(f"{s.url} uses {s.data_dir}" for s in servers)
+        click.echo(f"note: no running score-server uses this data dir ({running}); they refuse this token", err=True)
 
 
 @main.command()
 @click.option("--older-than", default="6d", show_default=True, help="Abort uploads started longer ago than this.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data dir (embedded default).")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Data dir [the running server's, else ./score-data].",
+)
 def cleanup(older_than: str, data_dir: Path | None) -> None:
     """Abort stale uploads once (the server also sweeps every cleanup_interval seconds)."""
     from score.server.services.cleanup import clean_stale_uploads
@@ -132,7 +256,17 @@ def cleanup(older_than: str, data_dir: Path | None) -> None:
 
     # Only the store: the sweep needs neither the registry nor the identity providers, so it also works
     # when they cannot be opened (a full disk).
-    settings = ServerSettings(**({"data_dir": data_dir} if data_dir else {}))
+    try:
+        directory, source = locate_data_dir(data_dir, None if data_dir else ServerSettings())
+        settings = ServerSettings(data_dir=directory)
+    except (ValidationError, ValueError) as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+    if settings.storage == "local" and not directory.is_dir():
+        # Sweeping a data dir that is not there would make an empty store and report nothing to do.
+        raise click.ClickException(
+            f"data dir {directory} ({source}) does not exist; give the server's: --data-dir DIR or SCORE_DATA_DIR=DIR"
+        )
+    click.echo(f"cleaning data dir {directory} ({source}), storage {settings.storage}", err=True)
     try:
         store = build_store(settings)
         report = clean_stale_uploads(store, UploadService(store, settings), parse_duration(older_than))

@@ -62,7 +62,7 @@ def _check_reference(reference: Path | None) -> None:
         ) from exc
 
 
-@click.command("view", context_settings={"help_option_names": ["--help"]})
+@click.command("view", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--object-id", help="Object to view (its index is found through the metadata server).")
 @click.option("--input-file", help="Local file or URL to view instead of an object.")
 @click.option("--input-file-index", help="Index of --input-file or --object-id (local file or URL).")
@@ -95,7 +95,12 @@ def _check_reference(reference: Path | None) -> None:
 @click.option("--stdout", "to_stdout", is_flag=True, help="Write to standard output (the default without a file).")
 @click.option("--whole-file", is_flag=True, help="Without an index and without regions: read every record.")
 @click.option(
-    "--verify-connection", type=click.BOOL, default=False, show_default=True, help="Check the store first (Score)."
+    "--verify-connection",
+    type=click.BOOL,
+    default=False,
+    show_default=True,
+    help="First read the object store's sentinel through a signed URL, so that a store this machine cannot "
+    "reach is reported before anything is read (Score's option).",
 )
 @click.pass_obj
 def view_command(
@@ -254,21 +259,34 @@ def _redacted_argv() -> list[str]:
     return [redact(a) for a in args]
 
 
+class _SamtoolsCommand(click.Command):
+    """``-h`` is samtools' own option (``view -h``: include the header), passed through with the rest; only
+    in a command line that names no object, which could not run anyway, does it ask for this help."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "-h" in args and not any(a == "--object-id" or a.startswith("--object-id=") for a in args):
+            args = ["--help"]
+        return super().parse_args(ctx, args)
+
+
 @click.command(
     "samtools",
+    cls=_SamtoolsCommand,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": ["--help"]},
 )
-@click.argument("operation", type=click.Choice(samtools_ops.OPERATIONS))
+@click.argument("operation", type=click.Choice(samtools_ops.OPERATIONS), metavar="OPERATION")
 @click.option("--object-id", "object_ids", multiple=True, required=True, help="Object(s) to run on (repeatable).")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def samtools_command(session: Session, operation: str, object_ids: tuple[str, ...], args: tuple[str, ...]) -> None:
     """Run a read-only samtools command on remote objects: samtools' own flags, output and exit status.
 
+    OPERATION is one of: view, flagstat, idxstats, depth, quickcheck, coverage, stats, mpileup, bedcov.
+
     Example: score-client samtools view --object-id ID -c chr1:100-200. The object id may appear among
     the arguments where samtools expects the file; otherwise it is put first. Indexes are found as for
-    `view` and used locally. CRAM needs samtools' own --reference option.
-    """
+    `view` and used locally. CRAM needs samtools' own --reference option. Without --object-id, -h shows
+    this help; with it, -h is samtools' own (view -h: include the header)."""
     from score.client.session import object_id
 
     _require_pysam()

@@ -131,7 +131,14 @@ def fuse_options(text: str) -> dict[str, str | bool]:
 @click.option(
     "--pid-file", type=click.Path(dir_okay=False, path_type=Path), help="Pid file (default with --daemonize)."
 )
-@click.option("--verify-connection", type=click.BOOL, default=True, show_default=True)
+@click.option(
+    "--verify-connection",
+    type=click.BOOL,
+    default=True,
+    show_default=True,
+    help="First read the object store's sentinel through a signed URL, so that a store this machine cannot "
+    "reach is reported before mounting; false skips the check.",
+)
 @click.option("--options", "extra_options", default="", help="Extra FUSE options: k=v,k2,...")
 @click.pass_obj
 def mount_command(

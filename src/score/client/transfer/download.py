@@ -24,6 +24,7 @@ range of one tar archive).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -36,9 +37,9 @@ from typing import Protocol
 
 from score.client.api import ScoreApi
 from score.client.config import ClientConfig
-from score.client.errors import ClientError, IntegrityError
+from score.client.errors import ClientError, IntegrityError, helped_by_rerun
 from score.client.transfer.data import DataClient
-from score.client.transfer.hashing import InOrderHasher, md5_of_range
+from score.client.transfer.hashing import InOrderHasher, hash_mapped_range, md5_of_range
 from score.client.transfer.jobs import (
     SMALL_FILE_WORKERS,
     Coordinator,
@@ -68,11 +69,23 @@ DIRECT_MIN = 4 * 1024 * 1024  # a small file this large bypasses the page cache 
 
 
 @dataclass(frozen=True)
+class Claim:
+    """What the user's list says an object is (a download manifest's line: its size and MD5), checked against
+    the server's record before any byte moves: a stale or mistyped manifest stops that file, said with the
+    line to fix, instead of being ignored while the download reports "verified"."""
+
+    origin: str  # where the claim was made, e.g. "manifest m.tsv, line 3"
+    size: int | None = None
+    md5: str | None = None
+
+
+@dataclass(frozen=True)
 class DownloadTarget:
     """One object of the job and the path its bytes go to."""
 
     object_id: str
     path: Path
+    claim: Claim | None = None
 
 
 @dataclass(frozen=True)
@@ -188,17 +201,20 @@ class Committer:
 
 class _SpaceCheck:
     """Refuse up front rather than fail (or fill the disk) half-way: per folder, what the files planned so far
-    need against what was free when the job began (files are planned a chunk at a time)."""
+    need against what was free when the job began (files are planned a chunk at a time). It makes the
+    folders, and remembers which it made (``created``, outermost first) for the job to remove if empty."""
 
     def __init__(self) -> None:
         self._free: dict[Path, int] = {}
         self._wanted: dict[Path, int] = {}
+        self.created: list[Path] = []
 
     def admit(self, files: list[PlannedFile], report: JobReport) -> list[PlannedFile]:
         """The files there is room for; the others fail in the report, with what to do."""
         admitted = []
         for folder, group in _by_folder(files).items():
             if folder not in self._free:
+                self.created += missing_dirs(folder)
                 folder.mkdir(parents=True, exist_ok=True)
                 self._free[folder] = shutil.disk_usage(folder).free
             want = self._wanted.get(folder, 0) + sum(f.span - _partial_blocks(f) for f in group)
@@ -267,15 +283,8 @@ class DownloadJob:
         """Download every target; each file's outcome is in the report. Ctrl-C cancels the job and returns
         the report so far (``report.cancelled``)."""
         report = report if report is not None else JobReport()
-        todo = []
-        for target in targets:
-            if self._sink is None and target.path.exists() and not force:
-                report.add(FileOutcome(str(target.path), target.object_id, "skipped", detail="already exists"))
-            else:
-                todo.append(target)
+        todo = list(targets)
         self._progress.job_started(len(targets), 0)
-        for outcome in report.outcomes:
-            self._progress.file_finished(outcome.object_id, outcome.status != "failed")
         if not todo:
             self._progress.job_finished()
             return report
@@ -293,6 +302,10 @@ class DownloadJob:
             for chunk in growing_chunks(todo) if self._sink is None else [todo]:
                 before = len(report.outcomes)
                 files = self._plan(chunk, offset, length, validate, report)
+                if self._sink is None and not force:  # an existing target is compared, not fetched again
+                    existing = [f for f in files if f.target.path.exists()]
+                    files = [f for f in files if f not in existing]
+                    futures.update((coordinator.submit(self._existing, f), f) for f in existing)
                 files = space.admit(files, report) if self._sink is None else self._sink.prepare(files, report)
                 refused = {o.object_id for o in report.outcomes[before:]}
                 files = [f for f in files if f.key not in refused]
@@ -313,6 +326,7 @@ class DownloadJob:
             coordinator.shutdown(wait=not report.cancelled)
             if not report.cancelled:
                 data.close()
+            remove_empty_dirs(space.created)  # a folder made for files that all failed is not left behind
             self._progress.job_finished()
         if self._sink is not None and not report.cancelled:
             self._sink.finish(report)  # every task has ended (the pool was shut down waiting for them)
@@ -333,6 +347,9 @@ class DownloadJob:
             if not isinstance(spec, ObjectSpecification):
                 report.add(FileOutcome(str(target.path), target.object_id, "failed", detail=str(spec)))
                 continue
+            if target.claim is not None and spec_range == (0, -1) and (wrong := _disagreement(target, spec)):
+                report.add(FileOutcome(str(target.path), target.object_id, "failed", detail=wrong))
+                continue
             if spec_range == (0, -1):
                 size = spec.objectSize
                 span = size - offset if length < 0 else length
@@ -348,6 +365,31 @@ class DownloadJob:
         return files
 
     # -- running ---------------------------------------------------------------------------------------
+    def _existing(self, f: PlannedFile) -> FileOutcome:
+        """A target that already exists (without ``--force``): skipped when it holds exactly the object (the
+        registered size and MD5), refused otherwise, so that a re-run finishes a job without fetching again,
+        and a different file is never silently kept, nor silently replaced."""
+        target, spec = f.target.path, f.spec
+        if not target.is_file():
+            detail = f"{target} exists and is not a file; move it away or choose another --output-dir"
+            return FileOutcome(str(target), f.key, "failed", detail=detail)
+        size = target.stat().st_size
+        registered = spec.objectMd5 if md5s.known(spec.objectMd5) else None
+        if not f.whole:
+            differs = "already exists, and a range cannot be compared with it"
+        elif registered is None:
+            differs = f"already exists, and object {f.key} has no registered MD5 to compare it with"
+        elif size != spec.objectSize:
+            differs = f"already exists with other content ({size} bytes; object {f.key} has {spec.objectSize})"
+        else:
+            local = _md5_of_file(target, size)
+            if md5s.equal(local, registered):
+                detail = "already there, with the registered size and MD5"
+                return FileOutcome(str(target), f.key, "skipped", size, detail=detail, verified=True, md5=local)
+            differs = f"already exists with other content (MD5 {local}; object {f.key} has {registered})"
+        detail = f"{target} {differs}; use --force to replace it, or choose another --output-dir"
+        return FileOutcome(str(target), f.key, "failed", detail=detail)
+
     def _start(
         self,
         f: PlannedFile,
@@ -571,8 +613,57 @@ class LargeFetch:
         self.coordinator.run_all(fetch, todo)
 
 
+def _disagreement(target: DownloadTarget, spec: ObjectSpecification) -> str | None:
+    """What the target's claim (a manifest line) says that the server's record contradicts, or None."""
+    claim = target.claim
+    assert claim is not None
+    wrong = []
+    if claim.md5 and md5s.known(spec.objectMd5) and not md5s.equal(claim.md5, spec.objectMd5):
+        wrong.append(f"MD5 {claim.md5.lower()} but the server's record is {spec.objectMd5}")
+    if claim.size is not None and claim.size != spec.objectSize:
+        wrong.append(f"size {claim.size} but the server's record is {spec.objectSize} bytes")
+    if not wrong:
+        return None
+    return (
+        f"object {target.object_id} ({claim.origin}) is listed with {' and '.join(wrong)}; nothing was downloaded. "
+        "Fix that line or get a fresh manifest from the metadata server"
+    )
+
+
+def missing_dirs(folder: Path) -> list[Path]:
+    """The folders ``folder.mkdir(parents=True)`` would create, outermost first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing[::-1]
+
+
+def remove_empty_dirs(created: list[Path]) -> None:
+    """Remove the folders a command created (outermost first, as ``missing_dirs`` lists them) that are still
+    empty, innermost first: a download that wrote nothing leaves no trace; one that wrote anything (a file,
+    or the state that resumes it) keeps its folder."""
+    for path in reversed(created):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def _md5_of_file(path: Path, size: int) -> str:
+    """The MD5 of a local file (an existing target compared with the object), read once front to back."""
+    md5 = hashlib.md5()  # noqa: S324 - integrity, not security
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hash_mapped_range(fd, 0, size, md5, sequential=True)
+    finally:
+        os.close(fd)
+    return md5.hexdigest()
+
+
 def _failed_file(f: PlannedFile, error: ClientError) -> FileOutcome:
-    return FileOutcome(str(f.target.path), f.key, "failed", f.span, detail=str(error))
+    return FileOutcome(
+        str(f.target.path), f.key, "failed", f.span, detail=str(error), rerun_helps=helped_by_rerun(error)
+    )
 
 
 def check_empty(f: PlannedFile) -> None:

@@ -25,6 +25,7 @@ U = TypeVar("U")
 SMALL_FILE_WORKERS = 16  # small files are latency-bound: a job of several files moves this many at once
 FIRST_CHUNK = 32  # files asked of the server before the first byte moves; the rest are asked while they move,
 CHUNK = 250  # this many per call
+RATE_MIN_SECONDS = 0.5  # a job shorter than this gets no rate in its summary: a few ms make any figure noise
 
 
 def growing_chunks(items: list[T]) -> Iterator[list[T]]:
@@ -112,6 +113,7 @@ class FileOutcome:
     parts_skipped: int = 0
     verified: bool = False
     md5: str | None = None
+    rerun_helps: bool = False  # failed for want of the server or the store: the same command may succeed later
 
 
 @dataclass
@@ -135,21 +137,28 @@ class JobReport:
     def failed(self) -> list[FileOutcome]:
         return self.of("failed")
 
-    def summary(self, verb: str) -> str:
-        """One line for the end of the job: files, bytes, verified, skipped, failed, time."""
+    def summary(self, verb: str, moved: int | None = None) -> str:
+        """One line for the end of the job: files, bytes, verified, skipped, failed, time. ``moved``: the bytes
+        this run really transferred (a resumed file's earlier parts are not), when the caller counted them;
+        the rate is of those alone, and only when there were some and enough time passed to mean something."""
         done = self.of("done")
-        moved = sum(o.size for o in done)
+        total = sum(o.size for o in done)
+        moved = total if moved is None else max(moved, 0)
         elapsed = max(time.monotonic() - self.started, 1e-6)
         verified = sum(o.verified for o in done)
-        parts = [f"{len(done)} {verb}", f"{_size(moved)} in {elapsed:.1f} s ({_size(moved / elapsed)}/s)"]
+        amount = (
+            _size(total) if moved >= total else f"{_size(total)} ({_size(moved)} transferred, the rest done before)"
+        )
+        rate = f" ({_size(moved / elapsed)}/s)" if moved and elapsed >= RATE_MIN_SECONDS else ""
+        parts = [f"{len(done)} {verb}", f"{amount} in {elapsed:.1f} s{rate}"]
         if verified:
             parts.append(f"{verified} verified")
         if self.of("skipped"):
             parts.append(f"{len(self.of('skipped'))} skipped")
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
-        total = len(self.outcomes)
-        return f"{total} file{'s' if total != 1 else ''}: " + ", ".join(parts)
+        files = len(self.outcomes)
+        return f"{files} file{'s' if files != 1 else ''}: " + ", ".join(parts)
 
 
 def _size(value: float) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 
 from score.client.api import ScoreApi
 from score.client.config import ClientConfig
-from score.client.errors import ClientError, IntegrityError, ServerError
+from score.client.errors import ClientError, IntegrityError, ServerError, helped_by_rerun
 from score.client.transfer.data import DataClient
 from score.client.transfer.hashing import hash_mapped_range
 from score.client.transfer.jobs import (
@@ -66,11 +66,13 @@ FINALIZE_WAIT = 0.05  # seconds a finished file may wait for others to share its
 
 @dataclass(frozen=True)
 class UploadItem:
-    """One file of the job: its path, the object id it is registered under, and its declared MD5."""
+    """One file of the job: its path, the object id it is registered under, its declared MD5, and where the
+    user named it (``origin``, e.g. "manifest m.tsv, line 3"), which every failure of the file repeats."""
 
     path: Path
     object_id: str
     md5: str | None = None
+    origin: str = ""
 
 
 def _file_identity(path: Path) -> dict[str, int]:
@@ -116,11 +118,26 @@ class _File:
         return len(self.parts) <= 1
 
     def outcome(self, status: str, detail: str = "", **counts: Any) -> FileOutcome:
-        return FileOutcome(self.name, self.key, status, self.size, detail=detail, **counts)
+        return FileOutcome(self.name, self.key, status, self.size, detail=_at(self.item, status, detail), **counts)
+
+
+def _at(item: UploadItem, status: str, detail: str) -> str:
+    """A failure's detail with the manifest line that named the file, so the user knows which line to fix."""
+    return f"{detail} ({item.origin})" if status == "failed" and item.origin else detail
+
+
+def _refused(item: UploadItem, detail: str) -> FileOutcome:
+    """A file that fails before any check with the server (unreadable, a malformed MD5)."""
+    return FileOutcome(str(item.path), item.object_id, "failed", detail=_at(item, "failed", detail))
 
 
 def _failed_file(f: _File, error: ClientError) -> FileOutcome:
-    return f.outcome("failed", str(error))
+    return f.outcome("failed", str(error), rerun_helps=helped_by_rerun(error))
+
+
+# Refusals that running the same command again cannot change: the request itself is wrong (400), the object or
+# upload is not there (404), the object exists (409). Not 401/403: with a new token the upload resumes.
+REFUSED_FOR_GOOD = (400, 404, 409)
 
 
 def _exists_refusal(answer: object) -> bool:
@@ -138,13 +155,15 @@ class UploadJob:
         items: list[UploadItem],
         force: bool = False,
         report: JobReport | None = None,
-        skip_uploaded: bool = False,
     ) -> JobReport:
         """Upload every item; each file's outcome is in the report. Ctrl-C cancels the job and returns the
-        report so far (``report.cancelled``). ``skip_uploaded`` (a job re-run): an object that already exists
-        with the file's size and declared MD5 is skipped, not refused."""
+        report so far (``report.cancelled``).
+
+        An object that already exists is, without ``force``, skipped when it holds the file (its size and
+        MD5) and refused, saying to use --force, when it holds something else (``_compare_existing``); with
+        ``force`` it is replaced. An upload this client began (its journal beside the file) is resumed,
+        with or without ``force``: ``force`` discards only uploads in progress that are not ours."""
         report = report if report is not None else JobReport()
-        self._skip_uploaded = skip_uploaded
         files = [f for f in (self._check(item, report) for item in items) if f is not None]
         coordinator: Coordinator | None = None
         try:
@@ -174,17 +193,17 @@ class UploadJob:
             readable = path.is_file()
             identity = _file_identity(path) if readable else {}
         except OSError as exc:  # e.g. a name longer than the system allows
-            report.add(FileOutcome(str(path), item.object_id, "failed", detail=f"cannot read it: {exc.strerror}"))
+            report.add(_refused(item, f"cannot read it: {exc.strerror}"))
             return None
         if not readable:
-            report.add(FileOutcome(str(path), item.object_id, "failed", detail="not a readable file"))
+            report.add(_refused(item, "not a readable file"))
             return None
         declared = None
         if item.md5:
             try:
                 declared = md5s.normalize(item.md5)
             except ValueError as exc:
-                report.add(FileOutcome(str(path), item.object_id, "failed", detail=f"its MD5 {exc}"))
+                report.add(_refused(item, f"its MD5 {exc}"))
                 return None
         journal = state_dir_for(path, item.object_id, self._config) / "upload.json"
         return _File(item, identity, declared, journal)
@@ -196,7 +215,7 @@ class UploadJob:
         for f in files:
             journal = read_json(f.journal)
             mine = journal is not None and journal.get("file") == f.identity
-            if mine and journal.get("finalizing") and not force:
+            if mine and journal.get("finalizing"):  # ours, with or without --force: confirm, never redo it
                 confirmed = self._confirm(f, journal)
                 if confirmed is not None:
                     report.add(confirmed)
@@ -240,7 +259,7 @@ class UploadJob:
                     )
                 )
             elif exc.status != 400:
-                report.add(f.outcome("failed", str(exc)))
+                report.add(f.outcome("failed", str(exc), rerun_helps=helped_by_rerun(exc)))
             return None
         if progress is None or progress.uploadId != journal.get("uploadId"):
             if not force and progress is not None:
@@ -271,15 +290,16 @@ class UploadJob:
             for f in files
         ]
         answers = self._api.initiate_many(items)
-        uploaded = self._already_uploaded([f for f in files if _exists_refusal(answers[f.key])])
+        existing = self._compare_existing([f for f in files if _exists_refusal(answers[f.key])])
         started = []
         for f in files:
             answer = answers[f.key]
-            if f.key in uploaded:
-                report.add(f.outcome("skipped", "already uploaded, with the same size and MD5", md5=f.declared))
-                continue
             if isinstance(answer, ServerError):
-                report.add(f.outcome("failed", str(answer)))
+                if answer.status in REFUSED_FOR_GOOD:
+                    # Whatever a journal here named cannot be resumed (it was checked before initiating).
+                    shutil.rmtree(f.journal.parent, ignore_errors=True)
+                outcome = existing.get(f.key)
+                report.add(outcome or f.outcome("failed", str(answer), rerun_helps=helped_by_rerun(answer)))
                 continue
             f.upload_id, f.parts = answer.uploadId or "", answer.parts
             journal = {"objectId": f.key, "uploadId": f.upload_id, "file": f.identity, "md5": f.declared}
@@ -290,20 +310,32 @@ class UploadJob:
         crash_point("upload.initiated")
         return started
 
-    def _already_uploaded(self, refused: list[_File]) -> set[str]:
-        """Of the files refused because their object exists, those whose object has the file's size and
-        declared MD5 (asked in one call; a token that may not read them leaves them refused)."""
-        candidates = [f for f in refused if self._skip_uploaded and f.declared]
-        if not candidates:
-            return set()
-        specs = self._api.download_specs([f.key for f in candidates], exclude_urls=True)
-
-        def same(f: _File, spec: object) -> bool:
+    def _compare_existing(self, refused: list[_File]) -> dict[str, FileOutcome]:
+        """The outcome of each file refused because its object exists: skipped when the object has the file's
+        size and MD5, failed saying to use --force when it holds something else. The declared MD5 (manifest,
+        registration, ``--md5``) stands for the file's; a file without one is hashed. The objects are asked
+        in one call; one this token may not read is left out (its refusal says to use --force already)."""
+        if not refused:
+            return {}
+        specs = self._api.download_specs([f.key for f in refused], exclude_urls=True)
+        outcomes = {}
+        for f in refused:
+            spec = specs.get(f.key)
             if not isinstance(spec, ObjectSpecification):
-                return False  # not readable with this token, or gone: it stays refused
-            return spec.objectSize == f.size and (spec.objectMd5 or "").lower() == f.declared
-
-        return {f.key for f in candidates if same(f, specs.get(f.key))}
+                continue
+            stored = (spec.objectMd5 or "").lower()
+            md5 = f.declared or (_md5_of_file(f.item.path, f.size) if spec.objectSize == f.size else None)
+            if spec.objectSize == f.size and stored == md5:
+                outcomes[f.key] = f.outcome("skipped", "already uploaded, with the same size and MD5", md5=md5)
+                continue
+            ours = f"{f.size} bytes" + (f", MD5 {md5}" if md5 else "")
+            theirs = f"{spec.objectSize} bytes" + (f", MD5 {stored}" if stored else "")
+            detail = (
+                f"object {f.key} already exists with other content (stored: {theirs}; this file: {ours}); "
+                "use --force to replace it"
+            )
+            outcomes[f.key] = f.outcome("failed", detail)
+        return outcomes
 
     # -- moving bytes --------------------------------------------------------------------------------
     def _send(
@@ -474,7 +506,8 @@ class Finalizer:
                 shutil.rmtree(f.journal.parent, ignore_errors=True)
                 outcome = f.outcome("done", parts_moved=sent, parts_skipped=len(parts) - sent, verified=True, md5=md5)
             else:
-                outcome = f.outcome("failed", str(error))
+                _forget_if_refused(self._api, f, error)
+                outcome = f.outcome("failed", str(error), rerun_helps=helped_by_rerun(error))
             self._report.add(outcome)
             self._progress.file_finished(f.key, outcome.status != "failed")
 
@@ -519,7 +552,11 @@ class _LargeUpload:
         crash_point("upload.parts_done")
         journal = read_json(f.journal) or {}
         write_json(f.journal, {**journal, "finalizing": computed, "parts": len(f.parts)})
-        api.finalize(f.key, f.upload_id, computed)
+        try:
+            api.finalize(f.key, f.upload_id, computed)
+        except ServerError as exc:
+            _forget_if_refused(api, f, exc)
+            raise
         crash_point("upload.finalized")
         shutil.rmtree(f.journal.parent, ignore_errors=True)
         return f.outcome(
@@ -572,6 +609,22 @@ class _LargeUpload:
         finally:
             recorder.shutdown(wait=True, cancel_futures=True)
         return len(set(held) - {p.partNumber for p in unrecorded})
+
+
+def _forget_if_refused(api: ScoreApi, f: _File, error: ServerError) -> None:
+    """Remove the file's journal once the server has refused its finalize for good and holds the upload no
+    more (an MD5 mismatch discards it: "nothing was stored"). The journal is what resumes an interrupted
+    upload; after such a refusal it could resume nothing and would only be left lying beside the file."""
+    if error.status not in REFUSED_FOR_GOOD:
+        return  # unreachable, overloaded, not authorized: the upload is still there to resume
+    try:
+        progress = api.status(f.key, f.size)
+    except ServerError as exc:
+        if exc.status not in (400, 404):
+            return
+        progress = None
+    if progress is None or progress.uploadId != f.upload_id:
+        shutil.rmtree(f.journal.parent, ignore_errors=True)
 
 
 def _record(api: ScoreApi, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:

@@ -31,7 +31,21 @@ from score.core.models import CompletedPart, ObjectSpecification
 from score.server.api.bodies import InvalidJson, parse_json
 from score.server.api.deps import audited_principal, get_context
 from score.server.api.guards import authorize_object, require_state
-from score.server.api.openapi import json_body, score_errors
+from score.server.api.openapi import (
+    BATCH_UPLOAD_SCOPES,
+    DOWNLOAD_SCOPES,
+    DOWNLOAD_SPEC_EXAMPLE,
+    EXAMPLE_MD5,
+    EXAMPLE_OBJECT_ID,
+    EXAMPLE_OTHER_ID,
+    EXAMPLE_UPLOAD_ID,
+    NOT_REGISTERED_EXAMPLE,
+    UPLOAD_SPEC_EXAMPLE,
+    json_body,
+    json_examples,
+    score_errors,
+    token_optional,
+)
 from score.server.auth.policy import Action
 from score.server.errors import ApiError, BadRequest
 from score.server.metadata.base import PUBLISHED, UNPUBLISHED
@@ -111,13 +125,26 @@ class FinalizeAnswer(BaseModel):
 
 
 _ERRORS = score_errors(400, 401, 413, 503)
+# Examples: one object answered, one refused (not registered), as a job of several objects sees it.
+_IDS = [EXAMPLE_OBJECT_ID, EXAMPLE_OTHER_ID]
+_PARTS = [
+    {"partNumber": 1, "md5": "8a1c4f9b3e2d7a6c5b4e3f2a1d0c9b8a", "etag": "8a1c4f9b3e2d7a6c5b4e3f2a1d0c9b8a"},
+    {"partNumber": 2, "md5": "1f2e3d4c5b6a79881726354453627181", "etag": "1f2e3d4c5b6a79881726354453627181"},
+]
+
+
+def _answer_example(key: str, done: Any) -> dict[int | str, Any]:
+    return {200: {"content": json_examples(one_done_one_refused={key: done, "errors": [NOT_REGISTERED_EXAMPLE]})}}
 
 
 async def _body(request: Request, model: type[BaseModel]) -> Any:
-    """The caller's token is checked first; then the bounded body, parsed as ``model`` (400 if it is not)."""
+    """The caller's token is checked first; then the bounded body, parsed as ``model`` (400 if it is not).
+
+    Strictly: JSON types are the documented ones (``"wholePut": 0`` or ``"partNumber": false`` is refused, not
+    coerced), so the OpenAPI schema of these bodies is exactly what the server accepts."""
     await run_in_threadpool(audited_principal, request, "batch", request.url.path)
     try:
-        return model.model_validate(parse_json(await request.body()))
+        return model.model_validate(parse_json(await request.body()), strict=True)
     except InvalidJson as exc:
         raise BadRequest(f"the body is not JSON this server accepts ({exc})") from exc
     except ValidationError as exc:
@@ -152,8 +179,11 @@ async def _answer(
     "/download/specs",
     response_model=SpecsAnswer,
     summary="Download specifications of many objects (each as GET /download/{id}?offset=0&length=-1)",
-    responses=_ERRORS,
-    openapi_extra=json_body(SpecsRequest),
+    responses={**_answer_example("specs", [DOWNLOAD_SPEC_EXAMPLE]), **_ERRORS},
+    openapi_extra={
+        **json_body(SpecsRequest, two_objects={"objectIds": _IDS}, sizes_only={"objectIds": _IDS, "excludeUrls": True}),
+        **token_optional(DOWNLOAD_SCOPES),
+    },
 )
 async def download_specs(request: Request) -> JSONResponse:
     body: SpecsRequest = await _body(request, SpecsRequest)
@@ -172,8 +202,19 @@ async def download_specs(request: Request) -> JSONResponse:
     "/upload/initiate",
     response_model=InitiateAnswer,
     summary="Start many uploads (each as POST /upload/{id}/uploads)",
-    responses=_ERRORS,
-    openapi_extra=json_body(InitiateRequest),
+    responses={**_answer_example("specs", [UPLOAD_SPEC_EXAMPLE]), **_ERRORS},
+    openapi_extra={
+        **json_body(
+            InitiateRequest,
+            two_files={
+                "uploads": [
+                    {"objectId": EXAMPLE_OBJECT_ID, "fileSize": 31457280, "md5": EXAMPLE_MD5},
+                    {"objectId": EXAMPLE_OTHER_ID, "fileSize": 6, "md5": "b1946ac92492d2347c6235b4d2611184"},
+                ]
+            },
+        ),
+        **token_optional(BATCH_UPLOAD_SCOPES),
+    },
 )
 async def initiate(request: Request) -> JSONResponse:
     body: InitiateRequest = await _body(request, InitiateRequest)
@@ -195,8 +236,19 @@ async def initiate(request: Request) -> JSONResponse:
     "/upload/finalize",
     response_model=FinalizeAnswer,
     summary="Finalize many uploads (each as POST /upload/{id}, with its parts)",
-    responses=_ERRORS,
-    openapi_extra=json_body(FinalizeRequest),
+    responses={**_answer_example("finalized", [EXAMPLE_OBJECT_ID]), **_ERRORS},
+    openapi_extra={
+        **json_body(
+            FinalizeRequest,
+            with_parts={
+                "uploads": [
+                    {"objectId": EXAMPLE_OBJECT_ID, "uploadId": EXAMPLE_UPLOAD_ID, "md5": EXAMPLE_MD5, "parts": _PARTS},
+                    {"objectId": EXAMPLE_OTHER_ID, "uploadId": "7c9e6679742540de944be07fc1f90ae7"},
+                ]
+            },
+        ),
+        **token_optional(BATCH_UPLOAD_SCOPES),
+    },
 )
 async def finalize(request: Request) -> JSONResponse:
     body: FinalizeRequest = await _body(request, FinalizeRequest)

@@ -67,12 +67,15 @@ def enforce(decision: Decision) -> None:
         raise ApiError(decision.reason, status=decision.status)
 
 
-def authorize(request: Request, action: Action, study_id: str | None = None, access: str | None = None) -> Principal:
-    """Apply the policy to a request that issues no URLs; only refusals are audited (target: the path)."""
+def authorize(
+    request: Request, action: Action, study_id: str | None = None, access: str | None = None, doing: str | None = None
+) -> Principal:
+    """Apply the policy to a request that issues no URLs; only refusals are audited (target: the path).
+    ``doing``: the request in the user's words, for a refusal (see ``decide``)."""
     context = get_context(request)
     target = request.url.path
     principal = audited_principal(request, action.value, target)
-    decision = decide(action, principal, context.settings.scopes.to_policy(), study_id, access)
+    decision = decide(action, principal, context.settings.scopes.to_policy(), study_id, access, doing)
     if not decision.allowed:
         context.audit.record(request, principal, action.value, target, False, decision.reason, study_id)
     enforce(decision)

@@ -8,7 +8,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from score.core.models import ObjectSpecification
 from score.server.api.deps import get_context
 from score.server.api.guards import authorize_object, require_state
-from score.server.api.openapi import score_errors
+from score.server.api.openapi import (
+    DOWNLOAD_SCOPES,
+    DOWNLOAD_SPEC_EXAMPLE,
+    json_examples,
+    score_errors,
+    token_optional,
+)
 from score.server.auth.policy import Action
 from score.server.metadata.base import PUBLISHED
 
@@ -30,7 +36,19 @@ def ping(request: Request) -> str:
     "/{object_id}",
     response_model=ObjectSpecification,
     summary="Signed URLs to read an object or a range",
-    responses=score_errors(400, 401, 403, 404, 503),
+    responses={
+        200: {
+            "content": json_examples(
+                whole_object=DOWNLOAD_SPEC_EXAMPLE,
+                exclude_urls={
+                    **DOWNLOAD_SPEC_EXAMPLE,
+                    "parts": [{**part, "url": None} for part in DOWNLOAD_SPEC_EXAMPLE["parts"]],
+                },
+            )
+        },
+        **score_errors(400, 401, 403, 404, 503),
+    },
+    openapi_extra=token_optional(DOWNLOAD_SCOPES),
 )
 def download(
     request: Request,

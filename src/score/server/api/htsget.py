@@ -19,7 +19,15 @@ from score.genomics import UNPLACED, Region
 from score.server.api.bodies import InvalidJson, parse_json
 from score.server.api.deps import get_context
 from score.server.api.guards import analysis_state, authorize_object
-from score.server.api.openapi import HTSGET_MEDIA_TYPE, HtsgetRequest, htsget_errors, json_body, query_parameter
+from score.server.api.openapi import (
+    DOWNLOAD_SCOPES,
+    HTSGET_MEDIA_TYPE,
+    HtsgetRequest,
+    htsget_errors,
+    json_body,
+    query_parameter,
+    token_optional,
+)
 from score.server.auth.policy import Action
 from score.server.errors import ApiError
 from score.server.metadata.base import PUBLISHED, MetadataUnavailable
@@ -264,7 +272,7 @@ def _register(datatype: str) -> None:
         name=f"{datatype}_get",
         response_class=HtsgetResponse,
         responses=htsget_errors(400, 401, 403, 404, 503),
-        openapi_extra={"parameters": _ticket_parameters(datatype)},
+        openapi_extra={"parameters": _ticket_parameters(datatype), **token_optional(DOWNLOAD_SCOPES)},
     )
     def ticket_get(request: Request, object_id: str) -> Response:
         def handler() -> dict[str, Any]:
@@ -279,7 +287,7 @@ def _register(datatype: str) -> None:
         name=f"{datatype}_post",
         response_class=HtsgetResponse,
         responses=htsget_errors(400, 401, 403, 404, 413, 503),
-        openapi_extra=json_body(HtsgetRequest),
+        openapi_extra={**json_body(HtsgetRequest), **token_optional(DOWNLOAD_SCOPES)},
     )
     async def ticket_post(request: Request, object_id: str) -> Response:
         # Authorise before reading the body, so an unauthorised caller cannot make the server read it;

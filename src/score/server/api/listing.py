@@ -8,18 +8,23 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from score.core.ids import is_uuid
 from score.core.models import ObjectInfo
 from score.server.api.deps import authorize, get_context
-from score.server.api.openapi import score_errors
+from score.server.api.openapi import ANY_SCOPE, EXAMPLE_OBJECT_ID, json_examples, score_errors, token_required
 from score.server.auth.policy import Action
 from score.server.services.uploads import DATA_DIR, guard
 
 router = APIRouter(tags=["listing"])
+_LISTED = [{"id": EXAMPLE_OBJECT_ID, "lastModified": 1748856600000, "size": 31457280}]
 
 
 @router.get(
     "/listing",
     response_model=list[ObjectInfo],
     summary="Every finished object: id, size, mtime",
-    responses=score_errors(401, 503),
+    responses={
+        200: {"content": json_examples(one_object=_LISTED)},
+        **score_errors(401, 503),
+    },
+    openapi_extra=token_required(ANY_SCOPE),
 )
 def listing(request: Request) -> Response:
     authorize(request, Action.LIST)
@@ -40,8 +45,9 @@ def listing(request: Request) -> Response:
     response_class=PlainTextResponse,
     summary="Which upload protocol clients should use",
     responses=score_errors(401),
+    openapi_extra=token_required(ANY_SCOPE),
 )
 def profile(request: Request) -> str:
     """``s3`` for every backend that takes part PUTs with ETags (local included), ``az`` for Azure."""
-    authorize(request, Action.LIST)
+    authorize(request, Action.LIST, doing="reading the upload profile")
     return "az" if get_context(request).store.name == "azure" else "s3"

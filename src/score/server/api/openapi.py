@@ -6,12 +6,21 @@ FastAPI documents what it validates itself; the rest is declared here and used b
   ``SongError`` (``song_errors``) and htsget's error object with its media type (``htsget_errors``);
 * the JSON bodies and query parameters that routers parse themselves, to give Song's and htsget's error
   shapes (``json_body``, ``query_parameter``), so a client generator or a fuzzer gets past them;
+* who may call: the bearer-token security scheme (``bearerAuth``, the JWTs of ``score-server token`` or a
+  configured provider), required (``token_required``) or optional (``token_optional``: open-access files are
+  anonymous) per operation, with the scopes it needs in the operation's description, so Swagger UI at /docs
+  has an Authorize button and "Try it out" sends the token; operations that never look at a token (ping,
+  health, Song's reads, htsget's service-info) declare none;
+* examples of the main calls' bodies and answers (``json_examples``), and of every error answer;
 * ``install_openapi`` post-processes the generated document: FastAPI's 422 validation answer becomes
-  the 400 this server gives, and path ids carry the pattern the server enforces.
+  the 400 this server gives, path ids carry the pattern the server enforces, and each error example gets
+  the operation's own path.
 """
 
 from __future__ import annotations
 
+import copy
+from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
@@ -35,6 +44,136 @@ _REASONS = {
     507: "The store or the registry's disk is full",
 }
 _ID_PARAMETERS = ("object_id", "studyId", "analysisId")
+
+BEARER_AUTH = "bearerAuth"
+SECURITY_SCHEMES = {
+    BEARER_AUTH: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": 'An access token: `score-server token --scopes "..."` prints one signed by this server '
+        "(ES256 JWT); configured providers' JWTs and API keys work too. Scopes are Score's (as configured): "
+        "`score.READ`, `score.WRITE`, `PROGRAMDATA-<study>.READ`, `PROGRAMDATA-<study>.WRITE`, `song.WRITE`. "
+        "Paste the token alone, without `Bearer `.",
+    }
+}
+# Who may make an operation, appended to its description (scope names as configured; Score's by default).
+UPLOAD_SCOPES = "required, with `score.WRITE` or `PROGRAMDATA-<study>.WRITE` for the object's study."
+DOWNLOAD_SCOPES = (
+    "optional for open-access files; controlled-access files need `score.READ` or `PROGRAMDATA-<study>.READ` "
+    "for the object's study."
+)
+BATCH_UPLOAD_SCOPES = (
+    "each object needs `score.WRITE` or `PROGRAMDATA-<study>.WRITE` for its study; without a token every "
+    "object is refused (401) in `errors`."
+)
+ANY_SCOPE = "required; any valid token will do."
+REGISTRY_SCOPES = "required, with `song.WRITE` or `PROGRAMDATA-<study>.WRITE` for the study."
+_SCOPES_NOTE = "x-score-scopes"  # carries the scope text to ``_complete_operation``; not left in the document
+
+# Example values, consistent across the examples (a 30 MiB file in 20 MiB parts, the tour's study).
+EXAMPLE_OBJECT_ID = "bf9a81ff-e126-53c1-9003-c70efb9dd8aa"
+EXAMPLE_OTHER_ID = "0b5e6d4e-0000-4000-8000-000000000000"
+EXAMPLE_UPLOAD_ID = "d41590abf7fa4c7eb3d1391737bfe24d"
+EXAMPLE_MD5 = "5f363e0e58a95f06cbe9bbc662c5dfb6"
+EXAMPLE_STUDY = "ABC123"
+EXAMPLE_ANALYSIS_ID = "978ebcaa-617e-4bf0-879f-3ab94a6018c9"
+_EXAMPLE_PATH_VALUES = {
+    "{object_id}": EXAMPLE_OBJECT_ID,
+    "{entityId}": EXAMPLE_OBJECT_ID,
+    "{studyId}": EXAMPLE_STUDY,
+    "{analysisId}": EXAMPLE_ANALYSIS_ID,
+}
+_EXAMPLE_TIME = "2025-06-02T09:30:00.000+00:00"
+_MiB = 1024 * 1024
+_STORE = f"http://localhost:8087/_store/data/{EXAMPLE_OBJECT_ID}"
+
+
+def _parts(op: str) -> list[dict[str, Any]]:
+    parts = []
+    for number, (offset, size) in enumerate(((0, 20 * _MiB), (20 * _MiB, 10 * _MiB)), start=1):
+        if op == "put":
+            query = f"op=put&uploadId={EXAMPLE_UPLOAD_ID}&partNumber={number}&offset={offset}&size={size}"
+        else:
+            query = f"op=get&range={offset}-{offset + size - 1}"
+        url = f"{_STORE}?{query}&expires=1749461400&signature=0e028db9ed891e0acd1b9c03496f5256972a949d"
+        part: dict[str, Any] = {"partNumber": number, "partSize": size, "offset": offset, "url": url, "md5": None}
+        if op == "get":
+            part["sourceMd5"] = ("8a1c4f9b3e2d7a6c5b4e3f2a1d0c9b8a", "1f2e3d4c5b6a79881726354453627181")[number - 1]
+        parts.append(part)
+    return parts
+
+
+def _spec(op: str) -> dict[str, Any]:
+    return {
+        "objectKey": f"data/{EXAMPLE_OBJECT_ID}",
+        "objectId": EXAMPLE_OBJECT_ID,
+        "uploadId": EXAMPLE_UPLOAD_ID,
+        "parts": _parts(op),
+        "objectSize": 30 * _MiB,
+        "objectMd5": EXAMPLE_MD5,
+    }
+
+
+UPLOAD_SPEC_EXAMPLE = _spec("put")
+DOWNLOAD_SPEC_EXAMPLE = _spec("get")
+NOT_REGISTERED_EXAMPLE = {
+    "objectId": EXAMPLE_OTHER_ID,
+    "status": 404,
+    "message": f"object {EXAMPLE_OTHER_ID} is not registered in the metadata server; submit its analysis to Song first",
+}
+_SCORE_MESSAGES = {
+    400: "invalid request: query.fileSize: Field required",  # /upload; see _FAMILY_MESSAGES for the others
+    401: "the access token has expired; get a new one",
+    403: f"the token lacks the scope to upload to study {EXAMPLE_STUDY}: needs PROGRAMDATA-{EXAMPLE_STUDY}.WRITE "
+    "or score.WRITE",
+    404: NOT_REGISTERED_EXAMPLE["message"].replace(EXAMPLE_OTHER_ID, EXAMPLE_OBJECT_ID),
+    409: f"object {EXAMPLE_OBJECT_ID} already exists; use --force (overwrite=true) to replace it",
+    413: "the request body is larger than this endpoint accepts (65536 bytes); send less",
+    416: "the range starts at or past the end of the object (31457280 bytes)",
+    503: "the object store is unavailable (connection refused); try again shortly",
+    507: "the store is full: 12 MiB free, 64 MiB must stay free",
+}
+_READ_MESSAGES = {
+    400: "invalid request: query.offset: Input should be a valid integer, unable to parse string as an integer",
+    401: "downloading a controlled-access file needs an access token: pass one with 'Authorization: Bearer <token>'",
+    403: f"the token lacks the scope to download controlled-access files of study {EXAMPLE_STUDY}: needs "
+    f"PROGRAMDATA-{EXAMPLE_STUDY}.READ or score.READ",
+}
+# Messages that differ by family of operation (path prefix), over _SCORE_MESSAGES.
+_FAMILY_MESSAGES = {
+    ("/download", "/batch/download"): _READ_MESSAGES,
+    ("/batch",): {400: "invalid request: uploads.0.fileSize: Field required"},
+}
+_SONG_ERRORS = {
+    400: ("malformed.parameter", "invalid studyId 'a b': use 1-128 letters, digits, '_', '.' or '-' (no '..', no '/')"),
+    401: (
+        "unauthorized.token",
+        "changing the metadata registry needs an access token: pass one with 'Authorization: Bearer <token>'",
+    ),
+    403: (
+        "forbidden",
+        f"the token lacks the scope to change study {EXAMPLE_STUDY}: needs song.WRITE or "
+        f"PROGRAMDATA-{EXAMPLE_STUDY}.WRITE",
+    ),
+    404: (
+        "study.id.does.not.exist",
+        f"The studyId '{EXAMPLE_STUDY}' does not exist; create it with POST /studies/{EXAMPLE_STUDY}/ first",
+    ),
+    409: ("study.already.exists", f"The studyId '{EXAMPLE_STUDY}' already exists"),
+    413: ("payload.too.large", "the request body is larger than this endpoint accepts (8388608 bytes); send less"),
+    422: ("payload.parsing", "Unable to read the input payload as JSON (Expecting value: line 1 column 1 (char 0))"),
+    503: ("service.unavailable", "the metadata registry database is unavailable (database is locked); retry shortly"),
+    507: ("insufficient.storage", "the registry's disk is full, so nothing can be changed; reads still work"),
+}
+_HTSGET_ERRORS = {
+    400: ("InvalidInput", "start and end need a referenceName"),
+    401: ("InvalidAuthentication", "the access token has expired; get a new one"),
+    403: ("PermissionDenied", _READ_MESSAGES[403]),
+    404: ("NotFound", NOT_REGISTERED_EXAMPLE["message"].replace(EXAMPLE_OTHER_ID, EXAMPLE_OBJECT_ID)),
+    413: ("PayloadTooLarge", "the request body is larger than this endpoint accepts (262144 bytes); send less"),
+    503: ("ServiceUnavailable", "the object store is unavailable (connection refused); try again shortly"),
+}
 
 
 class SongError(BaseModel):
@@ -136,12 +275,51 @@ _DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (
 )
 
 
+_BODY_MODELS: dict[str, type[BaseModel]] = {}  # the models of ``json_body``, by name
+
+
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def _score_error(code: int) -> dict[str, Any]:
+    """An ``ErrorBody`` example; ``path`` is made the operation's own by ``_complete_operation``."""
+    phrase = HTTPStatus(code).phrase
+    return {"timestamp": _EXAMPLE_TIME, "status": code, "error": phrase, "message": _SCORE_MESSAGES[code], "path": "/"}
+
+
+def _song_error(code: int) -> dict[str, Any]:
+    error_id, message = _SONG_ERRORS[code]
+    status_name = "PAYLOAD_TOO_LARGE" if code == 413 else HTTPStatus(code).name
+    return {
+        "errorId": error_id,
+        "httpStatusCode": code,
+        "httpStatusName": "UNPROCESSABLE_ENTITY" if code == 422 else status_name,
+        "requestUrl": "http://localhost:8087/song/",
+        "datetime": _EXAMPLE_TIME,
+        "timestamp": 1748856600000,
+        "message": message,
+        "debugMessage": "",
+        "stackTrace": [],
+    }
+
+
+def _htsget_error(code: int) -> dict[str, Any]:
+    name, message = _HTSGET_ERRORS[code]
+    return {"htsget": {"error": name, "message": message}}
+
+
+_EXAMPLES: dict[type[BaseModel], Any] = {ErrorBody: _score_error, SongError: _song_error, HtsgetError: _htsget_error}
+
+
 def _errors(model: type[BaseModel], media_type: str, codes: tuple[int, ...]) -> dict[int | str, dict[str, Any]]:
-    return {code: {"description": _REASONS[code], "content": {media_type: {"schema": _ref(model)}}} for code in codes}
+    return {
+        code: {
+            "description": _REASONS[code],
+            "content": {media_type: {"schema": _ref(model), "example": _EXAMPLES[model](code)}},
+        }
+        for code in codes
+    }
 
 
 def score_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -159,9 +337,45 @@ def htsget_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return _errors(HtsgetError, HTSGET_MEDIA_TYPE, codes)
 
 
-def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` for an operation that parses a JSON body of ``model``'s shape itself."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _ref(model)}}}}
+def token_required(scopes: str) -> dict[str, Any]:
+    """``openapi_extra`` of an operation refused (401) without a token; ``scopes`` says what it must hold
+    (one of the ``*_SCOPES`` sentences)."""
+    return {"security": [{BEARER_AUTH: []}], _SCOPES_NOTE: scopes}
+
+
+def token_optional(scopes: str) -> dict[str, Any]:
+    """``openapi_extra`` of an operation some callers may make without a token (open-access files)."""
+    return {"security": [{BEARER_AUTH: []}, {}], _SCOPES_NOTE: scopes}
+
+
+# FastAPI drops every null from the document (exclude_none), also inside examples, where Score's nulls
+# ("url": null, "md5": null) are the answer's shape. Examples therefore name their value here, and
+# ``_complete_operation`` puts the value itself back.
+_EXAMPLE_VALUES: list[Any] = []
+_EXAMPLE_KEY = "x-score-example"
+
+
+def _examples(examples: dict[str, Any]) -> dict[str, Any]:
+    named = {}
+    for name, value in examples.items():
+        _EXAMPLE_VALUES.append(value)
+        named[name] = {"value": None, _EXAMPLE_KEY: len(_EXAMPLE_VALUES) - 1}
+    return named
+
+
+def json_examples(**examples: Any) -> dict[str, Any]:
+    """The ``content`` of a JSON answer with named examples (Swagger UI lists them by name)."""
+    return {"application/json": {"examples": _examples(examples)}}
+
+
+def json_body(model: type[BaseModel], **examples: Any) -> dict[str, Any]:
+    """``openapi_extra`` for an operation that parses a JSON body of ``model``'s shape itself; the first of
+    ``examples`` is what Swagger UI's "Try it out" starts from."""
+    _BODY_MODELS.setdefault(model.__name__, model)  # FastAPI never sees this body: its schema is added here
+    media: dict[str, Any] = {"schema": _ref(model)}
+    if examples:
+        media["examples"] = _examples(examples)
+    return {"requestBody": {"required": True, "content": {"application/json": media}}}
 
 
 def query_parameter(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
@@ -183,24 +397,55 @@ def install_openapi(app: FastAPI) -> None:
 
 
 def _complete(document: dict[str, Any]) -> None:
+    document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in _DOCUMENT_MODELS:
+    for model in (*_DOCUMENT_MODELS, *_BODY_MODELS.values()):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
-    for operations in document.get("paths", {}).values():
+    for path, operations in document.get("paths", {}).items():
         for operation in operations.values():
-            _complete_operation(operation)
+            _complete_operation(path, operation)
 
 
-def _complete_operation(operation: dict[str, Any]) -> None:
-    """FastAPI's 422 is answered as 400 here (Song's operations answer it in Song's shape)."""
+def _complete_operation(path: str, operation: dict[str, Any]) -> None:
+    """FastAPI's 422 is answered as 400 here (Song's operations answer it in Song's shape); the scopes an
+    operation needs go to its description; error examples name the operation's path."""
     responses: dict[str, Any] = operation.setdefault("responses", {})
     if "HTTPValidationError" in str(responses.get("422")) and responses.pop("422") and "400" not in responses:
         song = "song" in operation.get("tags", [])
         responses["400"] = (song_errors if song else score_errors)(400)[400]
+    scopes = operation.pop(_SCOPES_NOTE, None)
+    if scopes:
+        note = f"**Token:** {scopes}"
+        operation["description"] = f"{operation['description']}\n\n{note}" if operation.get("description") else note
+    _example_paths(path, responses)
+    bodies = [operation.get("requestBody", {}), *responses.values()]
+    for media in (m for body in bodies for m in body.get("content", {}).values()):
+        for example in media.get("examples", {}).values():
+            if _EXAMPLE_KEY in example:
+                example["value"] = copy.deepcopy(_EXAMPLE_VALUES[example.pop(_EXAMPLE_KEY)])
     for parameter in operation.get("parameters", []):
         if parameter.get("in") == "path" and parameter.get("name") in _ID_PARAMETERS:
             parameter["schema"] = {**parameter.get("schema", {}), "pattern": SAFE_ID_PATTERN, "maxLength": 128}
+
+
+def _example_paths(path: str, responses: dict[str, Any]) -> None:
+    """Error examples name this operation's path (with example ids), and download-like operations say what
+    a download refusal says. The document is FastAPI's fresh copy, so shared example dicts are not touched."""
+    concrete = path
+    for placeholder, value in _EXAMPLE_PATH_VALUES.items():
+        concrete = concrete.replace(placeholder, value)
+    messages = next((m for prefixes, m in _FAMILY_MESSAGES.items() if path.startswith(prefixes)), {})
+    for status, response in responses.items():
+        for media in response.get("content", {}).values():
+            example = media.get("example")
+            if not isinstance(example, dict):
+                continue
+            if example.keys() == _score_error(400).keys():
+                example["path"] = concrete
+                example["message"] = messages.get(int(status), example["message"])
+            elif "requestUrl" in example:
+                example["requestUrl"] = f"http://localhost:8087{concrete}"

@@ -25,7 +25,18 @@ from starlette.concurrency import run_in_threadpool
 
 from score.server.api.bodies import InvalidJson, parse_json
 from score.server.api.deps import authorize
-from score.server.api.openapi import SongPayload, SongStudy, json_body, query_parameter, song_errors
+from score.server.api.openapi import (
+    EXAMPLE_ANALYSIS_ID,
+    EXAMPLE_STUDY,
+    REGISTRY_SCOPES,
+    SongPayload,
+    SongStudy,
+    json_body,
+    json_examples,
+    query_parameter,
+    song_errors,
+    token_required,
+)
 from score.server.auth.policy import Action
 from score.server.errors import ApiError
 from score.server.metadata.base import PUBLISHED, MetadataUnavailable
@@ -298,6 +309,22 @@ _ENTITY_PARAMETERS = [
 ]
 
 
+_PAYLOAD_EXAMPLE = {
+    "studyId": EXAMPLE_STUDY,
+    "analysisType": {"name": "demo"},
+    "files": [
+        {
+            "fileName": "reads.txt",
+            "fileSize": 6,
+            "fileMd5sum": "b1946ac92492d2347c6235b4d2611184",
+            "fileType": "TXT",
+            "fileAccess": "controlled",
+            "dataType": "demo",
+        }
+    ],
+}
+
+
 # --------------------------------------------------------------------------------------------------
 # Router
 
@@ -350,8 +377,14 @@ def _add_study_routes(router: APIRouter) -> None:
     # Song maps "/{studyId}/"; Spring also matched it without the slash, so both are served.
     documented = {
         "response_class": PlainTextResponse,
-        "responses": song_errors(400, 401, 403, 409, 413, 422, 503, 507),
-        "openapi_extra": json_body(SongStudy),
+        "responses": {
+            200: {"content": {"text/plain": {"example": EXAMPLE_STUDY}}},
+            **song_errors(400, 401, 403, 409, 413, 422, 503, 507),
+        },
+        "openapi_extra": {
+            **json_body(SongStudy, demo={"studyId": EXAMPLE_STUDY, "name": "demo"}),
+            **token_required(REGISTRY_SCOPES),
+        },
     }
     router.add_api_route("/studies/{studyId}/", create_study, methods=["POST"], **documented)
     router.add_api_route(
@@ -362,8 +395,11 @@ def _add_study_routes(router: APIRouter) -> None:
 def _add_analysis_routes(router: APIRouter) -> None:
     @router.post(
         "/submit/{studyId}",
-        responses=song_errors(400, 401, 403, 404, 409, 413, 422, 503, 507),
-        openapi_extra=json_body(SongPayload),
+        responses={
+            200: {"content": json_examples(registered={"analysisId": EXAMPLE_ANALYSIS_ID, "status": "OK"})},
+            **song_errors(400, 401, 403, 404, 409, 413, 422, 503, 507),
+        },
+        openapi_extra={**json_body(SongPayload, one_file=_PAYLOAD_EXAMPLE), **token_required(REGISTRY_SCOPES)},
     )
     async def submit(studyId: str, request: Request) -> dict[str, str]:
         """Song's Submit: registers the payload as an UNPUBLISHED analysis."""
@@ -395,8 +431,11 @@ def _add_state_routes(router: APIRouter) -> None:
     @router.put(
         "/studies/{studyId}/analysis/publish/{analysisId}",
         response_class=PlainTextResponse,
-        responses=song_errors(400, 401, 403, 404, 409, 503, 507),
-        openapi_extra={"parameters": [_IGNORE_MD5_PARAMETER]},
+        responses={
+            200: {"content": {"text/plain": {"example": f"AnalysisId {EXAMPLE_ANALYSIS_ID} successfully published"}}},
+            **song_errors(400, 401, 403, 404, 409, 503, 507),
+        },
+        openapi_extra={"parameters": [_IGNORE_MD5_PARAMETER], **token_required(REGISTRY_SCOPES)},
     )
     def publish(studyId: str, analysisId: str, request: Request) -> PlainTextResponse:
         """Song's PublishAnalysis: only once every file is stored in Score with matching size and MD5."""
@@ -409,6 +448,7 @@ def _add_state_routes(router: APIRouter) -> None:
         "/studies/{studyId}/analysis/unpublish/{analysisId}",
         response_class=PlainTextResponse,
         responses=song_errors(400, 401, 403, 404, 503, 507),
+        openapi_extra=token_required(REGISTRY_SCOPES),
     )
     def unpublish(studyId: str, analysisId: str, request: Request) -> PlainTextResponse:
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
@@ -419,6 +459,7 @@ def _add_state_routes(router: APIRouter) -> None:
         "/studies/{studyId}/analysis/suppress/{analysisId}",
         response_class=PlainTextResponse,
         responses=song_errors(400, 401, 403, 404, 503, 507),
+        openapi_extra=token_required(REGISTRY_SCOPES),
     )
     def suppress(studyId: str, analysisId: str, request: Request) -> PlainTextResponse:
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)

@@ -10,7 +10,7 @@ from score.core.md5 import MD5_PATTERN
 from score.core.models import ObjectSpecification, UploadProgress
 from score.server.api.deps import get_context
 from score.server.api.guards import authorize_object, require_state
-from score.server.api.openapi import score_errors
+from score.server.api.openapi import UPLOAD_SCOPES, UPLOAD_SPEC_EXAMPLE, json_examples, score_errors, token_required
 from score.server.auth.policy import Action
 from score.server.metadata.base import UNPUBLISHED
 
@@ -26,7 +26,11 @@ MD5_SCHEMA = {"pattern": MD5_PATTERN}
     "/{object_id}/uploads",
     response_model=ObjectSpecification,
     summary="Initiate a multipart upload",
-    responses=score_errors(400, 401, 403, 404, 409, 503, 507),
+    responses={
+        200: {"content": json_examples(two_parts=UPLOAD_SPEC_EXAMPLE)},
+        **score_errors(400, 401, 403, 404, 409, 503, 507),
+    },
+    openapi_extra=token_required(UPLOAD_SCOPES),
 )
 def initiate(
     request: Request,
@@ -48,6 +52,7 @@ def initiate(
     summary="Record a part as uploaded (after its PUT succeeded)",
     response_class=Response,
     responses=score_errors(400, 401, 403, 404, 503, 507),
+    openapi_extra=token_required(UPLOAD_SCOPES),
 )
 def finalize_part(
     request: Request,
@@ -67,6 +72,7 @@ def finalize_part(
     summary="Forget a part's completion marker",
     response_class=Response,
     responses=score_errors(400, 401, 403, 404, 503),
+    openapi_extra=token_required(UPLOAD_SCOPES),
 )
 def delete_part(
     request: Request,
@@ -84,6 +90,7 @@ def delete_part(
     summary="Finalize an upload: verify and make the object visible",
     response_class=Response,
     responses=score_errors(400, 401, 403, 404, 503, 507),
+    openapi_extra=token_required(UPLOAD_SCOPES),
 )
 def finalize(
     request: Request,
@@ -104,6 +111,7 @@ def finalize(
     response_model=UploadProgress,
     summary="Progress of the upload in progress",
     responses=score_errors(400, 401, 403, 404, 503),
+    openapi_extra=token_required(UPLOAD_SCOPES),
 )
 def status(request: Request, object_id: str, fileSize: int = Query(..., ge=0, le=MAX_FILE_SIZE)) -> Response:
     _, entity = authorize_object(request, Action.UPLOAD, object_id, audit=True)
@@ -116,6 +124,7 @@ def status(request: Request, object_id: str, fileSize: int = Query(..., ge=0, le
     summary="Can the upload in progress be resumed for this file size?",
     response_class=Response,
     responses=score_errors(400, 401, 403, 404, 503),
+    openapi_extra=token_required(UPLOAD_SCOPES),
 )
 def recovery(request: Request, object_id: str, fileSize: int = Query(..., ge=0, le=MAX_FILE_SIZE)) -> Response:
     authorize_object(request, Action.UPLOAD, object_id)
@@ -128,6 +137,7 @@ def recovery(request: Request, object_id: str, fileSize: int = Query(..., ge=0, 
     response_class=PlainTextResponse,
     summary="Am I allowed to upload this object?",
     responses=score_errors(400, 401, 403, 404, 503),
+    openapi_extra=token_required(UPLOAD_SCOPES),
 )
 def upload_test(request: Request, object_id: str) -> str:
     authorize_object(request, Action.UPLOAD, object_id)
@@ -139,13 +149,19 @@ def upload_test(request: Request, object_id: str) -> str:
     response_model=bool,
     summary="Does the object exist (finalized)?",
     responses=score_errors(400, 401, 403, 404, 503),
+    openapi_extra=token_required(UPLOAD_SCOPES),
 )
 def exists(request: Request, object_id: str) -> bool:
     authorize_object(request, Action.UPLOAD, object_id)
     return get_context(request).uploads.exists(object_id)
 
 
-@router.delete("/{object_id}", summary="Cancel the upload in progress", responses=score_errors(400, 401, 403, 404, 503))
+@router.delete(
+    "/{object_id}",
+    summary="Cancel the upload in progress",
+    responses=score_errors(400, 401, 403, 404, 503),
+    openapi_extra=token_required(UPLOAD_SCOPES),
+)
 def cancel(request: Request, object_id: str) -> Response:
     authorize_object(request, Action.UPLOAD, object_id)
     get_context(request).uploads.cancel(object_id)

@@ -1,7 +1,8 @@
 """The built-in token issuer: ES256 JWTs signed with a key kept in the data directory.
 
 It makes the embedded default secure rather than open: ``score-server token --scopes ...`` mints a
-token, the server verifies it with the same key. The key file is created on first use, mode 0600.
+token, the server verifies it with the same key. The key file (mode 0600) is created when the server starts
+on a data dir without one; ``token`` only makes one when told which data dir (``--data-dir``), and says so.
 """
 
 from __future__ import annotations
@@ -23,14 +24,20 @@ ALGORITHM = "ES256"
 KEY_FILE = "keys/token-signing.pem"
 
 
-def _load_or_create_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
+class MissingKey(FileNotFoundError):
+    """The data dir holds no signing key, and the caller must not make one."""
+
+
+def _load_or_create_key(data_dir: Path, create: bool = True) -> ec.EllipticCurvePrivateKey:
     path = data_dir / KEY_FILE
+    if not create and not path.exists():
+        raise MissingKey(f"{path} does not exist")
     if path.exists():
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise RuntimeError(f"{path} does not hold an EC private key; delete it to make a new one")
         return key
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the server's umask does this; token may not
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -51,8 +58,9 @@ def _load_or_create_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
 class BuiltinIssuer(TokenVerifier):
     issuer = ISSUER
 
-    def __init__(self, data_dir: Path) -> None:
-        self._key = _load_or_create_key(data_dir)
+    def __init__(self, data_dir: Path, create: bool = True) -> None:
+        """``create=False`` for ``score-server token``: a key made there would sign tokens no server accepts."""
+        self._key = _load_or_create_key(data_dir, create)
         self._public = self._key.public_key()
 
     def issue(self, scopes: list[str], ttl_seconds: int, subject: str = "score-admin") -> str:

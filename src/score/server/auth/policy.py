@@ -110,15 +110,17 @@ def decide(
     settings: ScopeSettings,
     study_id: str | None = None,
     access: str | None = None,
+    doing: str | None = None,
 ) -> Decision:
     """Whether ``principal`` may perform ``action`` on an object of ``study_id`` with ``access``.
 
     Allowing reasons name the scope as the token holds it, so an audit line never names a scope the
-    token does not have.
+    token does not have. ``doing`` names the request in a refusal for want of a token, where one action
+    covers several endpoints (LIST: the listing, the upload profile), so each names its own.
     """
     if action is Action.LIST:
         if principal.anonymous:
-            return _needs_token("listing objects")
+            return _needs_token(doing or "listing objects")
         return Decision.allow("authenticated")
 
     if action is Action.UPLOAD:
