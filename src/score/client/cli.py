@@ -16,9 +16,10 @@ import click
 import httpx
 
 from score import __version__
-from score.client.api import FileEntity, token_claims, token_expiry, unreachable_reason
+from score.client.api import token_claims, token_expiry, unreachable_reason
 from score.client.config import ClientConfig
 from score.client.errors import ClientError
+from score.client.library import target_path
 from score.client.session import (
     Selection,
     Session,
@@ -227,7 +228,7 @@ def download(
     seen_targets: set[Path] = set()
     for entity in entities:
         # In an archive, a file's member name is its path under the output directory.
-        target = _target(output_dir if archive is None else Path(), output_layout, entity)
+        target = target_path(output_dir if archive is None else Path(), output_layout, entity)
         if target in seen_targets:
             where = "saved as" if archive is None else f"in {archive} as"
             session.say(f"warning: skipping {entity.object_id}: another file is already {where} {target}")
@@ -345,15 +346,6 @@ class CountedProgress:
 def _count(n: int, noun: str) -> str:
     """``1 part``, ``2 parts``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _target(output_dir: Path, layout: str, entity: FileEntity) -> Path:
-    if layout == "id" or not entity.file_name:
-        return output_dir / entity.object_id
-    name = Path(entity.file_name).name  # never let a registered name escape the output directory
-    if layout == "bundle":
-        return output_dir / (entity.analysis_id or "unknown-analysis") / name
-    return output_dir / name
 
 
 # -- small commands --------------------------------------------------------------------------------
