@@ -47,6 +47,7 @@ for _path in (BENCH_DIR, BENCH_DIR.parent):  # race.py and transfer.py; the test
 from tests.services.seaweed import SeaweedS3  # noqa: E402
 
 import transfer  # noqa: E402 - its measured children, for the step time limit (see ``time_limit``)
+from chart import Bar, add_chart_option, chart_path, slug, write_chart  # noqa: E402
 from race import (  # noqa: E402
     Race,
     Row,
@@ -61,7 +62,7 @@ from race import (  # noqa: E402
     table,
     trap_signals,
 )
-from transfer import RSS_METHOD, GiB, KiB, MiB, find_tool, human, parse_size  # noqa: E402
+from transfer import RSS_METHOD, GiB, KiB, MiB, find_tool, human, parse_size, source_state  # noqa: E402
 
 BUNDLE_TOOLS = ("score", "s5cmd", "aws")
 STUDY = "BUNDLE"
@@ -579,6 +580,44 @@ def compare_with_reference(results: list[tuple[Shape, dict[tuple[str, str], Bund
             print(f"  {key[0]:<13} {key[1]:<9} {here} vs {there}{ratio}")
 
 
+def chart_bars(results: Sequence[tuple[Shape, dict[tuple[str, str], BundleRow]]], limit: float) -> list[Bar]:
+    """The report's rows as chart bars: MB/s per run (bytes / wall), the job's CPU-s split, grouped by shape
+    (when there are several) and direction; a row without samples shows its status."""
+    bars: list[Bar] = []
+    for shape, rows in results:
+        prefix = f"{shape.name} " if len(results) > 1 else ""
+        for (tool, direction), row in rows.items():
+            bar = Bar(f"{prefix}{direction}", tool, score=tool.startswith("score"))
+            bar.rates = [shape.total / s.wall / 1e6 for s in row.samples]
+            if row.samples:
+                bar.cpu = (row.median("cpu"), row.median("store_cpu"), row.median("server_cpu"))
+                bar.detail = f"{ms_per_file(row, shape, limit)}/file"
+            else:
+                bar.note = _status(row, limit)
+            bars.append(bar)
+    return bars
+
+
+def draw_chart(
+    args: argparse.Namespace,
+    results: Sequence[tuple[Shape, dict[tuple[str, str], BundleRow]]],
+    source: str,
+    tools: Sequence[str],
+) -> None:
+    """The chart of this run (``--chart``): throughput and CPU split per tool, shape and direction."""
+    shapes = [shape for shape, _ in results]
+    what = ", ".join(f"{s.count} files of {human(s.size)}" for s in shapes)
+    runs = f"{args.runs} run{'s' if args.runs > 1 else ''} per tool and direction"
+    write_chart(
+        chart_path(args.chart, f"bundle-{slug(*(s.name for s in shapes))}.png"),
+        f"bundle: {' vs '.join(tools)}, {what} as one job",
+        f"{runs}; every tool at its own defaults; {os.cpu_count()} CPUs, tools, SeaweedFS and score-server on"
+        f" one machine (127.0.0.1)\nsource: {source}",
+        chart_bars(results, args.max_seconds_per_step),
+        cpu_label="CPU-s for the whole job",
+    )
+
+
 # -- main ---------------------------------------------------------------------------------------------
 
 
@@ -601,6 +640,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None, help="where the temp dir goes [system temp]")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (files, store data, logs)")
     parser.add_argument("--quick", action="store_true", help=f"smoke test: {QUICK_SHAPE}, one run (overrides both)")
+    add_chart_option(parser, "bundle-<shapes>.png")
     args = parser.parse_args(argv)
     if args.quick:
         args.shapes, args.runs = [parse_shape(QUICK_SHAPE)], 1
@@ -628,30 +668,6 @@ def _version(argv: list[str]) -> str:
     with suppress(OSError, subprocess.SubprocessError, IndexError):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         return (done.stdout.strip() or done.stderr.strip()).splitlines()[0]
-    return "?"
-
-
-def source_state() -> str:
-    """The code measured: the commit, and a digest of any uncommitted change under src/.
-
-    Baselines must say what they measured, and the client is an editable install run afresh at every step,
-    so an edit under src/ during a long run changes what the later steps measure (score-server keeps the code
-    it started with). ``Bundle.measured`` compares this before every score-client step with the run's start.
-    """
-    root = str(BENCH_DIR.parent)
-    git = ["git", "-C", root]
-    with suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
-        diff = subprocess.run([*git, "diff", "HEAD", "--", "src"], capture_output=True, timeout=60).stdout
-        untracked = subprocess.run(
-            [*git, "ls-files", "--others", "--exclude-standard", "-z", "--", "src"], capture_output=True, timeout=60
-        ).stdout
-        digest = hashlib.sha1(diff)  # noqa: S324 - a fingerprint, not security
-        for name in filter(None, untracked.split(b"\0")):
-            with suppress(OSError):
-                digest.update(name + (BENCH_DIR.parent / name.decode()).read_bytes())
-        head = commit.stdout.strip() or "?"
-        return f"{head} + uncommitted changes under src/ ({digest.hexdigest()[:8]})" if diff or untracked else head
     return "?"
 
 
@@ -766,6 +782,8 @@ def _run(args: argparse.Namespace, work: Path, store: SeaweedS3, keep: Callable[
         "\neach run. Every downloaded file is MD5-checked after the step (untimed). A `sync` before every step"
         "\n(untimed) keeps the previous step's writeback out of it."
     )
+    drift = " (WARNING: src/ changed during the run)" if bench.drift else ""
+    draw_chart(args, results, bench.source + drift, [label(t) for t in order])
     if bench.drift:
         print(
             f"\nWARNING: src/ changed during the run: {len(bench.drift)} score-client step(s) ran code other than"

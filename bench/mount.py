@@ -65,6 +65,7 @@ from tests.services.seaweed import SeaweedS3  # noqa: E402
 
 import transfer  # noqa: E402
 from bundle import Analysis, Bundle, Dataset, Shape, make_dataset, source_state, time_limit  # noqa: E402
+from chart import Bar, add_chart_option, chart_path, slug, write_chart  # noqa: E402
 from race import (  # noqa: E402
     Peer,
     Race,
@@ -1182,6 +1183,54 @@ def targets(bench: MountBench) -> list[tuple[str, ...]]:
     return out  # fmt: skip
 
 
+CHART_TOOLS = {  # the tables' tool names, shortened for the chart (each group's title says what was read)
+    "score-client download --validate false": "score-client download",
+    "score mount (dd bs=1M)": "score mount",
+    "rclone mount (dd bs=1M)": "rclone mount",
+}
+
+
+def chart_bars(bench: MountBench) -> list[Bar]:
+    """The seq and four tables' rows as chart bars: MB/s per run (bytes read / wall; four: all four files),
+    and the CPU split of the step (the mount process, or the client for the download; the store; the
+    server). The other steps measure latency and bytes, not throughput, and stay in their tables."""
+    args = bench.args
+    cases = {
+        "seq": (args.size, f"seq: read one {human(args.size)} file"),
+        "four": (FOUR * args.four_size, f"four: {FOUR} readers of {human(args.four_size)} at once"),
+    }
+    where = {"local": "embedded default (local store)", "S3": "SeaweedFS"}
+    bars: list[Bar] = []
+    for (case, side, tool), row in bench.rows.items():
+        if case not in cases:
+            continue
+        size, what = cases[case]
+        bar = Bar(f"{what}, {where.get(side, side)}", CHART_TOOLS.get(tool, tool), score=tool.startswith("score"))
+        bar.rates = [size / s.wall / 1e6 for s in row.samples]
+        if row.samples:
+            bar.cpu = (row.median("cpu"), row.median("store_cpu"), row.median("server_cpu"))
+        else:
+            bar.note = _failed(row, 3)[2]
+        bars.append(bar)
+    return bars
+
+
+def draw_chart(bench: MountBench, source: str) -> None:
+    """The chart of this run (``--chart``): seq and four throughput and CPU split per tool."""
+    args = bench.args
+    runs = f"{args.runs} run{'s' if args.runs > 1 else ''} per tool"
+    cache = "page cache dropped before every read" if _dropped and all(_dropped) else "page cache NOT dropped"
+    write_chart(
+        chart_path(args.chart, f"mount-{slug(human(args.size))}.png"),
+        "mount: score-client mount vs score-client download vs rclone mount",
+        f"{runs}; fresh mount, {cache}; {os.cpu_count()} CPUs, tools, SeaweedFS and score-server on one machine"
+        f"\nsource: {source}",
+        chart_bars(bench),
+        cpu_label="CPU-s during the step (local store: score-server's)",
+        cpu_parts=("mount or client", "SeaweedFS", "score-server"),
+    )
+
+
 def _x(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}x"
 
@@ -1222,6 +1271,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (data, stores, logs)")
     parser.add_argument("--quick", action="store_true", help="small sizes (unless given), one run: a smoke test")
+    add_chart_option(parser, "mount-<size>.png")
     args = parser.parse_args(argv)
     chosen = QUICK if args.quick else DEFAULTS
     for name, value in chosen.items():
@@ -1325,6 +1375,7 @@ def _run(args: argparse.Namespace, work: Path, store: SeaweedS3, keep: Callable[
         "\nstore MiB: what the tool read from the store (score-client mount's count at unmount; rclone's core/stats)."
         "\nSeaweedFS / score-server CPU: their user+sys during the step (psutil); local: the server is the store."
     )
+    draw_chart(bench, source + (" (WARNING: src/ changed during the run)" if race.drift else ""))
     if race.drift:
         print(
             f"\nWARNING: src/ changed during the run: {len(race.drift)} score-client step(s) ran code other than"

@@ -48,6 +48,7 @@ for _path in (BENCH_DIR, REPO_ROOT):  # transfer.py's helpers; the tests' Seawee
 import psutil  # noqa: E402 - transfer.py exits with a clear message when psutil is missing
 from tests.services.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedS3  # noqa: E402
 
+from chart import Bar, add_chart_option, chart_path, slug, write_chart  # noqa: E402
 from transfer import (  # noqa: E402
     RSS_METHOD,
     Api,
@@ -66,6 +67,7 @@ from transfer import (  # noqa: E402
     make_random_file,
     parse_size,
     run_measured,
+    source_state,
 )
 
 ADMIN_SCOPES = "score.WRITE score.READ song.WRITE"
@@ -690,6 +692,46 @@ def _why_missing(
     return "n/a"
 
 
+def chart_bars(results: Sequence[tuple[int, dict[tuple[str, str], Row], Row]], pending: bool) -> list[Bar]:
+    """The report's rows as chart bars: MB/s per run, and the CPU split per GiB moved (as in "where the CPU
+    goes"), grouped by direction (and size, when there are several)."""
+    bars: list[Bar] = []
+    for size, rows, _ in results:
+        gib = size / GiB
+        prefix = f"{human(size)} " if len(results) > 1 else ""
+        for (tool, direction), row in rows.items():
+            score = tool.startswith("score")
+            bar = Bar(f"{prefix}{direction}", tool, row.rates(size), score=score)
+            if row.samples:
+                bar.cpu = (row.median("cpu") / gib, row.median("store_cpu") / gib, row.median("server_cpu") / gib)
+            else:
+                bar.note = "pending (no S3 backend)" if pending and score else "FAILED" if row.failed else "not run"
+            bars.append(bar)
+    return bars
+
+
+def draw_chart(
+    args: argparse.Namespace,
+    results: Sequence[tuple[int, dict[tuple[str, str], Row], Row]],
+    pending: bool,
+    source: str,
+    tools: Sequence[str],
+) -> None:
+    """The chart of this run (``--chart``): throughput and CPU split per tool and direction."""
+    sizes = [size for size, _, _ in results]
+    refs = [md5ref.median("cpu") / (size / GiB) for size, _, md5ref in results if md5ref.samples]
+    runs = f"{args.runs} run{'s' if args.runs > 1 else ''} per tool and direction"
+    write_chart(
+        chart_path(args.chart, f"race-{slug(*map(human, sizes))}.png"),
+        f"race: {' vs '.join(tools)}, {' and '.join(map(human, sizes))} random file",
+        f"{runs}; part size {human(args.part_size)}; {os.cpu_count()} CPUs, tools, SeaweedFS and score-server on"
+        f" one machine (127.0.0.1)\nsource: {source}",
+        chart_bars(results, pending),
+        cpu_label="CPU-s per GiB moved",
+        cpu_reference=("MD5 pass (md5sum)", statistics.median(refs)) if refs else None,
+    )
+
+
 # -- main ---------------------------------------------------------------------------------------------
 
 
@@ -722,6 +764,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peer-defaults", action="store_true", help="run the peers with their own part sizes")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temp dir goes [system temp]")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (files, store data, logs)")
+    add_chart_option(parser, "race-<sizes>.png")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -854,6 +897,7 @@ def open_race(
 def _run(args: argparse.Namespace, work: Path, store: SeaweedS3, keep: Callable[[Race], None]) -> int:
     """The race proper; ``main`` owns the cleanup of whatever ``keep`` was handed."""
     say(f"work dir {work}")
+    source = source_state()
     tools: list[str] = args.tools
     peers = find_peers(tools)
     race = open_race(args, work, store, peers, keep)
@@ -930,7 +974,7 @@ def _run(args: argparse.Namespace, work: Path, store: SeaweedS3, keep: Callable[
     print(
         f"\nscore speed race on one fresh SeaweedFS ({args.runs} run(s), medians; MB = 1e6 bytes; all on 127.0.0.1;"
         f" {os.cpu_count()} CPUs)\nscore-server part size {human(args.part_size)}; peers' part size {peer_parts};"
-        f" parts at once: {parallel} (score-client default 4)"
+        f" parts at once: {parallel} (score-client default 4)\nsource: {source}"
     )
     for tool in tools:
         if tool in peers:
@@ -947,6 +991,7 @@ def _run(args: argparse.Namespace, work: Path, store: SeaweedS3, keep: Callable[
         "\nthe previous step's writeback out of it. Client, store and server share the CPUs: other load on the"
         "\nmachine shows as wide min-max ranges."
     )
+    draw_chart(args, results, pending, source, [label(t) for t in order])
     if failures:
         say("\nFAILED tools:\n  " + "\n  ".join(f.split("\n")[0] for f in failures))
         return 2

@@ -65,6 +65,7 @@ _UNITS = {
     "gib": GiB,
     "tib": 1024**4,
 }
+REPO_ROOT = Path(__file__).resolve().parent.parent
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -155,6 +156,31 @@ def check_md5(path: Path, expected: str, what: str) -> None:
     actual = md5_file(path)
     if actual != expected:
         raise Md5Mismatch(f"{what}: {path} hashes to {actual}, expected {expected}")
+
+
+def source_state() -> str:
+    """The code measured: the commit, and a digest of any uncommitted change under src/.
+
+    Baselines must say what they measured, and the client is an editable install run afresh at every step,
+    so an edit under src/ during a long run changes what the later steps measure (score-server keeps the code
+    it started with). bundle.py's ``Bundle.measured`` compares this before every score-client step with the
+    run's start; race.py, bundle.py and mount.py print it under their header and in their chart's subtitle.
+    """
+    root = str(REPO_ROOT)
+    git = ["git", "-C", root]
+    with suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
+        diff = subprocess.run([*git, "diff", "HEAD", "--", "src"], capture_output=True, timeout=60).stdout
+        untracked = subprocess.run(
+            [*git, "ls-files", "--others", "--exclude-standard", "-z", "--", "src"], capture_output=True, timeout=60
+        ).stdout
+        digest = hashlib.sha1(diff)  # noqa: S324 - a fingerprint, not security
+        for name in filter(None, untracked.split(b"\0")):
+            with suppress(OSError):
+                digest.update(name + (REPO_ROOT / name.decode()).read_bytes())
+        head = commit.stdout.strip() or "?"
+        return f"{head} + uncommitted changes under src/ ({digest.hexdigest()[:8]})" if diff or untracked else head
+    return "?"
 
 
 # -- measuring child processes ---------------------------------------------------------------------
