@@ -19,6 +19,11 @@ from tests.services.process import free_port
 
 BIN = Path(sys.executable).parent
 SMALL_PART = 64 * 1024  # tests use small parts so that a few hundred KiB make many parts
+# The header line of Song's 11-column download manifest (Score skips it; the tests write it as Song does).
+DOWNLOAD_MANIFEST_HEADER = "\t".join([
+    "repo_code", "file_id", "object_id", "file_format", "file_name", "file_size",
+    "md5_sum", "index_object_id", "donor_id", "project_id", "study",
+])  # fmt: skip
 
 
 def md5_of(path: Path) -> str:

@@ -175,8 +175,9 @@ def test_overwrite_cancel_status_recovery_exists(deployment: Deployment, tmp_pat
     assert api.get(f"/upload/{oid}").json() is True
     refused = api.post(f"/upload/{oid}/uploads", params={"fileSize": size})
     assert refused.status_code == 409 and "already exists" in refused.json()["message"]
-    again = client.run("upload", "--file", str(source), "--object-id", oid)
-    assert again.returncode == 1 and "--force" in again.stderr
+    again = client.run("upload", "--file", str(source), "--object-id", oid)  # the same bytes: skipped (issue 14)
+    assert again.returncode == 0 and "already uploaded, with the same size and MD5" in again.stderr, again.stderr
+    assert "1 skipped" in again.stderr
     assert client.run("upload", "--file", str(source), "--object-id", oid, "--force").returncode == 0
 
 

@@ -24,26 +24,12 @@ import httpx
 import pytest
 
 from score.crashpoints import ENV
-from tests.conftest import SMALL_PART, Client, Registry, ScoreServer, make_file, md5_of
+from tests.conftest import DOWNLOAD_MANIFEST_HEADER, SMALL_PART, Client, Registry, ScoreServer, make_file, md5_of
 
 pytestmark = pytest.mark.e2e
 
 STUDY = "FIRSTHOUR"
-HEADER = "\t".join(
-    [
-        "repo_code",
-        "file_id",
-        "object_id",
-        "file_format",
-        "file_name",
-        "file_size",
-        "md5_sum",
-        "index_object_id",
-        "donor_id",
-        "project_id",
-        "study",
-    ]
-)
+HEADER = DOWNLOAD_MANIFEST_HEADER
 
 
 @dataclass

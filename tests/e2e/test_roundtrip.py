@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import SMALL_PART, Client, Registry, ScoreServer, make_file, md5_of
+from tests.conftest import DOWNLOAD_MANIFEST_HEADER, SMALL_PART, Client, Registry, ScoreServer, make_file, md5_of
 
 STUDY = "ABC123"
 
@@ -70,21 +70,7 @@ def test_download_by_object_ids_and_by_manifest(registry: Registry, client: Clie
     for f in files:
         assert md5_of(out / object_ids[f.name]) == md5_of(f)
 
-    header = "\t".join(
-        [
-            "repo_code",
-            "file_id",
-            "object_id",
-            "file_format",
-            "file_name",
-            "file_size",
-            "md5_sum",
-            "index_object_id",
-            "donor_id",
-            "project_id",
-            "study",
-        ]
-    )
+    header = DOWNLOAD_MANIFEST_HEADER
     rows = [
         f"local\tFI{i}\t{object_ids[f.name]}\tBAM\t{f.name}\t{f.stat().st_size}\t{md5_of(f)}\t\tDO1\tP\t{STUDY}"
         for i, f in enumerate(files)
