@@ -26,7 +26,7 @@ from score.server.audit import AuditLog
 from score.server.auth.builtin import BuiltinIssuer
 from score.server.errors import install_error_handlers
 from score.server.metadata.base import PUBLISHED, SUPPRESSED, UNPUBLISHED, StoredObject
-from score.server.metadata.registry import Registry, object_id_for
+from score.server.metadata.registry import Registry, object_id_for, song_id
 from score.server.settings import ScopeConfig
 
 MD5_A = "0cc175b9c0f1b6a831c399e269772661"
@@ -274,7 +274,8 @@ def test_submit_and_read_analysis(srv: Server) -> None:
     assert analysis["studyId"] == "S1"
     assert analysis["analysisState"] == UNPUBLISHED
     assert analysis["analysisType"] == {"name": "sequencingRead"}
-    assert analysis["samples"] == body["samples"]
+    # Song adds the sampleId it derives from (studyId, submitterSampleId); the rest is as submitted.
+    assert analysis["samples"] == [{**body["samples"][0], "sampleId": song_id("S1", "SA1")}]
     assert analysis["experiment"] == {"platform": "ILLUMINA"}
     assert analysis["createdAt"] and analysis["updatedAt"]
     assert analysis["analysisStateHistory"] == []

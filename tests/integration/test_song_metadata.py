@@ -89,37 +89,21 @@ def test_analysis_state_follows_publish(song_server: ScoreServer, song_registry:
         assert song.analysis_state("S1", analysis_id) == PUBLISHED
 
 
-def test_cache_answers_without_song_until_ttl_expires(
+def test_state_and_access_are_never_served_from_the_cache(
     song_server: ScoreServer, song_registry: Registry, tmp_path: Path
 ) -> None:
+    """Only an object's study/analysis ids are cached: with Song gone, access and state cannot be decided."""
     analysis_id, oids, _ = _submit(song_registry, tmp_path)
     oid = oids["a.bam"]
-    long_lived = SongMetadata(f"{song_server.url}/song", cache_ttl=60, retries=0, timeout=2)
-    short_lived = SongMetadata(f"{song_server.url}/song", cache_ttl=1, retries=0, timeout=2)
-    first = long_lived.entity(oid)
-    assert first is not None
-    assert long_lived.analysis_state("S1", analysis_id) == UNPUBLISHED
-    assert short_lived.entity(oid) == first
-    song_server.stop()  # from here on, any request to Song fails
-
-    assert long_lived.entity(oid) == first
-    assert long_lived.analysis_state("S1", analysis_id) == UNPUBLISHED
-    time.sleep(1.2)
-    with pytest.raises(MetadataUnavailable, match="unreachable"):
-        short_lived.entity(oid)
-    long_lived.close()
-    short_lived.close()
-
-
-def test_entity_lookup_fills_the_analysis_cache(
-    song_server: ScoreServer, song_registry: Registry, tmp_path: Path
-) -> None:
-    """A download-spec asks for the entity then its analysis state: one round trip each, not more."""
-    analysis_id, oids, _ = _submit(song_registry, tmp_path)
     with SongMetadata(f"{song_server.url}/song", cache_ttl=60, retries=0, timeout=2) as song:
-        assert song.entity(oids["a.bam"]) is not None
-        song_server.stop()
+        first = song.entity(oid)
+        assert first is not None
         assert song.analysis_state("S1", analysis_id) == UNPUBLISHED
+        song_server.stop()  # from here on, any request to Song fails
+        with pytest.raises(MetadataUnavailable, match="unreachable"):
+            song.entity(oid)
+        with pytest.raises(MetadataUnavailable, match="unreachable"):
+            song.analysis_state("S1", analysis_id)
 
 
 def test_song_down_is_unavailable_after_retries(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -28,6 +30,17 @@ class Seen:
 Handler = Callable[[Seen], tuple[int, Any]]
 
 
+def _form(content_type: str, raw: bytes) -> dict[str, str]:
+    """The fields of a urlencoded or multipart/form-data body (the original Score posts API keys as the latter)."""
+    if not content_type.startswith("multipart/form-data"):
+        return {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    return {
+        str(part.get_param("name", header="content-disposition")): part.get_payload(decode=True).decode()
+        for part in message.iter_parts()
+    }
+
+
 class JsonServer:
     def __init__(self, routes: dict[str, Handler]) -> None:
         self.routes = routes
@@ -37,9 +50,9 @@ class JsonServer:
         class _Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
-                form = {k: v[0] for k, v in parse_qs(body).items()}
+                raw = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                form = _form(headers.get("content-type", ""), raw)
                 seen = Seen(self.command, self.path.split("?")[0], headers, form)
                 server.requests.append(seen)
                 handler = server.routes.get(seen.path)

@@ -102,6 +102,14 @@ class IntrospectionConfig(BaseModel):
     client_secret: SecretStr
     token_field: str = "token"  # noqa: S105 - field name. The original's tokenName: apiToken (Score), apiKey (Keycloak plugin)
     cache_ttl: float = Field(10.0, ge=0, description="Seconds an answer is reused; revocation shows within this")
+    body: Literal["form", "multipart"] = Field(
+        "form",
+        description=(
+            "How the key is posted: 'form' (application/x-www-form-urlencoded, RFC 7662) or 'multipart' "
+            "(multipart/form-data, what the original Score server sent; for endpoints such as Ego's that "
+            "only read multipart)"
+        ),
+    )
 
 
 class AuthConfig(BaseModel):
@@ -141,7 +149,12 @@ class ServerSettings(BaseSettings):
         None, description="Root URL of a remote Song server (Score's metadata.url); unset = the embedded registry"
     )
     metadata_cache_ttl: float = Field(
-        30.0, ge=0, description="Seconds a remote Song answer is reused (0 = ask every time)"
+        30.0,
+        ge=0,
+        description=(
+            "Seconds an object's study and analysis ids from a remote Song are reused (0 = ask every time); "
+            "analysis state and file access are asked afresh for every request"
+        ),
     )
     storage: Literal["local", "s3", "azure", "gcs"] = "local"
     s3: S3Config = S3Config()

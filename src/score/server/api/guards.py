@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from fastapi import Request
 
 from score.core.ids import is_safe_id
@@ -9,7 +11,9 @@ from score.server.api.deps import audited_principal, enforce, get_context
 from score.server.auth.policy import Action, decide
 from score.server.auth.principal import Principal
 from score.server.errors import BadRequest, NotFound, Unavailable
-from score.server.metadata.base import UNPUBLISHED, Entity, MetadataUnavailable
+from score.server.metadata.base import UNPUBLISHED, DecisionMemo, Entity, MetadataUnavailable, decision_scope
+
+_MEMO_LOCK = threading.Lock()
 
 
 def valid_object_id(object_id: str) -> str:
@@ -18,9 +22,20 @@ def valid_object_id(object_id: str) -> str:
     return object_id
 
 
+def request_memo(request: Request) -> DecisionMemo:
+    """This request's shared metadata answers: access and state are asked afresh once per request, not per
+    check, and a batch's objects (checked on several threads, one Request) share their analysis' answer."""
+    with _MEMO_LOCK:
+        memo = getattr(request.state, "metadata_memo", None)
+        if memo is None:
+            memo = request.state.metadata_memo = DecisionMemo()
+        return memo
+
+
 def registered_entity(request: Request, object_id: str) -> Entity:
     try:
-        entity = get_context(request).metadata.entity(object_id)
+        with decision_scope(request_memo(request)):
+            entity = get_context(request).metadata.entity(object_id)
     except MetadataUnavailable as exc:
         raise Unavailable(f"the metadata server is unavailable ({exc}); try again shortly") from exc
     if entity is None:
@@ -32,7 +47,8 @@ def registered_entity(request: Request, object_id: str) -> Entity:
 
 def analysis_state(request: Request, entity: Entity) -> str:
     try:
-        state = get_context(request).metadata.analysis_state(entity.projectCode, entity.gnosId)
+        with decision_scope(request_memo(request)):
+            state = get_context(request).metadata.analysis_state(entity.projectCode, entity.gnosId)
     except MetadataUnavailable as exc:
         raise Unavailable(f"the metadata server is unavailable ({exc}); try again shortly") from exc
     if state is None:

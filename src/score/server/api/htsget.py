@@ -18,7 +18,7 @@ from score import __version__
 from score.genomics import UNPLACED, Region
 from score.server.api.bodies import InvalidJson, parse_json
 from score.server.api.deps import get_context
-from score.server.api.guards import analysis_state, authorize_object
+from score.server.api.guards import analysis_state, authorize_object, request_memo
 from score.server.api.openapi import (
     DOWNLOAD_SCOPES,
     HTSGET_MEDIA_TYPE,
@@ -30,7 +30,7 @@ from score.server.api.openapi import (
 )
 from score.server.auth.policy import Action
 from score.server.errors import ApiError
-from score.server.metadata.base import PUBLISHED, MetadataUnavailable
+from score.server.metadata.base import PUBLISHED, MetadataUnavailable, decision_scope
 from score.server.services.htsget import READS_FORMATS, VARIANTS_FORMATS, HtsgetError
 
 MEDIA_TYPE = HTSGET_MEDIA_TYPE
@@ -215,7 +215,8 @@ def _ticket(
             f"object {object_id} is in analysis {entity.gnosId}, which is {state}: only published files are served",
         )
     try:
-        siblings = context.metadata.sibling_files(entity)
+        with decision_scope(request_memo(request)):  # the analysis answer the state check just fetched
+            siblings = context.metadata.sibling_files(entity)
     except MetadataUnavailable as exc:
         raise HtsgetError(
             "ServiceUnavailable", 503, f"the metadata server is unavailable ({exc}); try again shortly"

@@ -55,5 +55,6 @@ def build_verifier(auth: AuthConfig, data_dir: Path) -> TokenVerifier:
             token_field=config.token_field,
             cache_ttl=config.cache_ttl,
             timeout=auth.timeout,
+            body=config.body,
         )
     return TokenRouter(verifiers, introspection)

@@ -1,14 +1,22 @@
 """Opaque API keys checked by RFC 7662 token introspection (and the legacy Ego/Score answer shape).
 
 The original sent UUID-shaped tokens to ``auth.server.url``; here any bearer value that is not a JWT
-goes there. Answers are cached per key for a short TTL (never past the key's own expiry), so revoking a
-key takes effect within ``cache_ttl`` seconds. Keys are never logged: only their fingerprint.
+goes there. The original posts the key as ``multipart/form-data``; RFC 7662 servers want
+``application/x-www-form-urlencoded`` (the default here), so ``body`` picks either, for Ego-style
+endpoints that only read multipart.
+
+Any 4xx from the endpoint, 401/403 included, refuses the key with a 401 as the original does: a 503
+would make the Java client retry ten times for a key that stays refused. Only a real outage (the
+endpoint unreachable, a 5xx, an answer that is not JSON) is a 503.
+
+Answers are cached per key for a short TTL (never past the key's own expiry), so revoking a key takes
+effect within ``cache_ttl`` seconds. Keys are never logged: only their fingerprint.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -16,6 +24,7 @@ from score.server.auth.principal import InvalidToken, Principal, ProviderUnavail
 from score.server.ttl_cache import TtlCache
 
 REFUSED = "the API key is not active (unknown, expired or revoked); create a new one"
+IntrospectionBody = Literal["form", "multipart"]
 
 
 class IntrospectionVerifier(TokenVerifier):
@@ -27,8 +36,10 @@ class IntrospectionVerifier(TokenVerifier):
         token_field: str = "token",  # noqa: S107 - a form field name, not a secret
         cache_ttl: float = 10.0,
         timeout: float = 5.0,
+        body: IntrospectionBody = "form",
     ) -> None:
         self._url = url
+        self._body = body
         self._auth = (client_id, client_secret)
         self._token_field = token_field
         self._timeout = timeout
@@ -52,15 +63,24 @@ class IntrospectionVerifier(TokenVerifier):
         return principal
 
     def _ask(self, token: str) -> dict[str, Any]:
+        if self._body == "multipart":
+            # httpx only sends multipart when ``files`` is given: a file-less part named like the field
+            # is a plain form field on the wire (``Content-Disposition: form-data; name="apiToken"``).
+            payload: dict[str, Any] = {"files": {self._token_field: (None, token)}}
+        else:
+            payload = {"data": {self._token_field: token}}
         try:
-            response = httpx.post(self._url, auth=self._auth, data={self._token_field: token}, timeout=self._timeout)
+            response = httpx.post(self._url, auth=self._auth, timeout=self._timeout, **payload)
         except httpx.HTTPError as exc:
             raise ProviderUnavailable(
                 f"cannot reach the token introspection endpoint {self._url} ({exc.__class__.__name__})"
             ) from exc
         if response.status_code in (401, 403):
-            raise ProviderUnavailable(
-                f"the introspection endpoint {self._url} refused Score's client credentials ({response.status_code})"
+            # Ego answers 401 for an unknown key, so this cannot tell a refused key from refused client
+            # credentials: say both (the server log has the status), and refuse like the original.
+            raise InvalidToken(
+                f"the API key was refused by the introspection endpoint ({response.status_code}): it is unknown, "
+                "expired or revoked, or Score's introspection client credentials are wrong"
             )
         if 400 <= response.status_code < 500:
             raise InvalidToken(REFUSED)

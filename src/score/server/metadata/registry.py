@@ -4,8 +4,9 @@ It lets a laptop or a small site run Score without a separate Song deployment, w
 questions Score asks Song (``MetadataSource``) and backing a Song-compatible REST subset
 (``score.server.api.song``). Behaviour follows Song where Song is explicit:
 
-* analysis ids are random UUIDs; file object ids are name-based UUIDs over ``analysisId:fileName``,
-  like Song's local id service, so a re-derived id always matches;
+* analysis ids are random UUIDs; file object ids and sample/specimen/donor ids are Song's local id
+  service's name-based UUIDs (``song_id``), so a payload gets the same ids here as in Song and data can
+  move between the two;
 * new analyses are ``UNPUBLISHED``; publishing checks that every file is stored in Score with the
   registered size and MD5 (Song's ``MISSING_STORAGE_OBJECTS`` / ``MISMATCHING_STORAGE_OBJECT_*``);
 * ``SUPPRESSED`` is final: such an analysis can be neither published nor unpublished again.
@@ -42,8 +43,9 @@ from score.server.metadata.base import (
 
 ANALYSIS_STATES = (PUBLISHED, UNPUBLISHED, SUPPRESSED)
 ACCESS_LEVELS = ("open", "controlled")
-# Fixed namespace for object ids: changing it would change every derived object id.
-OBJECT_ID_NAMESPACE = uuid.UUID("5d6b5a0e-4c0f-5b6e-9a56-53636f726531")
+# Song's id namespace (SONG ``IdConfig.java``: ``NAMESPACE_UUID``, the RFC 4122 OID namespace). Every
+# derived id depends on it, so it must stay equal to Song's for ids to migrate between Song and here.
+SONG_ID_NAMESPACE = uuid.UUID("6ba7b812-9dad-11d1-80b4-00c04fd430c8")
 # Fields the registry owns in the analysis JSON; a payload cannot set them.
 RESERVED_ANALYSIS_FIELDS = frozenset(
     {
@@ -153,6 +155,10 @@ MISSING_STORAGE_OBJECTS = SongErrorCode("MISSING_STORAGE_OBJECTS", 409)
 MISMATCHING_STORAGE_OBJECT_SIZES = SongErrorCode("MISMATCHING_STORAGE_OBJECT_SIZES", 409)
 MISMATCHING_STORAGE_OBJECT_CHECKSUMS = SongErrorCode("MISMATCHING_STORAGE_OBJECT_CHECKSUMS", 409)
 SERVICE_UNAVAILABLE = SongErrorCode("SERVICE_UNAVAILABLE", 503)
+# Song answers these with 500; a payload carrying a wrong id is the client's error, so 400 here.
+DONOR_ID_IS_CORRUPTED = SongErrorCode("DONOR_ID_IS_CORRUPTED", 400)
+SPECIMEN_ID_IS_CORRUPTED = SongErrorCode("SPECIMEN_ID_IS_CORRUPTED", 400)
+SAMPLE_ID_IS_CORRUPTED = SongErrorCode("SAMPLE_ID_IS_CORRUPTED", 400)
 INSUFFICIENT_STORAGE = SongErrorCode("INSUFFICIENT_STORAGE", 507)  # not Song's: its database is elsewhere
 
 
@@ -242,9 +248,73 @@ class _Submission:
 # Pure helpers
 
 
+def song_id(*keys: str) -> str:
+    """Song's local id derivation, reproduced exactly so ids agree with a Song server's.
+
+    SONG ``LocalIdService.generateId`` joins the business keys with ``":"`` (Guava ``Joiner.on(":")``)
+    and feeds the string to ``IdConfig.createNameBasedGenerator()``: JUG's
+    ``Generators.nameBasedGenerator(NAMESPACE_UUID, MessageDigest.getInstance("SHA-1"))``, which hashes
+    namespace bytes + UTF-8 name with SHA-1 and stamps version 5, i.e. RFC 4122 UUIDv5 as
+    ``uuid.uuid5`` computes it (not Java's ``UUID.nameUUIDFromBytes``, which is MD5/v3).
+    """
+    return str(uuid.uuid5(SONG_ID_NAMESPACE, ":".join(keys)))
+
+
 def object_id_for(analysis_id: str, file_name: str) -> str:
-    """The object id of a file: deterministic, so Song, Score and clients can re-derive it."""
-    return str(uuid.uuid5(OBJECT_ID_NAMESPACE, f"{analysis_id}:{file_name}"))
+    """The object id of a file: Song's ``getFileId(analysisId, fileName)``, so Song and clients re-derive it."""
+    return song_id(analysis_id, file_name)
+
+
+def _assign_id(entity: dict[str, Any], field: str, derived: str, code: SongErrorCode) -> None:
+    """Set a derived id, refusing a different one in the payload as Song does (``*_ID_IS_CORRUPTED``)."""
+    given = entity.get(field)
+    if given not in (None, "") and given != derived:
+        raise RegistryError(
+            code,
+            f"The input {field} '{given}' is corrupted because it does not match the derived {field} "
+            f"'{derived}': omit {field} from the payload or send the derived value",
+        )
+    entity[field] = derived
+
+
+def _with_sample_ids(study_id: str, samples: Any) -> Any:
+    """Give each sample, specimen and donor Song's ids (``getSampleId/getSpecimenId/getDonorId``).
+
+    Song keys them by ``studyId`` and the submitter id (``SampleService.createSampleId``,
+    ``SpecimenService.createSpecimenId``, ``DonorService.createDonorId``) and links them
+    (``sample.specimenId``, ``specimen.donorId``), so an analysis read from here looks like one read from
+    Song. Entries without the submitter ids are left as submitted: the registry does not validate
+    Song's sample schema.
+    """
+    if not isinstance(samples, list):
+        return samples
+    out: list[Any] = []
+    for raw in samples:
+        if not isinstance(raw, Mapping):
+            out.append(raw)
+            continue
+        sample = dict(raw)
+        specimen = dict(sample["specimen"]) if isinstance(sample.get("specimen"), Mapping) else None
+        donor = dict(sample["donor"]) if isinstance(sample.get("donor"), Mapping) else None
+        donor_id = None
+        if donor is not None and isinstance(donor.get("submitterDonorId"), str):
+            donor_id = song_id(study_id, donor["submitterDonorId"])
+            _assign_id(donor, "donorId", donor_id, DONOR_ID_IS_CORRUPTED)
+            donor["studyId"] = study_id
+            sample["donor"] = donor
+        specimen_id = None
+        if specimen is not None and isinstance(specimen.get("submitterSpecimenId"), str):
+            specimen_id = song_id(study_id, specimen["submitterSpecimenId"])
+            _assign_id(specimen, "specimenId", specimen_id, SPECIMEN_ID_IS_CORRUPTED)
+            if donor_id is not None:
+                _assign_id(specimen, "donorId", donor_id, DONOR_ID_IS_CORRUPTED)
+            sample["specimen"] = specimen
+        if isinstance(sample.get("submitterSampleId"), str):
+            _assign_id(sample, "sampleId", song_id(study_id, sample["submitterSampleId"]), SAMPLE_ID_IS_CORRUPTED)
+            if specimen_id is not None:
+                _assign_id(sample, "specimenId", specimen_id, SPECIMEN_ID_IS_CORRUPTED)
+        out.append(sample)
+    return out
 
 
 def _now() -> str:
@@ -385,6 +455,8 @@ def parse_submission(study_id: str, payload: Any) -> _Submission:
     _check_payload_study(study_id, payload)
     files = _parse_files(payload.get("files"))
     data = {k: v for k, v in payload.items() if k not in RESERVED_ANALYSIS_FIELDS}
+    if "samples" in data:
+        data["samples"] = _with_sample_ids(study_id, data["samples"])
     return _Submission(analysis_type=analysis_type, files=files, data=data)
 
 

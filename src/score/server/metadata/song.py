@@ -8,10 +8,14 @@ does, with three deliberate additions:
   upload against Song's file record instead of trusting the client alone;
 * transient failures (connection errors, timeouts, 5xx) are retried a few times with a short back-off,
   while 4xx answers are final: retrying a refusal only delays it;
-* answers are cached for a short TTL, so one download-spec request (authoriser + service + state check)
-  costs at most one Song round trip per resource. The price is staleness: a state change in Song (e.g. a
-  publish) is seen up to ``cache_ttl`` seconds late. Misses (404) are not cached, so a file registered
-  just after a failed lookup is found on the next call.
+* only what cannot change is cached: which study and analysis an object id belongs to (registered at
+  submit; an object never moves). The analysis state and the file's access, size and MD5 can change
+  (unpublish, suppress, access or file update), so every access or state decision asks Song afresh, as
+  the Java server does: a cached PUBLISHED after an unpublish broke publish-then-download scripts.
+  The load stays bounded by sharing one analysis answer among all checks of one API request (see
+  ``DecisionMemo``: a batch of many objects of one analysis asks for it once) and among concurrent
+  identical requests (``SingleFlight``). Misses (404) are not cached, so a file registered just after a
+  failed lookup is found on the next call.
 
 No Authorization header is sent: Song's reads are public, and Score never forwards a caller's token.
 Every failure becomes ``MetadataUnavailable`` (the API answers 503, which clients retry).
@@ -27,7 +31,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from score.core.ids import is_safe_id
-from score.server.metadata.base import Entity, MetadataUnavailable
+from score.server.metadata.base import Entity, MetadataUnavailable, SingleFlight, current_decision_memo
 from score.server.ttl_cache import TtlCache
 
 _BACKOFF_SECONDS = 0.2  # first retry delay; doubles per attempt, capped below
@@ -62,10 +66,12 @@ class SongMetadata:
         cache_ttl: float = 30.0,
         max_cache_entries: int = 10_000,
     ) -> None:
+        """``cache_ttl`` bounds how long an object's study and analysis ids are kept (never state or access)."""
         self.base_url = base_url.rstrip("/")
         self.retries = max(retries, 0)
         self._shown_url = _redact(self.base_url)
-        self._cache = TtlCache(cache_ttl, max_cache_entries)
+        self._identities = TtlCache(cache_ttl, max_cache_entries)
+        self._flights = SingleFlight()
         self._http = httpx.Client(timeout=timeout, headers={"Accept": "application/json"}, follow_redirects=False)
 
     def close(self) -> None:
@@ -80,25 +86,32 @@ class SongMetadata:
     # ---- MetadataSource ---------------------------------------------------------------------------
 
     def entity(self, object_id: str) -> Entity | None:
-        """The file entity, with Song's registered size and MD5 when the analysis lists the file."""
+        """The file entity with its current access, size and MD5 (from the analysis, asked afresh)."""
         if not is_safe_id(object_id):
             return None
-        cached = self._cache.get(("entity", object_id))
-        if cached is not None:
-            return cached
-        body = self._get_json(f"/entities/{quote(object_id)}", missing=(404,))
-        if body is None:
-            return None
-        entity = self._parse_entity(object_id, body)
-        analysis = self._analysis(entity.projectCode, entity.gnosId)
+        identity = self._identities.get(object_id)
+        fresh = identity is None
+        if identity is None:
+            identity = self._flights.run(("entity", object_id), lambda: self._fetch_entity(object_id))
+            if identity is None:
+                return None
+            self._identities.put(object_id, identity)
+        analysis = self._analysis(identity.projectCode, identity.gnosId)
         record = analysis.files.get(object_id) if analysis else None
-        if record is not None:  # the legacy entity has no size or MD5: take Song's file record's
-            entity = replace(entity, fileSize=record.fileSize, fileMd5sum=record.fileMd5sum)
-        self._cache.put(("entity", object_id), entity)
-        return entity
+        if record is not None and record.access:  # Song's file record: the current access, size and MD5
+            return replace(identity, access=record.access, fileSize=record.fileSize, fileMd5sum=record.fileMd5sum)
+        if fresh:
+            return identity
+        # The analysis does not list the file (or its access): only the legacy entity can tell the access now.
+        current = self._flights.run(("entity", object_id), lambda: self._fetch_entity(object_id))
+        if current is None:
+            return None
+        if record is not None:
+            current = replace(current, fileSize=record.fileSize, fileMd5sum=record.fileMd5sum)
+        return current
 
     def sibling_files(self, entity: Entity) -> list[Entity]:
-        """The analysis' files from Song's analysis JSON (one cached call, as for the size/MD5 check)."""
+        """The analysis' files from Song's analysis JSON (shared with the request's other checks)."""
         analysis = self._analysis(entity.projectCode, entity.gnosId)
         return list(analysis.files.values()) if analysis else []
 
@@ -116,13 +129,23 @@ class SongMetadata:
 
     # ---- internals --------------------------------------------------------------------------------
 
+    def _fetch_entity(self, object_id: str) -> Entity | None:
+        body = self._get_json(f"/entities/{quote(object_id)}", missing=(404,))
+        return None if body is None else self._parse_entity(object_id, body)
+
     def _analysis(self, study_id: str, analysis_id: str) -> _Analysis | None:
+        """The analysis as Song has it now: shared within one request (the memo) and among concurrent callers."""
         if not (is_safe_id(study_id) and is_safe_id(analysis_id)):
             return None
         key = ("analysis", study_id, analysis_id)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+
+        def fetch() -> _Analysis | None:
+            return self._flights.run(key, lambda: self._fetch_analysis(study_id, analysis_id))
+
+        memo = current_decision_memo()
+        return fetch() if memo is None else memo.get_or_compute((id(self), key), fetch)
+
+    def _fetch_analysis(self, study_id: str, analysis_id: str) -> _Analysis | None:
         body = self._get_json(f"/studies/{quote(study_id)}/analysis/{quote(analysis_id)}", missing=(400, 404))
         if body is None:
             return None
@@ -142,9 +165,10 @@ class SongMetadata:
                     fileSize=size if isinstance(size, int) and not isinstance(size, bool) else None,
                     fileMd5sum=md5 if isinstance(md5, str) else None,
                 )
-        analysis = _Analysis(state=state if isinstance(state, str) else None, files=files)
-        self._cache.put(key, analysis)
-        return analysis
+        for object_id, record in files.items():  # an object's study and analysis never change: remember them
+            if record.fileName and is_safe_id(object_id) and self._identities.get(object_id) is None:
+                self._identities.put(object_id, record)
+        return _Analysis(state=state if isinstance(state, str) else None, files=files)
 
     def _parse_entity(self, object_id: str, body: dict[str, Any]) -> Entity:
         bad = [name for name in _ENTITY_FIELDS if not isinstance(body.get(name), str)]

@@ -11,7 +11,8 @@ Layout (Score-compatible, so a bucket written by the Java server is read as is):
 Nothing lives in process memory, so any number of replicas can serve one store. Fixes over the
 original: zero-byte objects, overwrite refused with 409, the whole-object MD5 the client computed is
 checked against the declared one (and the registry's) before anything becomes visible, a superseded
-upload is aborted rather than leaked, and ``status`` marks completed parts so resume skips them.
+upload is aborted rather than leaked, and ``status`` marks completed parts so resume skips them (they
+still get a URL: see ``_with_upload_urls``).
 
 Finalize is a sequence whose every prefix is recoverable (the crash points name its steps). Up to the
 ``committed`` document it only reads and checks, so a crash leaves an upload in progress (resumed, or
@@ -283,22 +284,25 @@ class UploadService:
         completed: dict[int, CompletedPart],
         stored: dict[int, str] | None = None,
     ) -> ObjectSpecification:
-        """Fresh URLs for the parts not completed. A part the store already holds but nobody recorded
-        (the client died between its PUT and the record call) gets its stored MD5 as ``sourceMd5`` with
-        ``md5`` left null: a client whose own part hashes the same records it instead of sending it again
-        (the Java client, which only skips parts with ``md5``, sends it again, which is harmless)."""
+        """Fresh URLs for every part, completed ones too. A part the store already holds but nobody
+        recorded (the client died between its PUT and the record call) gets its stored MD5 as
+        ``sourceMd5`` with ``md5`` left null: a client whose own part hashes the same records it instead of
+        sending it again (the Java client, which only skips parts with ``md5``, sends it again, which is
+        harmless).
+
+        Completed parts get a URL as on the Java server: when the Java client's resume finds a completed
+        part's MD5 differs from its file, it sends the part again with ``part.getUrl()`` and, with null,
+        fails after its ten retries. Our client skips parts by ``md5`` and never looks at their URL."""
         ttl = self._settings.upload_url_ttl
         held = stored or {}
         parts = []
         for part in spec.parts:
             done = completed.get(part.partNumber)
-            url = None
-            if done is None:
-                url = guard(
-                    lambda p=part: self._store.sign_upload_part(
-                        spec.objectKey, spec.uploadId or "", p.partNumber, p.offset, p.partSize, ttl
-                    )
+            url = guard(
+                lambda p=part: self._store.sign_upload_part(
+                    spec.objectKey, spec.uploadId or "", p.partNumber, p.offset, p.partSize, ttl
                 )
+            )
             parts.append(
                 part.model_copy(
                     update={
