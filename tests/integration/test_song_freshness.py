@@ -201,3 +201,24 @@ def test_one_request_asks_song_for_the_analysis_once(song: FakeSong, remote: Sco
     single = httpx.post(f"{remote.url}/upload/{ids['f0.bin']}/uploads", params={"fileSize": 100}, headers=auth)
     assert single.status_code == 200, single.text
     assert song.hits == Counter({"analysis": 1})  # access and state checks of one request share one answer
+
+
+def test_an_empty_file_is_refused_at_initiate_with_a_remote_song(
+    song: FakeSong, remote: ScoreServer, tmp_path: Path
+) -> None:
+    """Song's publish check rejects objectSize 0 (storageDownloadResponse.json): with a remote Song an empty
+    file is refused when its upload starts, saying why, instead of failing at publish after the upload."""
+    empty = make_file(tmp_path / "in" / "empty.bin", 0)
+    _, ids = song.submit([empty])
+    token = remote.token("score.WRITE score.READ")
+    answer = httpx.post(
+        f"{remote.url}/upload/{ids['empty.bin']}/uploads",
+        params={"fileSize": 0},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert "cannot publish empty files" in answer.json()["message"]
+    assert (
+        httpx.get(f"{remote.url}/upload/{ids['empty.bin']}", headers={"Authorization": f"Bearer {token}"}).json()
+        is False
+    )

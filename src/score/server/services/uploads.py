@@ -212,6 +212,15 @@ class UploadService:
                 f"({entity.fileSize} bytes, file {entity.fileName!r}); upload the registered file or fix "
                 "the registration"
             )
+        if file_size == 0 and self._settings.metadata_url:
+            # Song validates Score's answer to its publish check against storageDownloadResponse.json, which
+            # requires objectSize >= 1: an empty object stored here could never be published there. Said now,
+            # not after the upload (the embedded registry publishes empty files).
+            raise BadRequest(
+                f"object {object_id} is an empty file (0 bytes): the Song server this Score uses cannot publish "
+                "empty files (its publish check requires objectSize of at least 1); register and upload files with "
+                "content, or leave empty files out of the analysis"
+            )
         declared = _check_md5(md5, "md5") if md5 else None
         registered = entity.fileMd5sum.lower() if entity.fileMd5sum else None
         if declared and registered and declared != registered:
