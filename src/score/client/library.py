@@ -170,9 +170,7 @@ class ScoreClient:
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:
         """Close the connections to the servers (the client can no longer be used)."""
-        for service in (self.session._score, self.session._metadata):
-            if service is not None:
-                service.close()
+        self.session.close()
 
     def __enter__(self) -> ScoreClient:
         return self

@@ -35,6 +35,12 @@ from score.core.manifest import (
 INDEX_EXTENSIONS = (".bai", ".crai", ".csi", ".tbi", ".idx")
 
 
+def index_names(file_name: str) -> list[str]:
+    """The names an index of ``file_name`` goes by beside it (``x.bam`` -> ``x.bam.bai`` ...), lower-cased:
+    how ``download``, ``view`` and ``mount`` all find a file's index among its analysis's files."""
+    return [(file_name + ext).lower() for ext in INDEX_EXTENSIONS]
+
+
 class Session:
     """What every command needs: configuration, API clients and the progress display."""
 
@@ -67,6 +73,12 @@ class Session:
         if self._metadata is None:
             self._metadata = MetadataApi(self.config, notify=self.say)
         return self._metadata
+
+    def close(self) -> None:
+        """Close the connections to the servers that were opened."""
+        for service in (self._score, self._metadata):
+            if service is not None:
+                service.close()
 
     def say(self, message: str, board: object = None) -> None:
         """A line on stderr (above the progress bars when a job draws them)."""
@@ -214,7 +226,7 @@ def download_entities(
         chosen = {e.object_id for e in entities}
         siblings: dict[str, list[FileEntity]] = {}
         for entity in list(entities):
-            names = {(entity.file_name + ext).lower() for ext in INDEX_EXTENSIONS}
+            names = set(index_names(entity.file_name))
             if entity.analysis_id not in siblings:
                 siblings[entity.analysis_id] = session.metadata.analysis_entities(entity.analysis_id)
             for sibling in siblings[entity.analysis_id]:

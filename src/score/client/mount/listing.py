@@ -22,7 +22,7 @@ from typing import Any
 
 from score.client.api import token_claims
 from score.client.errors import ClientError, ServerError
-from score.client.session import INDEX_EXTENSIONS, Session, download_manifest_entries
+from score.client.session import Session, download_manifest_entries, index_names
 from score.core.models import ObjectSpecification
 
 log = logging.getLogger("score.mount")
@@ -123,8 +123,8 @@ def _with_index_files(object_ids: tuple[str, ...], registered: dict[str, tuple[d
     for object_id in object_ids:
         if object_id in registered:
             f, a = registered[object_id]
-            for ext in INDEX_EXTENSIONS:
-                index = by_name.get((str(a.get("analysisId")), str(f.get("fileName", "")).lower() + ext))
+            for name in index_names(str(f.get("fileName", ""))):
+                index = by_name.get((str(a.get("analysisId")), name))
                 if index is not None:
                     chosen.setdefault(index)
     return list(chosen)

@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass
 
 from score.client.mount.listing import Listing, MountedFile
+from score.client.session import INDEX_EXTENSIONS, index_names
 
 log = logging.getLogger("score.mount")
-INDEX_EXTENSIONS = (".bai", ".crai", ".csi", ".tbi", ".idx")
 LAYOUTS = ("bundle", "object-id")
 
 
@@ -84,8 +84,8 @@ def _index_pairs(listing: Listing) -> list[tuple[MountedFile, MountedFile]]:
     by_name = {(f.analysis_id, f.file_name.lower()): f for f in listing.files.values()}
     pairs = []
     for f in listing.files.values():
-        for ext in INDEX_EXTENSIONS:
-            index = by_name.get((f.analysis_id, f.file_name.lower() + ext))
+        for name in index_names(f.file_name):
+            index = by_name.get((f.analysis_id, name))
             if index is not None:
                 pairs.append((f, index))
     return pairs
