@@ -415,6 +415,17 @@ def test_signed_ranged_get_binds_the_range(offline: tuple[GcsStore, rsa.RSAPubli
     params = verify_v4(url, "GET", {"Range": "bytes=100-999"}, public_key)
     assert params["X-Goog-SignedHeaders"] == "host;range"
     assert params["X-Goog-Expires"] == "86400"
+    # ``expires`` is for the Java client's resume (tests/contract/test_java_url_expiry.py): signed with the
+    # rest (verify_v4 passed with it in the canonical query), at most the signature's own expiry.
+    signed_at = datetime.strptime(params["X-Goog-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    assert signed_at + 86400 - 2 <= int(params["expires"]) <= signed_at + 86400
+    with pytest.raises(InvalidSignature):
+        verify_v4(
+            url.replace(f"expires={params['expires']}", "expires=9999999999"),
+            "GET",
+            {"Range": "bytes=100-999"},
+            public_key,
+        )
     with pytest.raises(InvalidSignature):
         verify_v4(url, "GET", {"Range": "bytes=0-999"}, public_key)
 

@@ -273,9 +273,15 @@ class GcsStore:
         return {"service_account_email": email, "access_token": self._credentials.token}
 
     def _sign(self, key: str, method: str, expires_in: int, headers: dict[str, str] | None = None) -> str:
+        """A V4 signed URL that also carries, signed, ``expires`` (the expiry in epoch seconds, never later
+        than the signature's): the Java client checks a stored URL's expiry before resuming a download and
+        understands only ``expires`` or ``X-Amz-Date`` + ``X-Amz-Expires`` (S3PresignedUrlValidator.java:
+        44-55); without it, its resume on this backend aborts. GCS keeps unknown signed parameters as part of
+        the canonical query, so the URL is as valid as without it."""
         if expires_in <= 0:
             raise ValueError(f"expires_in must be positive, got {expires_in}")
         ttl = min(expires_in, MAX_SIGNED_TTL)
+        expires_at = int(datetime.now(UTC).timestamp()) + ttl  # before signing: never after the real expiry
         with _mapped("sign a URL"):
             return (
                 self._bucket()
@@ -286,6 +292,7 @@ class GcsStore:
                     method=method,
                     api_access_endpoint=self.signing_endpoint,
                     headers=headers,
+                    query_parameters={"expires": str(expires_at)},
                     **self._signing_args(),
                 )
             )
