@@ -105,7 +105,8 @@ def main(ctx: click.Context, quiet: bool, verbose: bool, config_file: str | None
     "--force",
     is_flag=True,
     help="Replace existing objects, and discard uploads in progress started elsewhere. Without it an object "
-    "that already holds the file is skipped, one holding other content is refused.",
+    "that already holds the file is skipped, one holding other content is refused, and an upload started "
+    "elsewhere is continued (its recorded parts checked against the file; only those that differ are sent).",
 )
 @click.option("--verify-connection", type=BOOL, default=True, show_default=True, help=VERIFY_HELP)
 @pass_session

@@ -54,7 +54,7 @@ from score.client.transfer.parallel import PartTally, UrlBook, transfer_part
 from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
 from score.core import md5 as md5s
 from score.core.ids import WHOLE_PUT_PREFIX
-from score.core.models import ObjectSpecification, Part
+from score.core.models import ObjectSpecification, Part, UploadProgress
 from score.crashpoints import crash_point
 
 log = logging.getLogger("score.client")
@@ -144,6 +144,10 @@ def _exists_refusal(answer: object) -> bool:
     return isinstance(answer, ServerError) and answer.status == 409 and "already exists" in str(answer)
 
 
+def _in_progress_refusal(answer: object) -> bool:
+    return isinstance(answer, ServerError) and answer.status == 409 and "already in progress" in str(answer)
+
+
 class UploadJob:
     def __init__(self, config: ClientConfig, api: ScoreApi, progress: JobProgress | None = None) -> None:
         self._config = config
@@ -162,7 +166,8 @@ class UploadJob:
         An object that already exists is, without ``force``, skipped when it holds the file (its size and
         MD5) and refused, saying to use --force, when it holds something else (``_compare_existing``); with
         ``force`` it is replaced. An upload this client began (its journal beside the file) is resumed,
-        with or without ``force``: ``force`` discards only uploads in progress that are not ours."""
+        with or without ``force``. An upload in progress started elsewhere is continued (``_adopt``) without
+        ``force`` and discarded with it."""
         report = report if report is not None else JobReport()
         files = [f for f in (self._check(item, report) for item in items) if f is not None]
         coordinator: Coordinator | None = None
@@ -261,19 +266,48 @@ class UploadJob:
             elif exc.status != 400:
                 report.add(f.outcome("failed", str(exc), rerun_helps=helped_by_rerun(exc)))
             return None
-        if progress is None or progress.uploadId != journal.get("uploadId"):
-            if not force and progress is not None:
-                report.add(
-                    f.outcome(
-                        "failed",
-                        f"an upload of object {f.key} is already in progress, started "
-                        "elsewhere; use --force to discard it and start over",
-                    )
-                )
-            return None
+        # Started elsewhere (ours was replaced), or taken over by an earlier run: not every record is ours.
+        foreign = progress is not None and (progress.uploadId != journal.get("uploadId") or journal.get("adopted"))
+        if progress is None or (foreign and force):
+            return None  # started again; --force discards what was started elsewhere
+        if foreign:
+            return self._adopt(f, progress)
         log.info("resuming upload %s of %s", progress.uploadId, f.key)
         f.upload_id, f.parts = progress.uploadId, progress.parts
         return f
+
+    def _adopt(self, f: _File, progress: UploadProgress) -> _File:
+        """Continue an upload that another client started (the Java client, another machine), as the Java
+        client continues one: its recorded parts are not taken on trust but become "held" parts, which the
+        sender hashes from this file and records again when they match, or sends again (to the URL the
+        status gave) when they do not. So only the parts that differ move, and finalize verifies the whole."""
+        recorded = sum(1 for p in progress.parts if p.md5)
+        log.info(
+            "continuing upload %s of %s, started elsewhere: %d of %d parts recorded, each checked against this file",
+            progress.uploadId,
+            f.key,
+            recorded,
+            len(progress.parts),
+        )
+        f.upload_id = progress.uploadId
+        f.parts = [p.model_copy(update={"md5": None, "sourceMd5": p.md5 or p.sourceMd5}) for p in progress.parts]
+        journal = {"objectId": f.key, "uploadId": f.upload_id, "file": f.identity, "md5": f.declared, "adopted": True}
+        write_json(f.journal, journal, durable=False)
+        return f
+
+    def _adopt_in_progress(self, f: _File, report: JobReport) -> _File | None:
+        """The upload of ``f`` that initiate found in progress, adopted (``_adopt``); None, with the file's
+        outcome in the report, when it cannot be (it is for another size, or it ended meanwhile)."""
+        try:
+            progress = self._api.status(f.key, f.size)
+        except ServerError as exc:
+            detail = str(exc) if exc.status != 400 else f"{exc}; use --force to discard it and start over"
+            report.add(f.outcome("failed", detail, rerun_helps=exc.status != 400 and helped_by_rerun(exc)))
+            return None
+        if progress is None:
+            report.add(f.outcome("failed", f"the upload in progress of {f.key} ended meanwhile", rerun_helps=True))
+            return None
+        return self._adopt(f, progress)
 
     def _initiate(self, files: list[_File], force: bool, report: JobReport) -> list[_File]:
         if not files:
@@ -294,6 +328,11 @@ class UploadJob:
         started = []
         for f in files:
             answer = answers[f.key]
+            if _in_progress_refusal(answer):  # started elsewhere (only asked without --force): continue it
+                adopted = self._adopt_in_progress(f, report)
+                if adopted is not None:
+                    started.append(adopted)
+                continue
             if isinstance(answer, ServerError):
                 if answer.status in REFUSED_FOR_GOOD:
                     # Whatever a journal here named cannot be resumed (it was checked before initiating).
