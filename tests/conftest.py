@@ -39,7 +39,9 @@ class ScoreServer:
         part_size: int = SMALL_PART,
         extra_env: dict[str, str] | None = None,
         preexec_fn: Callable[[], None] | None = None,  # run in the child before exec, e.g. to set resource limits
+        extra_args: tuple[str, ...] = (),  # more ``serve`` options, e.g. ("--workers", "2")
     ):
+        self.extra_args = extra_args
         self.data_dir = data_dir
         self.preexec_fn = preexec_fn
         self.port = free_port()
@@ -62,6 +64,7 @@ class ScoreServer:
                 str(self.data_dir),
                 "--part-size",
                 str(self.part_size),
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -89,3 +89,4 @@ class ErrorBody(WireModel):
     error: str
     message: str
     path: str
+    requestId: str | None = None  # also in the X-Request-ID header and the server's log lines about it

@@ -25,11 +25,16 @@ from score.server.errors import install_error_handlers
 from score.server.metadata.base import MetadataSource
 from score.server.metadata.registry import Registry
 from score.server.metadata.song import SongMetadata
+from score.server.observability.instrumented import Instrumented
+from score.server.observability.logs import configure_logging
+from score.server.observability.metrics import MetricsMiddleware, UploadsOpen, metrics_endpoint
+from score.server.observability.request_ids import RequestIdMiddleware
 from score.server.services.cleanup import clean_stale_uploads
 from score.server.services.downloads import DownloadService
 from score.server.services.htsget import HtsgetService
 from score.server.services.uploads import UploadService, data_key
 from score.server.settings import ServerSettings
+from score.server.storage.base import ObjectStore
 from score.server.storage.factory import build_store
 
 DESCRIPTION = (
@@ -46,17 +51,19 @@ def build_context(settings: ServerSettings) -> ServerContext:
     os.umask(0o077)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     data_dir.chmod(0o700)
-    store = build_store(settings)
-    store.check_ready(data_key(settings.sentinel))
+    raw_store = build_store(settings)
+    raw_store.check_ready(data_key(settings.sentinel))
+    store: ObjectStore = Instrumented(raw_store, "store")  # type: ignore[assignment]  # same protocol, measured
     uploads = UploadService(store, settings)
-    metadata: MetadataSource = (
+    metadata: MetadataSource = Instrumented(  # type: ignore[assignment]
         SongMetadata(settings.metadata_url, cache_ttl=settings.metadata_cache_ttl)
         if settings.metadata_url
-        else Registry(data_dir / "registry.sqlite", catalog=uploads)
+        else Registry(data_dir / "registry.sqlite", catalog=uploads),
+        "song" if settings.metadata_url else "registry",
     )
     return ServerContext(
         settings=settings,
-        store=store,
+        store=raw_store,
         metadata=metadata,
         verifier=build_verifier(settings.auth, data_dir),
         uploads=uploads,
@@ -64,6 +71,11 @@ def build_context(settings: ServerSettings) -> ServerContext:
         audit=AuditLog(data_dir / "logs" / "audit.log", settings.trusted_proxies),
         htsget=HtsgetService(store, settings),
     )
+
+
+def _uploads_open(store: ObjectStore) -> int:
+    """Uploads in progress: one state document (``upload/<id>_<uploadId>/.meta``) each."""
+    return sum(1 for head in store.list("upload/") if head.key.endswith("/.meta"))
 
 
 def build_app(settings: ServerSettings) -> FastAPI:
@@ -89,6 +101,11 @@ def build_app(settings: ServerSettings) -> FastAPI:
             "/batch/": batch.MAX_BODY,
         },
     )
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line below it, and the answer, carry the id
+    if settings.metrics:
+        endpoint = metrics_endpoint(UploadsOpen(lambda: _uploads_open(context.store)))
+        app.add_api_route("/metrics", endpoint, methods=["GET"], include_in_schema=False)
     for router in (upload.router, download.router, batch.router, listing.router, health.router, htsget.router):
         app.include_router(router)
     if not settings.metadata_url:  # the embedded registry's Song API; a remote Song serves its own
@@ -116,16 +133,5 @@ async def _sweep_stale_uploads(context: ServerContext) -> None:
 def create_app() -> FastAPI:
     """Factory for uvicorn: settings come from ``SCORE_*`` environment variables and the config file."""
     settings = ServerSettings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return build_app(settings)
-
-
-def configure_logging(level: str) -> None:
-    """Score's own loggers (audit, store access) write plain lines to stderr; tokens never reach them."""
-    logger = logging.getLogger("score")
-    logger.setLevel(level.upper())
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False

@@ -16,6 +16,8 @@ from pathlib import Path
 from fastapi import Request
 
 from score.server.auth.principal import Principal
+from score.server.observability.metrics import DECISIONS
+from score.server.observability.request_ids import current_request_id
 
 _log = logging.getLogger("score.audit")
 
@@ -75,9 +77,11 @@ class AuditLog:
                 "reason": reason,
                 "client": client,
                 "userAgent": request.headers.get("user-agent", "unknown"),
+                "requestId": current_request_id(),
             },
             separators=(",", ":"),
         )
+        DECISIONS.labels(action, "allow" if allowed else "deny").inc()
         _log.info(line)
         if self._path is not None:
             try:

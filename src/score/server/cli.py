@@ -96,6 +96,8 @@ def serve(
         err=True,
     )
     recorded = _record_instance(settings.base_url, settings.data_dir)
+    if workers > 1:
+        _share_metrics(settings.data_dir)
     try:
         uvicorn.run(
             "score.server.app:create_app",
@@ -107,11 +109,25 @@ def serve(
             access_log=False,  # uvicorn's access log would print signed URLs' query strings
             http="score.server.http_protocol:ScoreHttpProtocol",  # timeouts and connection limit, see that module
             timeout_keep_alive=settings.keep_alive_timeout,  # seconds between requests (a float works)
+            timeout_graceful_shutdown=settings.shutdown_timeout,  # SIGTERM: refuse new, finish these, then cut
             proxy_headers=False,
         )
     finally:
         if recorded:
             _forget_instance()
+
+
+def _share_metrics(data_dir: Path) -> None:
+    """Workers keep their metrics in files of one fresh folder, so that ``/metrics`` from any worker sums them
+    all (prometheus-client's multiprocess mode; the variable must be set before the workers start)."""
+    import shutil
+
+    from score.server.observability.metrics import MULTIPROCESS_ENV
+
+    folder = data_dir / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)  # a previous run's counts are not this run's
+    folder.mkdir(mode=0o700, parents=True)
+    os.environ[MULTIPROCESS_ENV] = str(folder.resolve())
 
 
 def _record_instance(url: str, data_dir: Path) -> bool:

@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from score.core.models import ErrorBody
+from score.server.observability.request_ids import current_request_id
 
 _log = logging.getLogger("score.server")
 
@@ -71,6 +72,7 @@ def error_response(status: int, message: str, path: str, headers: dict[str, str]
         error=HTTPStatus(status).phrase,
         message=message,
         path=path,
+        requestId=current_request_id(),
     )
     return JSONResponse(body.to_wire(), status_code=status, headers=headers)
 

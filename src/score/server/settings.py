@@ -214,6 +214,20 @@ class ServerSettings(BaseSettings):
     scopes: ScopeConfig = ScopeConfig()
     auth: AuthConfig = AuthConfig()
     log_level: str = "info"
+    log_format: Literal["plain", "json"] = Field(
+        "plain", description="Server log lines as plain text, or one JSON object per line (for a log pipeline)"
+    )
+    metrics: bool = Field(
+        True,
+        description="Serve Prometheus metrics at /metrics (open, like the health endpoints: counts and latencies by "
+        "route, never ids or tokens); false to leave it out",
+    )
+    shutdown_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds SIGTERM waits for requests in flight to finish (new connections are refused at once) "
+        "before the remaining ones are cut",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

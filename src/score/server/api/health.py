@@ -54,9 +54,26 @@ _DOWN = {"model": HealthReport, "description": "Not serving: details say which p
 
 
 @router.get(
+    "/actuator/health/liveness",
+    response_model=HealthReport,
+    summary="UP while the process answers at all (restart it when this fails)",
+)
+def liveness() -> JSONResponse:
+    """Liveness asks nothing of the store or the registry: an outage of either is no reason to restart the
+    server (it would not fix them), only to take it out of the balancer, which is what readiness is for."""
+    return JSONResponse({"status": "UP", "details": {}})
+
+
+@router.get(
     "/actuator/health",
     response_model=HealthReport,
     summary="UP when the store, its disk and the registry can serve",
+    responses={503: _DOWN},
+)
+@router.get(
+    "/actuator/health/readiness",
+    response_model=HealthReport,
+    summary="Readiness for a load balancer: the same checks as /actuator/health",
     responses={503: _DOWN},
 )
 @router.get("/health", include_in_schema=False)

@@ -285,7 +285,14 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 def _score_error(code: int) -> dict[str, Any]:
     """An ``ErrorBody`` example; ``path`` is made the operation's own by ``_complete_operation``."""
     phrase = HTTPStatus(code).phrase
-    return {"timestamp": _EXAMPLE_TIME, "status": code, "error": phrase, "message": _SCORE_MESSAGES[code], "path": "/"}
+    return {
+        "timestamp": _EXAMPLE_TIME,
+        "status": code,
+        "error": phrase,
+        "message": _SCORE_MESSAGES[code],
+        "path": "/",
+        "requestId": "5d41402abc4b2a76b9719d911017c592",
+    }
 
 
 def _song_error(code: int) -> dict[str, Any]:

@@ -43,7 +43,7 @@ class IntrospectionVerifier(TokenVerifier):
         self._auth = (client_id, client_secret)
         self._token_field = token_field
         self._timeout = timeout
-        self._cache = TtlCache(cache_ttl, max_entries=10_000)
+        self._cache = TtlCache(cache_ttl, max_entries=10_000, name="introspection")
 
     def verify(self, token: str) -> Principal:
         key = token_fingerprint(token)

@@ -22,7 +22,7 @@ class KeycloakPermissions:
         self._token_url = token_url
         self._client_id = client_id
         self._timeout = timeout
-        self._cache = TtlCache(cache_ttl, max_entries=10_000)
+        self._cache = TtlCache(cache_ttl, max_entries=10_000, name="keycloak_permissions")
 
     def scopes(self, token: str, claims: dict[str, Any]) -> frozenset[str]:
         key = token_fingerprint(token)

@@ -12,7 +12,9 @@ from typing import Protocol
 
 import jwt
 
-from score.server.auth.principal import InvalidToken, Principal, TokenVerifier
+from score.server.auth.builtin import BuiltinIssuer
+from score.server.auth.principal import InvalidToken, Principal, ProviderUnavailable, TokenVerifier
+from score.server.observability.metrics import TOKEN_CHECKS
 
 
 class IssuerVerifier(Protocol):
@@ -42,10 +44,26 @@ class TokenRouter(TokenVerifier):
         issuer = unverified_issuer(token)
         if issuer is None:
             if self._introspection is None:
+                TOKEN_CHECKS.labels("none", "invalid").inc()
                 raise InvalidToken("the access token is not a JWT, and this server has no API-key introspection set up")
-            return self._introspection.verify(token)
+            return _counted(self._introspection, "introspection", token)
         verifier = self._by_issuer.get(issuer)
         if verifier is None:
+            TOKEN_CHECKS.labels("none", "invalid").inc()
             shown = repr(issuer[:100]) if issuer else "no issuer"
             raise InvalidToken(f"the access token was issued by {shown}, which this server does not trust")
-        return verifier.verify(token)
+        return _counted(verifier, "builtin" if isinstance(verifier, BuiltinIssuer) else "jwt", token)
+
+
+def _counted(verifier: IssuerVerifier | TokenVerifier, provider: str, token: str) -> Principal:
+    """``verifier.verify(token)``, counted by provider and outcome (ok, invalid, unavailable)."""
+    try:
+        principal = verifier.verify(token)
+    except InvalidToken:
+        TOKEN_CHECKS.labels(provider, "invalid").inc()
+        raise
+    except ProviderUnavailable:
+        TOKEN_CHECKS.labels(provider, "unavailable").inc()
+        raise
+    TOKEN_CHECKS.labels(provider, "ok").inc()
+    return principal

@@ -70,7 +70,7 @@ class SongMetadata:
         self.base_url = base_url.rstrip("/")
         self.retries = max(retries, 0)
         self._shown_url = _redact(self.base_url)
-        self._identities = TtlCache(cache_ttl, max_cache_entries)
+        self._identities = TtlCache(cache_ttl, max_cache_entries, name="song_identities")
         self._flights = SingleFlight()
         self._http = httpx.Client(timeout=timeout, headers={"Accept": "application/json"}, follow_redirects=False)
 

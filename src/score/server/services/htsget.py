@@ -71,7 +71,7 @@ class HtsgetService:
     def __init__(self, store: ObjectStore, settings: ServerSettings, cache_entries: int = 32) -> None:
         self._store = store
         self._settings = settings
-        self._prepared = TtlCache(ttl=3600.0, max_entries=cache_entries)
+        self._prepared = TtlCache(ttl=3600.0, max_entries=cache_entries, name="htsget_prepared")
 
     def ticket(
         self, entity: Entity, siblings: list[Entity], fmt: str, regions: list[Region] | None, header_only: bool
