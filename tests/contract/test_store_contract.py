@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import BIN, Client, Registry, ScoreServer, make_file, md5_of
-from tests.contract.conftest import Deployment
+from tests.contract.conftest import Deployment, start_part_upload
 from tests.genomics_data import make_bam_and_cram
 from tests.services.proxy import ProxyEvent
 
@@ -162,7 +162,7 @@ def test_overwrite_cancel_status_recovery_exists(deployment: Deployment, tmp_pat
     oid = ids["o.bin"]
     api = httpx.Client(base_url=server.url, headers=auth)
     assert api.get(f"/upload/{oid}/status", params={"fileSize": size}).status_code == 404
-    spec = api.post(f"/upload/{oid}/uploads", params={"fileSize": size}).json()
+    spec = start_part_upload(deployment, server.url, auth, oid, size)
     assert [p["partNumber"] for p in spec["parts"]] == [1, 2]
     assert api.post(f"/upload/{oid}/recovery", params={"fileSize": size}).status_code == 200
     assert api.post(f"/upload/{oid}/recovery", params={"fileSize": size + 1}).status_code == 400
@@ -209,7 +209,7 @@ def test_replicas_share_all_state(deployment: Deployment, tmp_path: Path) -> Non
     analysis_id, ids = registry.submit(STUDY, [source])
     oid = ids["s.bin"]
     data = source.read_bytes()
-    spec = httpx.post(f"{first.url}/upload/{oid}/uploads", params={"fileSize": len(data)}, headers=auth).json()
+    spec = start_part_upload(deployment, first.url, auth, oid, len(data))
     for part in spec["parts"]:
         body = data[part["offset"] : part["offset"] + part["partSize"]]
         put = httpx.put(part["url"], content=body, headers={"Content-Type": "application/octet-stream"})
@@ -318,7 +318,7 @@ def test_a_part_replayed_after_it_was_recorded_never_becomes_the_object(deployme
     analysis_id, ids = registry.submit(STUDY, [source])
     oid = ids["r.bin"]
     api = httpx.Client(base_url=server.url, headers=auth, timeout=60)
-    spec = api.post(f"/upload/{oid}/uploads", params={"fileSize": len(data)}).json()
+    spec = start_part_upload(deployment, server.url, auth, oid, len(data))
 
     def send(part: dict, body: bytes) -> httpx.Response:
         headers = {"Content-Type": "application/octet-stream", "Content-MD5": _b64md5(body)}
@@ -380,9 +380,7 @@ def test_the_sweep_aborts_a_store_upload_that_no_state_refers_to(deployment: Dep
     dying = ScoreServer(deployment.server.data_dir, part_size=deployment.part_size, extra_env=env).start()
     try:
         with contextlib.suppress(httpx.TransportError):
-            httpx.post(
-                f"{dying.url}/upload/{ids['o.bin']}/uploads", params={"fileSize": source.stat().st_size}, headers=auth
-            )
+            start_part_upload(deployment, dying.url, auth, ids["o.bin"], source.stat().st_size)
         assert dying.process is not None and dying.process.wait(10) == -signal.SIGKILL
     finally:
         dying.stop()

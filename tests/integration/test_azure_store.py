@@ -344,6 +344,32 @@ def test_unreachable_store_is_unavailable_not_missing(azurite: Azurite) -> None:
     assert dead.sign_read(OBJECT_KEY, 0, 1, 60).startswith(dead.endpoint)  # signing is offline
 
 
+# -- the Java client's blob uploads and the Java server's root blobs (issue 15, items 1-2) ---------------
+
+
+def test_a_blob_upload_sas_writes_its_blob_whole_and_nothing_else(store: AzureStore) -> None:
+    url = store.sign_blob_upload(OBJECT_KEY, 600)
+    body = b"the whole file, in one Put Blob"
+    headers = {**OCTETS, "x-ms-blob-type": "BlockBlob", "x-ms-blob-content-md5": md5_b64(body)}
+    assert httpx.put(url, content=body, headers=headers).status_code == 201
+    head = store.head(OBJECT_KEY)
+    assert head is not None and (head.size, head.md5) == (len(body), md5_hex(body))
+    assert httpx.get(url).status_code == 403  # write and create only
+    assert httpx.delete(url).status_code == 403
+
+
+def test_the_java_servers_root_blobs_are_listed_apart(store: AzureStore) -> None:
+    java_id = "5b3a1c2e-7d4f-4e8a-9b6c-0d1e2f3a4b5c"
+    store.write_document(java_id, b"written by the Java server")
+    store.write_document("heliograph", b"its sentinel")
+    store.write_document(OBJECT_KEY, b"ours")
+    store.write_document(MARKER_KEY, b"")
+    assert store.legacy_object_key(java_id) == java_id
+    assert sorted(h.key for h in store.list_legacy_objects()) == [java_id, "heliograph"]  # data/, upload/ not walked
+    [java] = [h for h in store.list_legacy_objects() if h.key == java_id]
+    assert java.size == len(b"written by the Java server")
+
+
 # -- end to end: real server and client on Azure Blob ---------------------------------------------
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from score.core.ids import is_uuid
 from score.core.models import ObjectInfo
 from score.server.api.deps import authorize, get_context
 from score.server.api.openapi import ANY_SCOPE, EXAMPLE_OBJECT_ID, json_examples, score_errors, token_required
 from score.server.auth.policy import Action
-from score.server.services.uploads import DATA_DIR, guard
+from score.server.storage.base import SignsBlobUploads
 
 router = APIRouter(tags=["listing"])
 _LISTED = [{"id": EXAMPLE_OBJECT_ID, "lastModified": 1748856600000, "size": 31457280}]
@@ -28,14 +27,12 @@ _LISTED = [{"id": EXAMPLE_OBJECT_ID, "lastModified": 1748856600000, "size": 3145
 )
 def listing(request: Request) -> Response:
     authorize(request, Action.LIST)
-    store = get_context(request).store
-    # As Score does: every UUID-named blob under data/. A blob exists only once its upload was verified
-    # and completed (in-progress parts live elsewhere), and blobs written by other tools are listed too.
+    # As Score does: every UUID-named blob under data/ (blobs written by other tools too), and the objects
+    # the Java server left in legacy places (Azure: the container root). An object is listed only once its
+    # upload was verified (in-progress parts live elsewhere; a blob upload's blob is checked first).
     infos = [
-        ObjectInfo(id=name, lastModified=h.last_modified_ms, size=h.size).to_wire()
-        for h in guard(lambda: list(store.list(f"{DATA_DIR}/")))
-        for name in [h.key[len(DATA_DIR) + 1 :]]
-        if is_uuid(name)
+        ObjectInfo(id=h.key, lastModified=h.last_modified_ms, size=h.size).to_wire()
+        for h in get_context(request).uploads.listing()
     ]
     return JSONResponse(infos)
 
@@ -48,6 +45,7 @@ def listing(request: Request) -> Response:
     openapi_extra=token_required(ANY_SCOPE),
 )
 def profile(request: Request) -> str:
-    """``s3`` for every backend that takes part PUTs with ETags (local included), ``az`` for Azure."""
+    """``s3`` for every backend that takes part PUTs with ETags (local included), ``az`` where the store signs
+    blob uploads (Azure): the Java client then writes the whole blob with the Azure SDK."""
     authorize(request, Action.LIST, doing="reading the upload profile")
-    return "az" if get_context(request).store.name == "azure" else "s3"
+    return "az" if isinstance(get_context(request).store, SignsBlobUploads) else "s3"

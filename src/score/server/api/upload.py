@@ -26,6 +26,12 @@ MD5_SCHEMA = {"pattern": MD5_PATTERN}
     "/{object_id}/uploads",
     response_model=ObjectSpecification,
     summary="Initiate a multipart upload",
+    description=(
+        "On Azure, as the Java server answers there: one part covering the file, whose URL is a blob SAS the "
+        "client's Azure SDK writes the whole blob with (no part records, no finalize). The object becomes "
+        "visible once its blob has the declared size and the expected MD5. Clients that want parallel parts "
+        "on every store use POST /batch/upload/initiate."
+    ),
     responses={
         200: {"content": json_examples(two_parts=UPLOAD_SPEC_EXAMPLE)},
         **score_errors(400, 401, 403, 404, 409, 503, 507),
@@ -43,7 +49,8 @@ def initiate(
 ) -> Response:
     _, entity = authorize_object(request, Action.UPLOAD, object_id, audit=True)
     require_state(request, entity, UNPUBLISHED)
-    spec = get_context(request).uploads.initiate(object_id, fileSize, md5, overwrite, entity)
+    # The Java client's call: on a store that signs blob uploads (Azure) it writes the whole blob itself.
+    spec = get_context(request).uploads.initiate(object_id, fileSize, md5, overwrite, entity, blob=True)
     return JSONResponse(spec.to_wire())
 
 

@@ -8,6 +8,8 @@ leave (reference §3.4 aborted only old uploads):
   would have made it;
 * an upload whose ``.meta`` object already names it (finalize died while deleting the state) loses its
   state;
+* a blob upload (the Java client's, on Azure) whose blob checks out is made visible, as the first request
+  about the object would;
 * an upload in progress with no activity for ``older_than_s`` (neither started nor a part recorded since)
   is aborted, in the store and in the state;
 * state keys without a state document (markers written after their upload was discarded) and store
@@ -131,6 +133,8 @@ def _sweep_folder(
         uploads.finish_committed(*ids, spec)
         report.finished.append(ids)
         log.info("finished committed upload %s of object %s", *reversed(ids))
+    elif (check := uploads.settle_blob_upload(*ids)) is not None and check.final is not None:
+        report.finished.append(ids)  # a blob upload whose blob checks out: visible now
     elif folder.newest_ms <= cutoff_ms:  # no part recorded for that long either: abandoned
         uploads.discard(*ids)
         report.aborted.append(ids)

@@ -9,9 +9,9 @@ keeps the ``sourceMd5`` it was uploaded with and can be verified.
 from __future__ import annotations
 
 from score.core.models import ObjectSpecification, Part
-from score.core.parts import calculate_parts, slice_parts
-from score.server.errors import BadRequest, NotFound
-from score.server.services.uploads import data_key, guard, meta_key, read_spec
+from score.core.parts import slice_parts
+from score.server.errors import BadRequest
+from score.server.services.uploads import UploadService, data_key, guard
 from score.server.settings import ServerSettings
 from score.server.storage.base import ObjectStore
 
@@ -20,26 +20,11 @@ class DownloadService:
     def __init__(self, store: ObjectStore, settings: ServerSettings) -> None:
         self._store = store
         self._settings = settings
+        self._objects = UploadService(store, settings)  # what exists is the upload service's judgement
 
     def stored_spec(self, object_id: str) -> ObjectSpecification:
-        """The object's permanent specification; synthesised from the blob for objects without ``.meta``."""
-        spec = guard(lambda: read_spec(self._store, meta_key(object_id)))
-        if spec is not None:
-            return spec
-        head = guard(lambda: self._store.head(data_key(object_id)))
-        if head is None:
-            raise NotFound(
-                f"object {object_id} is registered but has not been uploaded (or its upload was not "
-                "finalized); upload it first"
-            )
-        return ObjectSpecification(
-            objectKey=data_key(object_id),
-            objectId=object_id,
-            uploadId=object_id,
-            parts=calculate_parts(0, head.size, self._settings.part_size, self._settings.min_part_size),
-            objectSize=head.size,
-            objectMd5=head.md5,
-        )
+        """The object's permanent specification (``UploadService.stored_spec``): 404 with the reason when none."""
+        return self._objects.stored_spec(object_id)
 
     def specification(
         self, object_id: str, offset: int, length: int, external: bool, exclude_urls: bool

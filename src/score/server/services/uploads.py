@@ -30,11 +30,25 @@ and ETag) before writing ``.meta``. A crash leaves at most verified bytes withou
 next upload overwrites with the same bytes or adopts. A one-part file costs the store 5 requests instead
 of 15 (existence check, PUT, HEAD, ``.meta``); an upload of the object in progress elsewhere is left
 alone (it can only end with the same bytes), so none is listed.
+
+Blob uploads (the Java client on a store that ``SignsBlobUploads``, i.e. Azure): the single-object initiate
+answers as the Java server does, one part covering the file whose URL lets the client's own SDK write
+``data/{id}`` whole; the uploadId (``blob-<hex>``) is recorded like any other upload, but no part is ever
+recorded and no finalize comes. The first request that asks about the object (exists, Song's publish
+check, a download specification, the listing, the sweep) checks the blob: the declared size and the
+expected MD5 (the blob's Content-MD5, or the blob hashed once when it has none) make it visible, by writing
+the ``.meta`` a finalize writes and removing the upload's state; anything else keeps it invisible, and the
+answer says why. Overwriting withdraws the old object at initiate, since the blob is written in place.
+
+Buckets written by the Java server (``HoldsLegacyObjects``: Azure keeps ``{id}`` in the container root) are
+read as they are when an object has nothing under ``data/``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +56,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from score.core import md5 as md5s
-from score.core.ids import WHOLE_PUT_PREFIX, is_upload_id
+from score.core.ids import WHOLE_PUT_PREFIX, is_upload_id, is_uuid
 from score.core.models import CompletedPart, ObjectSpecification, Part, UploadProgress
 from score.core.parts import calculate_parts
 from score.crashpoints import crash_point
@@ -50,8 +64,11 @@ from score.server.errors import ApiError, BadRequest, Conflict, NotFound, Unavai
 from score.server.metadata.base import Entity, StoredObject
 from score.server.settings import ServerSettings
 from score.server.storage.base import (
+    HoldsLegacyObjects,
     InvalidKey,
+    ObjectHead,
     ObjectStore,
+    SignsBlobUploads,
     SignsWholePuts,
     StoreFull,
     StoreUnavailable,
@@ -64,7 +81,15 @@ UPLOAD_DIR = "upload"
 MARKER_PREFIX = "part-"
 COMMITTED = "committed"
 STATE_DELETE_PARALLEL = 16  # store deletes in flight when an upload's state is removed
+BLOB_UPLOAD_PREFIX = "blob-"  # uploadIds of blob uploads (module docstring)
+HASHED = "hashed"  # a blob upload's state: the MD5 the server computed of a blob without Content-MD5
+HASH_CHUNK = 8 * 1024 * 1024  # bytes read at a time when a blob is hashed: bounded memory
 T = TypeVar("T")
+log = logging.getLogger("score.uploads")
+
+
+def is_blob_upload(upload_id: str | None) -> bool:
+    return bool(upload_id) and str(upload_id).startswith(BLOB_UPLOAD_PREFIX)
 
 
 def data_key(object_id: str) -> str:
@@ -133,6 +158,16 @@ class _Commit:
         return cls(md5.lower() if md5 else None, {p.partNumber: p for p in parts})
 
 
+@dataclass(frozen=True)
+class BlobCheck:
+    """What a blob upload's blob turned out to be: the object's ``.meta`` once verified and made visible, else
+    why it is not visible (``problem``: not written yet, or the wrong size or MD5)."""
+
+    upload_id: str
+    final: ObjectSpecification | None
+    problem: str | None = None
+
+
 class InsufficientStorage(ApiError):
     status = 507
 
@@ -162,17 +197,207 @@ class UploadService:
 
     # -- what exists ---------------------------------------------------------------------------
     def exists(self, object_id: str) -> bool:
-        """True iff the object was finalized (its ``.meta`` is present), as Score judges it."""
-        return guard(lambda: self._store.head(meta_key(object_id)) is not None)
+        """True iff the object was finalized (its ``.meta`` is present), as Score judges it; a blob upload whose
+        blob checks out is made visible now; an object the Java server left in the container root exists too
+        (as that server judged: the blob exists)."""
+        if guard(lambda: self._store.head(meta_key(object_id))) is not None:
+            return True
+        check = self.settle_blob_upload(object_id)
+        if check is not None:
+            return check.final is not None
+        return self._legacy_head(object_id) is not None
 
     def stored_object(self, object_id: str) -> StoredObject | None:
-        """Size and MD5 as Song's publish check sees them; blobs without ``.meta`` (uploaded by other
-        tools) answer from the store's own metadata, as the download endpoint does."""
+        """Size and MD5 as Song's publish check sees them (``stored_spec``), None when there is no object."""
+        try:
+            spec = self.stored_spec(object_id)
+        except NotFound:
+            return None
+        return StoredObject(object_id=object_id, size=spec.objectSize, md5=spec.objectMd5)
+
+    def stored_spec(self, object_id: str) -> ObjectSpecification:
+        """The object's permanent specification: its ``.meta``; a blob upload's, once its blob checks out (a 404
+        saying why while it does not); synthesised from the blob for objects without ``.meta`` (written by other
+        tools under ``data/``, or by the Java server in a legacy place), with the store's own MD5 if any."""
         spec = guard(lambda: read_spec(self._store, meta_key(object_id)))
         if spec is not None:
-            return StoredObject(object_id=object_id, size=spec.objectSize, md5=spec.objectMd5)
+            return spec
+        check = self.settle_blob_upload(object_id)
+        if check is not None:
+            if check.final is None:
+                raise NotFound(check.problem or f"object {object_id} is being uploaded")
+            return check.final
+        head = guard(lambda: self._store.head(data_key(object_id))) or self._legacy_head(object_id)
+        if head is None:
+            raise NotFound(
+                f"object {object_id} is registered but has not been uploaded (or its upload was not "
+                "finalized); upload it first"
+            )
+        return self._synthesised(object_id, head)
+
+    def _synthesised(self, object_id: str, head: ObjectHead) -> ObjectSpecification:
+        """The specification of a blob without ``.meta``: the server's parts over it, the store's MD5 if any."""
+        minimum = self._settings.min_part_size
+        return ObjectSpecification(
+            objectKey=head.key,
+            objectId=object_id,
+            uploadId=object_id,
+            parts=calculate_parts(0, head.size, max(self._settings.part_size, minimum), minimum),
+            objectSize=head.size,
+            objectMd5=head.md5,
+        )
+
+    def _legacy_head(self, object_id: str) -> ObjectHead | None:
+        """The object where the Java server of this backend kept it, if the store has such a place."""
+        if not isinstance(self._store, HoldsLegacyObjects):
+            return None
+        store = self._store
+        try:
+            key = store.legacy_object_key(object_id)
+        except ValueError:
+            return None
+        return guard(lambda: store.head(key))
+
+    def listing(self) -> list[ObjectHead]:
+        """Every visible object once (``ObjectHead.key`` is its id): UUID-named blobs under ``data/`` (a blob
+        upload's only once its blob checks out), then the Java server's legacy ones not shadowed by those."""
+        heads = guard(lambda: list(self._store.list(f"{DATA_DIR}/")))
+        names = {h.key[len(DATA_DIR) + 1 :] for h in heads}
+        found: dict[str, ObjectHead] = {}
+        for head in heads:
+            name = head.key[len(DATA_DIR) + 1 :]
+            if not is_uuid(name):
+                continue
+            if f"{name}.meta" not in names and not self._blob_visible(name):
+                continue  # a blob upload not (or not rightly) written: not an object yet
+            found[name] = ObjectHead(name, head.size, head.last_modified_ms, head.md5)
+        if isinstance(self._store, HoldsLegacyObjects):
+            store = self._store
+            for head in guard(lambda: list(store.list_legacy_objects())):
+                if is_uuid(head.key) and head.key not in found:
+                    found[head.key] = head
+        return list(found.values())
+
+    # -- blob uploads (module docstring) -------------------------------------------------------
+    def _blob_visible(self, object_id: str) -> bool:
+        """False while the object's blob upload has not (or not rightly) written its blob; True otherwise."""
+        check = self.settle_blob_upload(object_id)
+        return check is None or check.final is not None
+
+    def _blob_upload_id(self, object_id: str) -> str | None:
+        prefix = f"{UPLOAD_DIR}/{object_id}_{BLOB_UPLOAD_PREFIX}"
+        for head in guard(lambda: list(self._store.list(prefix))):
+            upload_id, _, name = head.key[len(UPLOAD_DIR) + len(object_id) + 2 :].partition("/")
+            if name == ".meta":
+                return upload_id
+        return None
+
+    def settle_blob_upload(
+        self, object_id: str, upload_id: str | None = None, expected: str | None = None
+    ) -> BlobCheck | None:
+        """Check the blob of the object's blob upload (None when there is none) and make it visible when it
+        holds the declared size and the expected MD5 (``expected``, else the one recorded at initiate: the
+        registered MD5, or the md5 the client gave): ``.meta`` as a finalize writes it, then the state goes."""
+        if not isinstance(self._store, SignsBlobUploads):
+            return None  # no store upload of this kind: nothing to look up
+        upload_id = upload_id or self._blob_upload_id(object_id)
+        if upload_id is None or not is_blob_upload(upload_id):
+            return None
+        state = guard(lambda: read_spec(self._store, upload_state_prefix(object_id, upload_id) + ".meta"))
+        if state is None:  # made visible (or cancelled) by another request meanwhile
+            current = guard(lambda: read_spec(self._store, meta_key(object_id)))
+            return BlobCheck(upload_id, current) if current is not None and current.uploadId == upload_id else None
         head = guard(lambda: self._store.head(data_key(object_id)))
-        return None if head is None else StoredObject(object_id=object_id, size=head.size, md5=head.md5)
+        if head is None:
+            return BlobCheck(
+                upload_id,
+                None,
+                f"object {object_id} is being uploaded (upload {upload_id}) and its blob is not written yet; "
+                "wait for the upload to end, or upload it again",
+            )
+        if head.size != state.objectSize:
+            return self._wrong_blob(
+                object_id,
+                upload_id,
+                f"the uploaded blob of object {object_id} holds {head.size} bytes but the upload declared "
+                f"{state.objectSize}; upload the file again",
+            )
+        actual = head.md5 or self._hashed_md5(object_id, upload_id, head)
+        wanted = expected or (state.objectMd5.lower() if state.objectMd5 else None)
+        if wanted is not None and actual != wanted:
+            return self._wrong_blob(
+                object_id,
+                upload_id,
+                f"the uploaded blob's MD5 ({actual}) differs from the registered one ({wanted}) for object "
+                f"{object_id}: the file uploaded is not the one registered; upload it again",
+            )
+        # Parts of the server's part size, so that downloads run in parallel; only a one-part object has a
+        # part MD5 to record (the store kept none per block).
+        parts = self._synthesised(object_id, head).parts
+        if len(parts) == 1:
+            parts = [parts[0].model_copy(update={"sourceMd5": actual})]
+        final = ObjectSpecification(
+            objectKey=data_key(object_id),
+            objectId=object_id,
+            uploadId=upload_id,
+            parts=parts,
+            objectSize=head.size,
+            objectMd5=actual,
+        )
+        guard(lambda: write_spec(self._store, meta_key(object_id), final))
+        self.discard_state(object_id, upload_id)
+        log.info("blob upload %s of %s verified (%d bytes, MD5 %s): visible", upload_id, object_id, head.size, actual)
+        return BlobCheck(upload_id, final)
+
+    @staticmethod
+    def _wrong_blob(object_id: str, upload_id: str, problem: str) -> BlobCheck:
+        log.warning("blob upload %s of object %s is not made visible: %s", upload_id, object_id, problem)
+        return BlobCheck(upload_id, None, problem)
+
+    def _hashed_md5(self, object_id: str, upload_id: str, head: ObjectHead) -> str:
+        """The MD5 of a blob that has no Content-MD5, read in chunks (bounded memory); remembered in the
+        upload's state for this version of the blob (size and mtime), so that it is hashed once."""
+        memo_key = upload_state_prefix(object_id, upload_id) + HASHED
+        version = {"size": head.size, "lastModified": head.last_modified_ms}
+        memo = guard(lambda: self._store.read_document(memo_key))
+        if memo:
+            try:
+                known = json.loads(memo)
+                if {k: known.get(k) for k in version} == version and md5s.is_hex(known.get("md5", "")):
+                    return str(known["md5"]).lower()
+            except (ValueError, AttributeError):
+                pass  # unreadable: hash again
+        digest = hashlib.md5()  # noqa: S324 - MD5 is what Score and Song compare
+        for offset in range(0, head.size, HASH_CHUNK):
+            end = min(offset + HASH_CHUNK, head.size)
+            chunk = guard(lambda o=offset, e=end: self._store.read_document(head.key, o, e))
+            if chunk is None or len(chunk) != end - offset:
+                raise Unavailable(f"the blob of object {object_id} changed while it was read; try again")
+            digest.update(chunk)
+        md5 = digest.hexdigest()
+        guard(lambda: self._store.write_document(memo_key, json.dumps({**version, "md5": md5}).encode()))
+        log.info("blob of object %s has no Content-MD5: hashed it (%d bytes, MD5 %s)", object_id, head.size, md5)
+        return md5
+
+    def _start_blob_upload(self, object_id: str, file_size: int, md5: str | None, exists: bool) -> ObjectSpecification:
+        """A blob upload (module docstring), as the Java server answers on Azure: one part covering the file."""
+        assert isinstance(self._store, SignsBlobUploads)
+        store = self._store
+        key = data_key(object_id)
+        if exists:
+            # The blob is written in place: the old object is withdrawn now, and is invisible until the new
+            # blob checks out (or for good, if it never does).
+            guard(lambda: self._store.delete(meta_key(object_id)))
+        # Old bytes (ours, or written by another tool) would pass for the new blob while it is not written yet.
+        guard(lambda: self._store.delete(key))
+        upload_id = BLOB_UPLOAD_PREFIX + uuid.uuid4().hex
+        part = Part(partNumber=1, partSize=file_size, offset=0)
+        spec = ObjectSpecification(
+            objectKey=key, objectId=object_id, uploadId=upload_id, parts=[part], objectSize=file_size, objectMd5=md5
+        )
+        guard(lambda: write_spec(self._store, upload_state_prefix(object_id, upload_id) + ".meta", spec))
+        url = guard(lambda: store.sign_blob_upload(key, self._settings.upload_url_ttl))
+        return spec.model_copy(update={"parts": [part.model_copy(update={"url": url})]})
 
     def current_upload_id(self, object_id: str) -> str | None:
         """The in-progress upload of an object: the first state folder (listing order) with a ``.meta``."""
@@ -194,10 +419,13 @@ class UploadService:
         entity: Entity,
         replace_in_progress: bool = True,
         whole_put: bool = False,
+        blob: bool = False,
     ) -> ObjectSpecification:
         """Start an upload. An upload already in progress for the object is aborted (Score's behaviour), or,
         with ``replace_in_progress`` off, refused with 409 so that a client never discards another's.
-        ``whole_put``: the caller can send a one-part file as a whole-object upload (module docstring)."""
+        ``whole_put``: the caller can send a one-part file as a whole-object upload; ``blob``: the caller may
+        be the Java client, which on a store that ``SignsBlobUploads`` writes the blob itself (module
+        docstring)."""
         if file_size < 0:
             raise BadRequest(f"fileSize must not be negative (got {file_size})")
         limit = self._store.max_object_size
@@ -249,6 +477,8 @@ class UploadService:
         while previous is not None:
             self.discard(object_id, previous)
             previous = self.current_upload_id(object_id)
+        if blob and isinstance(self._store, SignsBlobUploads):
+            return self._start_blob_upload(object_id, file_size, declared or registered, exists)
         if whole_md5 and (started := self._whole_put(object_id, key, whole_md5, parts)):
             return started
         # An empty object needs no multipart upload in the store (S3 cannot complete an empty one).
@@ -283,7 +513,13 @@ class UploadService:
         )
 
     def discard(self, object_id: str, upload_id: str) -> None:
-        """Abort the store's multipart upload and delete its state (the original leaked the former)."""
+        """Abort the store's multipart upload and delete its state (the original leaked the former). A blob
+        upload writes ``data/{id}`` in place: its blob goes too, unless the object was made visible."""
+        if is_blob_upload(upload_id):
+            self.discard_state(object_id, upload_id)
+            if guard(lambda: self._store.head(meta_key(object_id))) is None:
+                guard(lambda: self._store.delete(data_key(object_id)))
+            return
         guard(lambda: self._store.abort_upload(data_key(object_id), upload_id))
         self.discard_state(object_id, upload_id)
 
@@ -356,6 +592,8 @@ class UploadService:
         """Progress of the current upload, completed parts marked and fresh URLs for the others."""
         spec = self._current_state(object_id, file_size)
         upload_id = spec.uploadId or ""
+        if is_blob_upload(upload_id):
+            return self._blob_status(object_id, upload_id, spec)
         completed = {m.partNumber: m for m in self._markers(object_id, upload_id)}
         fresh = self._with_upload_urls(spec, completed, self._stored_unrecorded(spec, completed))
         return UploadProgress(objectId=object_id, uploadId=upload_id, parts=fresh.parts)
@@ -376,11 +614,32 @@ class UploadService:
             if p.part_number not in completed and sizes.get(p.part_number) == p.size and md5s.is_hex(p.etag.strip('"'))
         }
 
+    def _blob_status(self, object_id: str, upload_id: str, spec: ObjectSpecification) -> UploadProgress:
+        """The one part of a blob upload: its MD5 once the blob checks out (the object is then visible), else
+        null, with a fresh URL to write the blob again."""
+        check = self.settle_blob_upload(object_id, upload_id)
+        done = check.final.objectMd5 if check is not None and check.final is not None else None
+        url = None
+        if done is None:
+            assert isinstance(self._store, SignsBlobUploads)
+            store = self._store
+            url = guard(lambda: store.sign_blob_upload(spec.objectKey, self._settings.upload_url_ttl))
+        part = Part(partNumber=1, partSize=spec.objectSize, offset=0, url=url, md5=done, sourceMd5=done)
+        return UploadProgress(objectId=object_id, uploadId=upload_id, parts=[part])
+
     def recovery(self, object_id: str, file_size: int) -> None:
+        """200 when the upload in progress can go on with a file of this size; a blob upload answers 200 as the
+        Java server does on Azure (the client writes the whole blob again anyway)."""
+        upload_id = self.current_upload_id(object_id)
+        if upload_id is not None and is_blob_upload(upload_id):
+            return
         self._current_state(object_id, file_size)
 
     def finalize_part(self, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
         md5 = _check_md5(md5, "md5")
+        if is_blob_upload(upload_id):
+            self._state(object_id, upload_id)  # as the Java server on Azure: nothing to record (404 if unknown)
+            return
         etag = etag.strip().strip('"')
         if not etag:
             raise BadRequest("etag must not be empty: pass the ETag the store returned for the part")
@@ -389,8 +648,10 @@ class UploadService:
         if expected is None:
             raise BadRequest(f"upload {upload_id} of object {object_id} has no part {part_number}")
         stored = guard(lambda: self._uploaded_parts(object_id, upload_id))
-        found = next((p for p in stored if p.part_number == part_number), None)
-        if found is None or (found.etag and found.etag.strip('"') != etag) or found.size != expected.partSize:
+        # Some stores list every version of a re-sent part (SeaweedFS) and complete with the one named: the part
+        # is there if any listed version is it.
+        found = [p for p in stored if p.part_number == part_number and p.size == expected.partSize]
+        if not any(not p.etag or p.etag.strip('"') == etag for p in found):
             raise BadRequest(
                 f"part {part_number} of object {object_id} is not in the store with ETag {etag} and "
                 f"{expected.partSize} bytes; upload the part again"
@@ -434,6 +695,8 @@ class UploadService:
         """
         if upload_id.startswith(WHOLE_PUT_PREFIX):
             return self._finalize_whole_put(object_id, upload_id, md5, entity)
+        if is_blob_upload(upload_id):
+            return self._finalize_blob_upload(object_id, upload_id, md5, entity)
         current = guard(lambda: read_spec(self._store, meta_key(object_id)))
         if current is not None and current.uploadId == upload_id:
             self.discard_state(object_id, upload_id)  # finished earlier; its state may be left over
@@ -497,6 +760,30 @@ class UploadService:
         )
         guard(lambda: write_spec(self._store, meta_key(object_id), final))
         return final
+
+    def _finalize_blob_upload(
+        self, object_id: str, upload_id: str, md5: str | None, entity: Entity
+    ) -> ObjectSpecification:
+        """A finalize of a blob upload (from a client that sends one): check the blob and make it visible, as
+        the first question about the object would. Idempotent: a repeated call answers the ``.meta``."""
+        current = guard(lambda: read_spec(self._store, meta_key(object_id)))
+        if current is not None and current.uploadId == upload_id:
+            return current
+        state = self._state(object_id, upload_id)
+        registered = entity.fileMd5sum.lower() if entity.fileMd5sum else None
+        expected = registered or (state.objectMd5.lower() if state.objectMd5 else None)
+        computed = _check_md5(md5, "md5") if md5 else None
+        if computed is not None and expected is not None and computed != expected:
+            raise BadRequest(
+                f"MD5 mismatch for object {object_id}: the uploaded file hashes to {computed} but the MD5 expected "
+                f"is {expected}; check the file, then upload again"
+            )
+        check = self.settle_blob_upload(object_id, upload_id, expected or computed)
+        if check is None:  # cancelled or superseded meanwhile
+            raise NotFound(f"no upload {upload_id} in progress for object {object_id}; start the upload again")
+        if check.final is None:
+            raise BadRequest(f"object {object_id} cannot be finalized: {check.problem}")
+        return check.final
 
     def _complete_markers(
         self, object_id: str, spec: ObjectSpecification, state_keys: set[str]

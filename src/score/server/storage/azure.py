@@ -33,6 +33,14 @@ written at finalize keeps every part's MD5 and the object's MD5, and downloads v
 replacement is detected, not served silently; keep ``upload_url_ttl`` short on Azure to shrink the
 window.
 
+The Java client's Azure uploader (``SignsBlobUploads``): one blob SAS for ``data/{id}`` with write and
+create permissions only (no read, delete or list, no other blob), with which the client's own Azure SDK
+writes the whole blob (Put Blob, or Put Block and Put Block List with block ids of its own, and the blob's
+Content-MD5). The upload service judges the result by the blob's size and Content-MD5.
+
+Containers written by the Java server (``HoldsLegacyObjects``) keep each object as a blob named ``{id}``
+in the container root, with no ``.meta``: those are read as they are.
+
 SAS URLs are signed with the account key (user delegation SAS is out of scope), start a few minutes
 in the past to tolerate clock skew, and are HTTPS-only when the endpoint is HTTPS. Neither SAS tokens
 nor the key are ever logged or put in exception messages.
@@ -60,6 +68,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import (
     BlobBlock,
     BlobClient,
+    BlobPrefix,
     BlobSasPermissions,
     BlobServiceClient,
     BlockState,
@@ -267,6 +276,10 @@ class AzureStore:
         url = self._sas_url(key, BlobSasPermissions(write=True), expires_in)
         return f"{url}&comp=block&blockid={quote(encoded_block_id(upload_id, part_number), safe='')}"
 
+    def sign_blob_upload(self, key: str, expires_in: int) -> str:
+        """A blob SAS for the Java client's Azure SDK: it may create or replace ``key``, nothing else."""
+        return self._sas_url(key, BlobSasPermissions(write=True, create=True), expires_in)
+
     def _staged_blocks(self, key: str, upload_id: str) -> dict[int, int]:
         """{part number: size} of this upload's uncommitted blocks."""
         try:
@@ -408,6 +421,27 @@ class AzureStore:
                 )
         except AzureError as exc:
             raise self._error(exc, f"listing {prefix!r}") from None
+
+    # -- containers written by the Java server ----------------------------------------------------------
+    def legacy_object_key(self, object_id: str) -> str:
+        """The Java server's key (``ObjectKeys.getObjectKey("", id)``): the object id, in the container root."""
+        return _check_key(object_id)
+
+    def list_legacy_objects(self) -> Iterator[ObjectHead]:
+        """The blobs of the container root (as the Java server's ``listBlobs()``, which does not descend):
+        ``data/`` and ``upload/`` are folders there, so Score's own keys are not walked."""
+        try:
+            for item in self._container.walk_blobs(delimiter="/"):
+                if isinstance(item, BlobPrefix):
+                    continue
+                yield ObjectHead(
+                    key=item.name,
+                    size=int(item.size),
+                    last_modified_ms=_millis(item.last_modified),
+                    md5=_md5_hex(item.content_settings.content_md5),
+                )
+        except AzureError as exc:
+            raise self._error(exc, "listing the container root") from None
 
     def delete(self, key: str) -> None:
         try:

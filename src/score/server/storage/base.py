@@ -94,6 +94,32 @@ class SignsWholePuts(Protocol):
 
 
 @runtime_checkable
+class SignsBlobUploads(Protocol):
+    """Optional ability: the client writes a whole object with the store's own SDK through ONE signed URL
+    (Azure: a blob SAS, which the Java client's Azure uploader uses for Put Blob, or Put Block xN and Put
+    Block List with block ids of its own). Nothing is recorded per part and no finalize comes: the object is
+    judged by what the store then holds (size and Content-MD5), see ``services/uploads.py``."""
+
+    def sign_blob_upload(self, key: str, expires_in: int) -> str:
+        """A URL that can create or replace ``key`` only: no read, no delete, no other key."""
+        ...
+
+
+@runtime_checkable
+class HoldsLegacyObjects(Protocol):
+    """Optional ability: the Java server of this backend kept objects at other keys than ``data/{id}`` (Azure:
+    ``{id}`` in the container root, no ``.meta``), and buckets it wrote are served as they are."""
+
+    def legacy_object_key(self, object_id: str) -> str:
+        """Where the Java server kept the bytes of ``object_id``."""
+        ...
+
+    def list_legacy_objects(self) -> Iterator[ObjectHead]:
+        """Every object at a legacy key (``ObjectHead.key`` is that key), in any order."""
+        ...
+
+
+@runtime_checkable
 class ObjectStore(Protocol):
     """One bucket-like namespace of keys such as ``data/{id}``, ``data/{id}.meta``, ``upload/...``."""
 
