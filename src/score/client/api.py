@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -109,6 +110,12 @@ def unreachable_reason(exc: httpx.TransportError, timeout: float) -> tuple[str, 
     return f"{exc.__class__.__name__}: {text}", False
 
 
+def _jittered(delay: float) -> float:
+    """``delay`` spread over [0.5, 1.5) of itself: the clients that one replica's restart or one 503 turned
+    away come back spread out, not all at once on the replica that is left."""
+    return delay * random.uniform(0.5, 1.5)
+
+
 class _Service:
     """One server's API: its address, the setting that names it (for messages) and a retry policy."""
 
@@ -154,13 +161,13 @@ class _Service:
                     f"{self._setting} is its address",
                     0,
                 )
-                wait = QUICK_DELAY * attempt if refused else delay
+                wait = QUICK_DELAY * attempt if refused else _jittered(delay)
             else:
                 if response.status_code in ok:
                     return response
                 message = _message(response)
                 error = ServerError(_explain(response.status_code, message, what, self._token), response.status_code)
-                limit, wait = self._retries, delay
+                limit, wait = self._retries, _jittered(delay)
                 problem = f"{self.base_url} answered HTTP {response.status_code} ({message[:200]})"
             if not error.retryable or attempt > limit:
                 raise error

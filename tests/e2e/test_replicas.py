@@ -1,0 +1,140 @@
+"""Two score-server replicas on one SeaweedFS bucket behind HAProxy (deploy/haproxy.cfg, as shipped), with a
+replica killed with -9 in the middle of an upload job and of a download job, and restarted: every file
+arrives with its MD5, nothing is lost or stored twice.
+
+The replicas share one data directory (signing keys and the embedded registry, SQLite in WAL mode, which
+processes on one machine may share); the data goes straight to SeaweedFS through signed URLs, so a replica
+that dies only drops API calls, which HAProxy sends to the other one or the client repeats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from tests.conftest import Client, Registry, ScoreServer, make_file
+from tests.services.process import free_port
+from tests.services.seaweed import SeaweedS3
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDY = "REPLICAS"
+MiB = 1024 * 1024
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"  # installed by .ci/run (apt)
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    service = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
+    yield service
+    service.stop()
+
+
+class Balancer:
+    """HAProxy running deploy/haproxy.cfg unchanged, its addresses given through the environment."""
+
+    def __init__(self, port: int, replicas: list[ScoreServer], log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "SCORE_LB_BIND": f"127.0.0.1:{self.port}"}
+        env.update({f"SCORE_REPLICA_{n}": f"127.0.0.1:{r.port}" for n, r in enumerate(replicas, 1)})
+        self._log = log.open("ab")
+        self.process = subprocess.Popen(
+            [HAPROXY, "-db", "-f", str(ROOT / "deploy" / "haproxy.cfg")], stdout=self._log, stderr=self._log, env=env
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/actuator/health/readiness", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"haproxy did not come up: {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self._log.close()
+
+
+def _kill_then_restart(replica: ScoreServer, job: subprocess.Popen[str], after: float, down_for: float) -> None:
+    time.sleep(after)
+    assert job.poll() is None, "the job ended before the replica could be killed: make it longer"
+    replica.kill()
+    time.sleep(down_for)
+    assert job.poll() is None, "the job ended while the replica was down: make it longer"
+    replica.start()  # on its own port: HAProxy's health check takes it in again
+
+
+def test_a_job_survives_a_replica_killed_and_restarted(seaweed: SeaweedS3, tmp_path: Path) -> None:
+    bucket = seaweed.fresh_bucket()
+    data_dir = tmp_path / "shared-data"
+    balancer_port = free_port()  # the replicas sign URLs for the balancer's address, so it is known first
+    env = {**seaweed.score_env(bucket), "SCORE_PUBLIC_URL": f"http://127.0.0.1:{balancer_port}"}
+    first = ScoreServer(data_dir, part_size=5 * MiB, extra_env=env).start()
+    second = ScoreServer(data_dir, part_size=5 * MiB, extra_env=env).start()
+    replicas = [first, second]
+    balancer: Balancer | None = None
+    try:
+        balancer = Balancer(balancer_port, replicas, tmp_path / "haproxy.log")
+        front = SimpleNamespace(url=balancer.url)
+        token = first.token("score.WRITE score.READ song.WRITE")
+        files = [make_file(tmp_path / "in" / f"small-{n:03d}.bin", 100_000 + n, seed=n) for n in range(150)]
+        files += [make_file(tmp_path / "in" / f"large-{n}.bam", 24 * MiB + n, seed=1000 + n) for n in range(3)]
+        registry = Registry(front, token)  # type: ignore[arg-type]
+        analysis_id, ids = registry.submit(STUDY, files)
+        work = tmp_path / "work"
+        work.mkdir()
+        client = Client(front, token, work)  # type: ignore[arg-type]
+        retries = {"STORAGE_RETRYNUMBER": "10"}
+
+        upload = client.start(
+            "upload", "--analysis-id", analysis_id, "--study-id", STUDY, "--input-dir", str(tmp_path / "in"), **retries
+        )
+        _kill_then_restart(first, upload, after=0.4, down_for=1.0)
+        _, err = upload.communicate(timeout=300)
+        assert upload.returncode == 0, err
+        assert registry.publish(STUDY, analysis_id).status_code == 200
+
+        download = client.start(
+            "download",
+            "--analysis-id",
+            analysis_id,
+            "--study-id",
+            STUDY,
+            "--output-dir",
+            str(tmp_path / "out"),
+            **retries,
+        )
+        _kill_then_restart(second, download, after=0.4, down_for=1.0)
+        _, err = download.communicate(timeout=300)
+        assert download.returncode == 0, err
+
+        for f in files:
+            got = next((tmp_path / "out").rglob(f.name))
+            assert hashlib.md5(got.read_bytes()).digest() == hashlib.md5(f.read_bytes()).digest(), f.name  # noqa: S324
+        # Nothing stored twice, nothing left half done: one data object and one .meta per file, no upload state.
+        keys = [
+            o["Key"]
+            for page in seaweed.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])
+        ]
+        expected = {f"data/{oid}" for oid in ids.values()} | {f"data/{oid}.meta" for oid in ids.values()}
+        assert set(keys) - {"data/heliograph"} == expected
+        assert len(keys) == len(expected) + 1
+        assert not [k for k in keys if k.startswith("upload/")]
+    finally:
+        if balancer is not None:
+            balancer.stop()
+        for replica in replicas:
+            replica.stop()
