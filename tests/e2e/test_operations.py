@@ -125,6 +125,11 @@ def test_metrics_count_requests_store_calls_tokens_decisions_and_open_uploads(
     checks = "score_auth_token_checks_total"
     assert _value(text, checks, provider="builtin", outcome="ok") >= 4
     assert _value(text, checks, provider="none", outcome="invalid") == 1
+    size = source.stat().st_size
+    assert _value(text, "score_signed_urls_total", direction="upload") >= 4  # initiate's four parts, then the client's
+    assert _value(text, "score_authorised_bytes_total", direction="upload") >= 2 * size
+    assert _value(text, "score_signed_urls_total", direction="download") >= 4
+    assert _value(text, "score_authorised_bytes_total", direction="download") >= size
     decisions = "score_auth_decisions_total"
     assert _value(text, decisions, action="download", decision="allow") >= 1
     assert _value(text, decisions, action="upload", decision="allow") >= 1

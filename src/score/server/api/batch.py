@@ -49,6 +49,7 @@ from score.server.api.openapi import (
 from score.server.auth.policy import Action
 from score.server.errors import ApiError, BadRequest
 from score.server.metadata.base import PUBLISHED, UNPUBLISHED
+from score.server.observability.metrics import counted
 
 MAX_ITEMS = 1000  # objects per request: a bounded body, a bounded answer, a bounded time
 WORKERS = 8  # objects handled at once: store round trips overlap, the registry and CPU are not flooded
@@ -193,7 +194,7 @@ async def download_specs(request: Request) -> JSONResponse:
         _, entity = authorize_object(request, Action.DOWNLOAD, object_id, audit=not body.excludeUrls)
         if not body.excludeUrls:
             require_state(request, entity, PUBLISHED)
-        return context.downloads.specification(object_id, 0, -1, False, body.excludeUrls).to_wire()
+        return counted("download", context.downloads.specification(object_id, 0, -1, False, body.excludeUrls)).to_wire()
 
     return await _answer("specs", list(dict.fromkeys(body.objectIds)), spec, str)
 
@@ -226,7 +227,7 @@ async def initiate(request: Request) -> JSONResponse:
         started = uploads.initiate(
             item.objectId, item.fileSize, item.md5, item.overwrite, entity, item.replaceInProgress, item.wholePut
         )
-        return started.to_wire()
+        return counted("upload", started).to_wire()
 
     _unique(item.objectId for item in body.uploads)
     return await _answer("specs", body.uploads, start, lambda i: i.objectId)

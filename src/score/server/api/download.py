@@ -17,6 +17,7 @@ from score.server.api.openapi import (
 )
 from score.server.auth.policy import Action
 from score.server.metadata.base import PUBLISHED
+from score.server.observability.metrics import counted
 
 router = APIRouter(prefix="/download", tags=["download"])
 MAX_OFFSET = 2**63 - 1  # a Java long, as Score's
@@ -63,4 +64,4 @@ def download(
     if not exclude_urls:
         require_state(request, entity, PUBLISHED)
     spec = get_context(request).downloads.specification(object_id, offset, length, external, exclude_urls)
-    return JSONResponse(spec.to_wire())
+    return JSONResponse(counted("download", spec).to_wire())

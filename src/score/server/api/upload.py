@@ -13,6 +13,7 @@ from score.server.api.guards import authorize_object, require_state
 from score.server.api.openapi import UPLOAD_SCOPES, UPLOAD_SPEC_EXAMPLE, json_examples, score_errors, token_required
 from score.server.auth.policy import Action
 from score.server.metadata.base import UNPUBLISHED
+from score.server.observability.metrics import counted
 
 router = APIRouter(prefix="/upload", tags=["upload"])
 MAX_FILE_SIZE = 2**63 - 1  # a Java long, as Score's; each store has its own, lower limit (checked at initiate)
@@ -51,7 +52,7 @@ def initiate(
     require_state(request, entity, UNPUBLISHED)
     # The Java client's call: on a store that signs blob uploads (Azure) it writes the whole blob itself.
     spec = get_context(request).uploads.initiate(object_id, fileSize, md5, overwrite, entity, blob=True)
-    return JSONResponse(spec.to_wire())
+    return JSONResponse(counted("upload", spec).to_wire())
 
 
 @router.post(
@@ -123,7 +124,7 @@ def finalize(
 def status(request: Request, object_id: str, fileSize: int = Query(..., ge=0, le=MAX_FILE_SIZE)) -> Response:
     _, entity = authorize_object(request, Action.UPLOAD, object_id, audit=True)
     require_state(request, entity, UNPUBLISHED)
-    return JSONResponse(get_context(request).uploads.status(object_id, fileSize).to_wire())
+    return JSONResponse(counted("upload", get_context(request).uploads.status(object_id, fileSize)).to_wire())
 
 
 @router.post(

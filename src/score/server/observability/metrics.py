@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -34,8 +35,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from score.core.models import ObjectSpecification, UploadProgress
+
 disable_created_metrics()  # a ``_created`` series per counter doubles the output and tells nothing here
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SpecT = TypeVar("SpecT", ObjectSpecification, UploadProgress)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 REQUESTS = Counter("score_http_requests", "HTTP requests answered", ["method", "route", "status"])
@@ -63,11 +67,13 @@ def multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROCESS_ENV))
 
 
-def count_signed(direction: str, urls: int, size: int) -> None:
-    """Signed URLs handed out (``direction``: upload or download) and the bytes they cover."""
-    if urls:
-        SIGNED_URLS.labels(direction).inc(urls)
-        AUTHORISED_BYTES.labels(direction).inc(size)
+def counted(direction: str, spec: SpecT) -> SpecT:
+    """``spec``, its signed URLs and the bytes they cover counted (``direction``: upload or download)."""
+    signed = [part for part in spec.parts if part.url]
+    if signed:
+        SIGNED_URLS.labels(direction).inc(len(signed))
+        AUTHORISED_BYTES.labels(direction).inc(sum(part.partSize for part in signed))
+    return spec
 
 
 class MetricsMiddleware:
