@@ -211,3 +211,13 @@ def test_workers_share_one_metrics_view(tmp_path: Path) -> None:
         assert len(pids) >= 2, f"both workers answered: {pids}"
     finally:
         server.stop()
+
+
+def test_the_audit_file_follows_log_rotation(server: ScoreServer) -> None:
+    audit = server.data_dir / "logs" / "audit.log"
+    httpx.get(f"{server.url}/upload/before-rotation")
+    rotated = audit.with_name("audit.log.1")
+    audit.rename(rotated)  # what logrotate does, without telling the server
+    httpx.get(f"{server.url}/upload/after-rotation")
+    assert [json.loads(line)["object"] for line in rotated.read_text().splitlines()] == ["before-rotation"]
+    assert [json.loads(line)["object"] for line in audit.read_text().splitlines()] == ["after-rotation"]

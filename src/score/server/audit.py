@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
+from typing import TextIO
 
 from fastapi import Request
 
@@ -49,8 +51,35 @@ class AuditLog:
         self._path = path
         self._lock = threading.Lock()
         self._trusted = [ip_network(p, strict=False) for p in trusted_proxies]
+        self._handle: TextIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _append(self, line: str) -> None:
+        """Append one line to the audit file, kept open between lines (opening it per line serialised every
+        request behind the lock) and opened again when it was moved or removed (log rotation)."""
+        assert self._path is not None
+        with self._lock:
+            handle = self._handle
+            if handle is not None:
+                try:
+                    current = os.stat(self._path)
+                    mine = os.fstat(handle.fileno())
+                    rotated = (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino)
+                except FileNotFoundError:
+                    rotated = True
+                if rotated:
+                    handle.close()
+                    handle = None
+            if handle is None:
+                handle = self._handle = self._path.open("a", encoding="utf-8")
+            try:
+                handle.write(line + "\n")
+                handle.flush()
+            except OSError:
+                handle.close()
+                self._handle = None
+                raise
 
     def record(
         self,
@@ -85,7 +114,6 @@ class AuditLog:
         _log.info(line)
         if self._path is not None:
             try:
-                with self._lock, self._path.open("a", encoding="utf-8") as handle:
-                    handle.write(line + "\n")
+                self._append(line)
             except OSError as exc:  # a full disk: the line above still reached the server's log
                 _log.warning("could not append to %s (%s); the decision is in the server log only", self._path, exc)

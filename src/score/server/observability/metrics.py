@@ -72,7 +72,8 @@ def counted(direction: str, spec: SpecT) -> SpecT:
     signed = [part for part in spec.parts if part.url]
     if signed:
         SIGNED_URLS.labels(direction).inc(len(signed))
-        AUTHORISED_BYTES.labels(direction).inc(sum(part.partSize for part in signed))
+        # An open-ended part (an ``external`` URL for the rest of the object) says -1: it counts as 0 bytes.
+        AUTHORISED_BYTES.labels(direction).inc(sum(max(part.partSize, 0) for part in signed))
     return spec
 
 
