@@ -63,6 +63,16 @@ _CROSS_FIELD = {
     "PUT /song/studies/{studyId}/analysis/suppress/{analysisId}": [400],
     "GET /song/studies/{studyId}/analysis/{analysisId}": [400],
     "GET /song/studies/{studyId}/analysis/{analysisId}/files": [400],
+    "GET /song/studies/{studyId}/files/{objectId}": [400],
+    # Song's analysis types: 'registration' is reserved; once a type is registered, payloads and updates
+    # follow its schema (registered at run time, so no document can hold it)
+    "POST /song/schemas": [400],
+    "PUT /song/studies/{studyId}/analysis/{analysisId}": [400],
+    "PATCH /song/studies/{studyId}/analysis/{analysisId}": [400],
+    # a file's size and MD5 change only while its analysis is UNPUBLISHED; each id of a list <= 128 characters
+    "PUT /song/studies/{studyId}/files/{objectId}": [400],
+    "DELETE /song/studies/{studyId}/files/{objectId}": [400],
+    "GET /song/export/analysis/{analysisIds}": [400],
 }
 
 

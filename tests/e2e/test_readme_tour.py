@@ -105,11 +105,12 @@ def test_the_five_minute_tour_runs_as_written_from_another_directory(tour_server
     assert first.returncode == 0, f"stdout:\n{first.stdout}\nstderr:\n{first.stderr}"
     lines = first.stdout.splitlines()
     assert first.stdout.endswith("\n"), "the last answer does not run into the next prompt"
-    assert lines[0] == "ABC123", "Song's bare study id, on a line of its own"
+    # Song 5.2+'s GenericMessage JSON (StudyController.saveStudy, AnalysisController.publishAnalysis)
+    assert json.loads(lines[0]) == {"message": "Successfully created study 'ABC123'"}
     submitted = json.loads(lines[1])
     analysis = submitted["analysisId"]
     assert submitted == {"analysisId": analysis, "status": "OK"}
-    assert lines[2] == f"AnalysisId {analysis} successfully published"
+    assert json.loads(lines[2]) == {"message": f"AnalysisId {analysis} successfully published"}
     assert lines[3:] == ["hello"], f"the downloaded file is shown, nothing else on stdout: {lines}"
     assert f"signed with the key of data dir {data_dir} (the score-server running at {tour_server.url}" in first.stderr
     assert "reads.txt" in first.stderr, "upload and download say what they did"

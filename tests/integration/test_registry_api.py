@@ -177,7 +177,9 @@ def test_create_read_and_list_studies(srv: Server) -> None:
         headers=srv.admin,
     )
     assert r.status_code == 200
-    assert r.text == "S1"
+    # Song 5.2+: GenericMessage JSON (StudyController.saveStudy, StudyService.saveStudy line 77)
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {"message": "Successfully created study 'S1'"}
     assert srv.client.get("/song/studies/S1").json() == {
         "studyId": "S1",
         "name": "Study one",
@@ -240,17 +242,17 @@ def test_invalid_token_gets_401(srv: Server) -> None:
 
 def test_scopes_decide_who_may_write(srv: Server) -> None:
     r = srv.client.post("/song/studies/S1/", json={}, headers=srv.token("score.READ"))
-    assert_song_error(r, 403, "forbidden", "song.WRITE")
+    assert_song_error(r, 403, "forbidden.token", "song.WRITE")
     # a study-scoped upload token may change its own study only
     own = srv.token("PROGRAMDATA-S1.WRITE")
     assert srv.client.post("/song/studies/S1/", json={}, headers=own).status_code == 200
     assert srv.client.post("/song/studies/S2/", json={}, headers=srv.admin).status_code == 200
     assert srv.client.post("/song/submit/S1", json=payload("S1"), headers=own).status_code == 200
     r = srv.client.post("/song/submit/S2", json=payload("S2"), headers=own)
-    assert_song_error(r, 403, "forbidden", "PROGRAMDATA-S2.WRITE")
+    assert_song_error(r, 403, "forbidden.token", "PROGRAMDATA-S2.WRITE")
     # score.WRITE (Score's system upload scope) is not one of Song's scopes: no registry writes
     r = srv.client.post("/song/studies/S3/", json={}, headers=srv.token("score.WRITE"))
-    assert_song_error(r, 403, "forbidden", "song.WRITE")
+    assert_song_error(r, 403, "forbidden.token", "song.WRITE")
 
 
 # ---- submit and read ------------------------------------------------------------------------------
@@ -481,7 +483,8 @@ def test_publish_unpublish_suppress_lifecycle(srv: Server) -> None:
 
     r = _publish(srv, aid)
     assert r.status_code == 200
-    assert r.text == f"AnalysisId {aid} successfully published"
+    assert r.headers["content-type"] == "application/json"  # Song 5.2+: AnalysisController's GenericMessage
+    assert r.json() == {"message": f"AnalysisId {aid} successfully published"}
     analysis = srv.client.get(f"/song/studies/S1/analysis/{aid}").json()
     assert analysis["analysisState"] == PUBLISHED
     assert analysis["publishedAt"] and analysis["firstPublishedAt"]
@@ -490,12 +493,12 @@ def test_publish_unpublish_suppress_lifecycle(srv: Server) -> None:
     assert [a["analysisId"] for a in srv.client.get("/song/studies/S1/analysis").json()] == [aid]
 
     r = srv.client.put(f"/song/studies/S1/analysis/unpublish/{aid}", headers=srv.admin)
-    assert (r.status_code, r.text) == (200, f"AnalysisId {aid} successfully unpublished")
+    assert (r.status_code, r.json()) == (200, {"message": f"AnalysisId {aid} successfully unpublished"})
     assert srv.registry.analysis_state("S1", aid) == UNPUBLISHED
     assert srv.client.get("/song/studies/S1/analysis").json() == []
 
     r = srv.client.put(f"/song/studies/S1/analysis/suppress/{aid}", headers=srv.admin)
-    assert (r.status_code, r.text) == (200, f"AnalysisId {aid} was suppressed")
+    assert (r.status_code, r.json()) == (200, {"message": f"AnalysisId {aid} was suppressed"})
     assert srv.registry.analysis_state("S1", aid) == SUPPRESSED
 
     assert_song_error(_publish(srv, aid), 400, "suppressed.state.transition", "SUPPRESSED", "PUBLISHED")

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from score.core.ids import SAFE_ID_PATTERN
 from score.core.models import ErrorBody
+from score.server.metadata.song_schemas import REGISTRATION_META_SCHEMA
 
 HTSGET_MEDIA_TYPE = "application/vnd.ga4gh.htsget.v1.0.0+json; charset=utf-8"
 _REASONS = {
@@ -43,7 +44,10 @@ _REASONS = {
     503: "A service this server needs (store, registry, identity provider) is briefly unavailable; retry",
     507: "The store or the registry's disk is full",
 }
-_ID_PARAMETERS = ("object_id", "studyId", "analysisId")
+_ID_PARAMETERS = ("object_id", "studyId", "analysisId", "objectId")
+ID_LIST_MARK = "x-score-id-list"  # a path parameter's schema key: comma-separated ids (Song's {ids})
+_SAFE_ID_CORE = SAFE_ID_PATTERN.removeprefix("^").removesuffix("$")
+ID_LIST_PATTERN = f"^{_SAFE_ID_CORE}(?:,{_SAFE_ID_CORE})*$"
 
 BEARER_AUTH = "bearerAuth"
 SECURITY_SCHEMES = {
@@ -69,6 +73,7 @@ BATCH_UPLOAD_SCOPES = (
 )
 ANY_SCOPE = "required; any valid token will do."
 REGISTRY_SCOPES = "required, with `song.WRITE` or `PROGRAMDATA-<study>.WRITE` for the study."
+REGISTRY_SYSTEM_SCOPE = "song.WRITE"  # Song's systemSecurity scope: analysis types belong to no study
 _SCOPES_NOTE = "x-score-scopes"  # carries the scope text to ``_complete_operation``; not left in the document
 
 # Example values, consistent across the examples (a 30 MiB file in 20 MiB parts, the tour's study).
@@ -152,7 +157,7 @@ _SONG_ERRORS = {
         "changing the metadata registry needs an access token: pass one with 'Authorization: Bearer <token>'",
     ),
     403: (
-        "forbidden",
+        "forbidden.token",
         f"the token lacks the scope to change study {EXAMPLE_STUDY}: needs song.WRITE or "
         f"PROGRAMDATA-{EXAMPLE_STUDY}.WRITE",
     ),
@@ -248,6 +253,69 @@ class SongPayload(BaseModel):
     files: list[SongFile] = Field(min_length=1)
 
 
+# Song's registration meta-schema, as the document's schema of a registered schema (no $schema/$id/default)
+_REGISTRATION_DOC = {
+    k: v for k, v in REGISTRATION_META_SCHEMA.items() if k not in ("$schema", "$id", "default", "title", "type")
+}
+
+
+class SongAnalysisTypeOptions(BaseModel):
+    """Song's AnalysisTypeOptions; other keys are ignored, as Spring ignores unknown properties."""
+
+    model_config = ConfigDict(extra="allow")
+    fileTypes: list[str] | None = Field(None, description="The file types a payload's files may have")
+
+
+class SongRegisterAnalysisType(BaseModel):
+    """Song's RegisterAnalysisTypeRequest (POST /schemas): the schema must declare an ``experiment`` object."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(json_schema_extra={"pattern": r"^(?!registration$)[a-zA-Z0-9\._-]+$"})
+    schema_: dict[str, Any] = Field(
+        alias="schema",
+        description="A JSON schema (draft-07) of the type's fields; Song's registration meta-schema applies",
+        json_schema_extra=_REGISTRATION_DOC,
+    )
+    options: SongAnalysisTypeOptions | None = None
+
+
+def _forbid_registry_fields(schema: dict[str, Any]) -> None:
+    """analysisUpdate.json: ids, state, samples and files are not part of an update."""
+    for name in ("analysisId", "studyId", "analysisState", "analysisTypeId", "samples", "files"):
+        schema["properties"][name] = {"not": {}}
+
+
+class SongUpdateAnalysisType(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=r"^[a-zA-Z0-9\._-]+$")
+    version: int | None = Field(None, ge=1, le=2**31 - 1)
+
+
+class SongAnalysisUpdate(BaseModel):
+    """Song's update request (PUT .../analysis/{id}): the analysis' own fields and its analysisType; no
+    ids, state, samples or files."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_forbid_registry_fields)
+    analysisType: SongUpdateAnalysisType
+
+
+class SongAnalysisPatch(BaseModel):
+    """Song's patch (PATCH .../analysis/{id}): a JSON merge patch of the analysis' own fields."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_forbid_registry_fields)
+
+
+class SongFileUpdate(BaseModel):
+    """Song's FileUpdateRequest (PUT /studies/{studyId}/files/{objectId}): every field optional."""
+
+    model_config = ConfigDict(extra="allow")
+    fileSize: int | None = Field(None, gt=0, le=2**63 - 1)
+    fileMd5sum: str | None = Field(None, pattern=r"^[0-9a-fA-F]{32}$")
+    fileAccess: Literal["open", "controlled"] | None = None
+    dataType: str | None = None
+    info: dict[str, Any] | None = None
+
+
 class HtsgetRegion(BaseModel):
     referenceName: str
     start: int | None = Field(None, ge=0, le=2**32 - 1)
@@ -271,6 +339,10 @@ _DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (
     HtsgetError,
     SongStudy,
     SongPayload,
+    SongRegisterAnalysisType,
+    SongAnalysisUpdate,
+    SongAnalysisPatch,
+    SongFileUpdate,
     HtsgetRequest,
 )
 
@@ -435,7 +507,11 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
             if _EXAMPLE_KEY in example:
                 example["value"] = copy.deepcopy(_EXAMPLE_VALUES[example.pop(_EXAMPLE_KEY)])
     for parameter in operation.get("parameters", []):
-        if parameter.get("in") == "path" and parameter.get("name") in _ID_PARAMETERS:
+        if parameter.get("in") != "path":
+            continue
+        if parameter.get("schema", {}).pop(ID_LIST_MARK, False):
+            parameter["schema"]["pattern"] = ID_LIST_PATTERN
+        elif parameter.get("name") in _ID_PARAMETERS:
             parameter["schema"] = {**parameter.get("schema", {}), "pattern": SAFE_ID_PATTERN, "maxLength": 128}
 
 

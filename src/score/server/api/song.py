@@ -2,28 +2,23 @@
 
 Existing Song clients (song-client, Score's own metadata lookups, scripts) should not be able to tell it
 from Song for the calls it covers, so paths, JSON field names, status codes and the error body follow
-Song: errors answer Song's ``SongError`` JSON (``errorId`` such as ``study.id.does.not.exist``), and the
-state-change endpoints answer Song's plain-text sentence. Reads are public, as in Song; every write needs
-the ``REGISTRY_WRITE`` permission.
+Song: errors answer Song's ``SongError`` JSON (``errorId`` such as ``study.id.does.not.exist``), and
+create-study and the state-change endpoints answer Song's ``{"message": ...}``. Reads are public, as in
+Song; every write needs the ``REGISTRY_WRITE`` permission. The routes are split by job: ``song_schemas``
+(analysis types), ``song_reads`` (paging, search, export), ``song_updates`` (updates), this module (the
+rest); ``song_common`` holds the error shape they all answer in.
 """
 
 from __future__ import annotations
 
-import re
-import sqlite3
-import time
-from collections.abc import Callable, Coroutine
-from datetime import datetime
-from http import HTTPStatus
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from score.server.api.bodies import InvalidJson, parse_json
+from score.server.api import song_reads, song_schemas, song_updates
 from score.server.api.deps import authorize
 from score.server.api.openapi import (
     EXAMPLE_ANALYSIS_ID,
@@ -37,180 +32,35 @@ from score.server.api.openapi import (
     song_errors,
     token_required,
 )
+from score.server.api.song_common import _FALSE, _TRUE, JAVA_INT_MAX, JAVA_INT_MIN, SongRoute, song_error_response
+from score.server.api.song_common import bad as _bad
+from score.server.api.song_common import bool_param as _bool_param
+from score.server.api.song_common import int_param as _int_param
+from score.server.api.song_common import json_body_of as _json_body
+from score.server.api.song_common import registry_of as _registry
 from score.server.auth.policy import Action
 from score.server.errors import ApiError
-from score.server.metadata.base import PUBLISHED, MetadataUnavailable
+from score.server.metadata.base import PUBLISHED
 from score.server.metadata.registry import (
     ENTITY_FILTERS,
+    ID_NOT_FOUND,
     ILLEGAL_FILTER_PARAMETER,
     ILLEGAL_QUERY_PARAMETER,
-    INSUFFICIENT_STORAGE,
     LEGACY_ENTITY_NOT_FOUND,
-    MALFORMED_PARAMETER,
-    PAYLOAD_PARSING,
+    NOT_IMPLEMENTED_YET,
     SCHEMA_VIOLATION,
-    SERVICE_UNAVAILABLE,
     EntityPage,
-    Registry,
-    RegistryError,
-    SongErrorCode,
 )
 
 DEFAULT_PAGE_SIZE = 10  # Spring Data's @PageableDefault size, which Song's entity endpoint uses
 MAX_PAGE_SIZE = 2000  # Spring Data's default max-page-size; larger requests are clamped, as in Song
 _PAGING_PARAMS = {"page", "size", "sort", "fields"}
-JAVA_INT_MIN, JAVA_INT_MAX = -(2**31), 2**31 - 1
-_INTEGER = re.compile(r"-?[0-9]{1,19}")
-_TRUE = {"true", "on", "yes", "1"}
-_FALSE = {"false", "off", "no", "0", ""}
-# Spring's HttpStatus names (Python's differ for some codes, e.g. 422 on newer versions).
-_STATUS_NAMES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    409: "CONFLICT",
-    413: "PAYLOAD_TOO_LARGE",
-    422: "UNPROCESSABLE_ENTITY",
-    500: "INTERNAL_SERVER_ERROR",
-    503: "SERVICE_UNAVAILABLE",
-    507: "INSUFFICIENT_STORAGE",
-}
 
 
-# --------------------------------------------------------------------------------------------------
-# Song's error body
-
-
-def song_error_body(request: Request, error_id: str, status: int, message: str, debug: str = "") -> dict[str, Any]:
-    """Song's SongError JSON (song-core ``SongError``) for this request."""
-    now = time.time()
-    return {
-        "errorId": error_id,
-        "httpStatusCode": status,
-        "httpStatusName": _STATUS_NAMES.get(status, HTTPStatus(status).name),
-        "requestUrl": str(request.url),
-        "datetime": datetime.fromtimestamp(now).astimezone().isoformat(),
-        "timestamp": int(now * 1000),
-        "message": message,
-        "debugMessage": debug,
-        "stackTrace": [],
-    }
-
-
-def song_error_response(
-    request: Request, error_id: str, status: int, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(song_error_body(request, error_id, status, message), status_code=status, headers=headers)
-
-
-def _api_error_id(status: int) -> str:
-    """Song's error id for errors raised outside the registry (auth from deps, bad input)."""
-    if status == 401:
-        return "unauthorized.token"  # Song's UNAUTHORIZED_TOKEN
-    if status == 400:
-        return MALFORMED_PARAMETER.error_id
-    return _STATUS_NAMES.get(status, HTTPStatus(status).name).lower().replace("_", ".")
-
-
-def _validation_message(exc: RequestValidationError) -> str:
-    return "invalid request: " + "; ".join(
-        f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}" for err in exc.errors()
-    )
-
-
-class SongRoute(APIRoute):
-    """Answers every failure of a /song route in Song's error shape, whatever raised it."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def song_errors(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RegistryError as exc:
-                return song_error_response(request, exc.code.error_id, exc.code.status, exc.message)
-            except ApiError as exc:
-                return song_error_response(request, _api_error_id(exc.status), exc.status, exc.message, exc.headers)
-            except RequestValidationError as exc:
-                return song_error_response(request, MALFORMED_PARAMETER.error_id, 400, _validation_message(exc))
-            except sqlite3.OperationalError as exc:
-                if "full" in str(exc):  # SQLITE_FULL: "database or disk is full"
-                    return song_error_response(
-                        request,
-                        INSUFFICIENT_STORAGE.error_id,
-                        507,
-                        "the registry's disk is full, so nothing can be changed; reads still work. Free space "
-                        "on the server (or ask its operator), then retry",
-                    )
-                return song_error_response(
-                    request,
-                    SERVICE_UNAVAILABLE.error_id,
-                    503,
-                    f"the metadata registry database is unavailable ({exc}); retry shortly",
-                )
-            except MetadataUnavailable as exc:
-                return song_error_response(request, SERVICE_UNAVAILABLE.error_id, 503, f"{exc}; retry shortly")
-
-        return song_errors
-
-
-# --------------------------------------------------------------------------------------------------
-# Request helpers
-
-
-def _registry(request: Request) -> Registry:
-    return request.app.state.context.metadata
-
-
-def _bad(code: SongErrorCode, message: str) -> RegistryError:
-    return RegistryError(code, message)
-
-
-def _bool_param(request: Request, name: str, default: bool) -> bool:
-    """Spring's boolean conversion: true/false, on/off, yes/no, 1/0, case-insensitive; empty is the default.
-    Nothing is trimmed (Java's ``trim`` also drops control characters, which this API refuses)."""
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise _bad(MALFORMED_PARAMETER, f"the query parameter {name}={raw!r} must be true or false")
-
-
-def _int_param(request: Request, name: str, default: int) -> int:
-    """An integer query parameter as Spring binds a Java ``int``: anything else is MALFORMED_PARAMETER."""
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not _INTEGER.fullmatch(raw):  # Java's parseInt: no spaces, no '_', no '+', ASCII digits
-        raise _bad(MALFORMED_PARAMETER, f"the query parameter {name}={raw[:40]!r} must be an integer")
-    value = int(raw)
-    if not JAVA_INT_MIN <= value <= JAVA_INT_MAX:
-        raise _bad(MALFORMED_PARAMETER, f"the query parameter {name} must be from {JAVA_INT_MIN} to {JAVA_INT_MAX}")
-    return value
-
-
-async def _json_body(request: Request) -> Any:
-    """The request's JSON, read within the route's body limit (``BodyLimit``) after the caller was
-    authorised, and refused unless it can be stored and served back (``parse_json``)."""
-    body = await request.body()
-    try:
-        return parse_json(body)
-    except InvalidJson as exc:
-        raise _bad(
-            PAYLOAD_PARSING,
-            f"Unable to read the input payload as JSON ({exc}); send a JSON "
-            "document with Content-Type: application/json",
-        ) from None
-
-
-def _state_change_response(message: str) -> PlainTextResponse:
-    """Song answers publish/unpublish/suppress with a plain sentence (``ResponseEntity<String>``)."""
-    return PlainTextResponse(message)
+def message_response(message: str) -> JSONResponse:
+    """Song 5.2+ answers create-study and publish/unpublish/suppress with ``GenericMessage`` JSON
+    (``{"message": ...}``, SONG ``model/dto/GenericMessage.java``), not a plain sentence."""
+    return JSONResponse({"message": message})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -333,10 +183,14 @@ def build_song_router() -> APIRouter:
     """The /song routes (mounted with ``prefix="/song"``); the registry comes from the app's context."""
     router = APIRouter(route_class=SongRoute, tags=["song"])
     _add_health_routes(router)
+    song_schemas.add_routes(router)
+    song_reads.add_routes(router)  # before /studies/{studyId}/analysis/{analysisId}: "paginated" is no id
     _add_study_routes(router)
     _add_analysis_routes(router)
     _add_state_routes(router)
+    song_updates.add_routes(router)
     _add_entity_routes(router)
+    _add_unknown_route(router)  # last: it matches every path
     return router
 
 
@@ -357,8 +211,9 @@ def _add_study_routes(router: APIRouter) -> None:
     def get_study(studyId: str, request: Request) -> dict[str, Any]:
         return _registry(request).get_study(studyId)
 
-    async def create_study(studyId: str, request: Request) -> PlainTextResponse:
-        """Song's CreateStudy; like Song it answers the new study id as plain text."""
+    async def create_study(studyId: str, request: Request) -> JSONResponse:
+        """Song's CreateStudy: ``{"message": "Successfully created study '<id>'"}`` (StudyController.saveStudy,
+        StudyService.saveStudy)."""
         if studyId == "all":  # the path of GET /studies/all, which takes no POST
             raise ApiError(
                 "POST is not allowed on /studies/all; create a study at /studies/{studyId}/", 405, {"Allow": "GET"}
@@ -372,13 +227,13 @@ def _add_study_routes(router: APIRouter) -> None:
                 '{"studyId", "name", "organization", "description", "info"}',
             )
         study = await run_in_threadpool(_registry(request).create_study, studyId, body)
-        return PlainTextResponse(study["studyId"])
+        return message_response(f"Successfully created study '{study['studyId']}'")
 
     # Song maps "/{studyId}/"; Spring also matched it without the slash, so both are served.
     documented = {
-        "response_class": PlainTextResponse,
+        "response_class": JSONResponse,
         "responses": {
-            200: {"content": {"text/plain": {"example": EXAMPLE_STUDY}}},
+            200: {"content": json_examples(created={"message": f"Successfully created study '{EXAMPLE_STUDY}'"})},
             **song_errors(400, 401, 403, 409, 413, 422, 503, 507),
         },
         "openapi_extra": {
@@ -430,41 +285,45 @@ def _add_analysis_routes(router: APIRouter) -> None:
 def _add_state_routes(router: APIRouter) -> None:
     @router.put(
         "/studies/{studyId}/analysis/publish/{analysisId}",
-        response_class=PlainTextResponse,
+        response_class=JSONResponse,
         responses={
-            200: {"content": {"text/plain": {"example": f"AnalysisId {EXAMPLE_ANALYSIS_ID} successfully published"}}},
+            200: {
+                "content": json_examples(
+                    published={"message": f"AnalysisId {EXAMPLE_ANALYSIS_ID} successfully published"}
+                )
+            },
             **song_errors(400, 401, 403, 404, 409, 503, 507),
         },
         openapi_extra={"parameters": [_IGNORE_MD5_PARAMETER], **token_required(REGISTRY_SCOPES)},
     )
-    def publish(studyId: str, analysisId: str, request: Request) -> PlainTextResponse:
+    def publish(studyId: str, analysisId: str, request: Request) -> JSONResponse:
         """Song's PublishAnalysis: only once every file is stored in Score with matching size and MD5."""
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
         ignore = _bool_param(request, "ignoreUndefinedMd5", default=False)
         _registry(request).publish(studyId, analysisId, ignore_undefined_md5=ignore)
-        return _state_change_response(f"AnalysisId {analysisId} successfully published")
+        return message_response(f"AnalysisId {analysisId} successfully published")
 
     @router.put(
         "/studies/{studyId}/analysis/unpublish/{analysisId}",
-        response_class=PlainTextResponse,
+        response_class=JSONResponse,
         responses=song_errors(400, 401, 403, 404, 503, 507),
         openapi_extra=token_required(REGISTRY_SCOPES),
     )
-    def unpublish(studyId: str, analysisId: str, request: Request) -> PlainTextResponse:
+    def unpublish(studyId: str, analysisId: str, request: Request) -> JSONResponse:
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
         _registry(request).unpublish(studyId, analysisId)
-        return _state_change_response(f"AnalysisId {analysisId} successfully unpublished")
+        return message_response(f"AnalysisId {analysisId} successfully unpublished")
 
     @router.put(
         "/studies/{studyId}/analysis/suppress/{analysisId}",
-        response_class=PlainTextResponse,
+        response_class=JSONResponse,
         responses=song_errors(400, 401, 403, 404, 503, 507),
         openapi_extra=token_required(REGISTRY_SCOPES),
     )
-    def suppress(studyId: str, analysisId: str, request: Request) -> PlainTextResponse:
+    def suppress(studyId: str, analysisId: str, request: Request) -> JSONResponse:
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
         _registry(request).suppress(studyId, analysisId)
-        return _state_change_response(f"AnalysisId {analysisId} was suppressed")
+        return message_response(f"AnalysisId {analysisId} was suppressed")
 
 
 def _add_entity_routes(router: APIRouter) -> None:
@@ -493,3 +352,38 @@ def _add_entity_routes(router: APIRouter) -> None:
                 "check the object id (GET /entities?gnosId=<analysisId> lists an analysis' files)",
             )
         return entity.to_wire()
+
+
+def _add_unknown_route(router: APIRouter) -> None:
+    """Any other path under /song answers Song's error shape, so Song's clients raise their ``SongError``
+    (the Python SDK otherwise raises "[UNKNOWN_REST_ERROR] Not a song error"). A path that exists with
+    other methods answers 405 with ``Allow``."""
+
+    async def unknown(request: Request, path: str) -> JSONResponse:
+        # The methods of the first route whose template matches (routes are declared most specific first),
+        # so Allow lists what the OpenAPI document says of that one path.
+        routes = [r for r in router.routes if isinstance(r, APIRoute) and r is not unknown_route]
+        template = next((r.path for r in routes if r.path_regex.match("/" + path)), None)
+        allowed = sorted({m for r in routes if r.path == template for m in r.methods})
+        if allowed:
+            return song_error_response(
+                request,
+                NOT_IMPLEMENTED_YET.error_id,
+                405,
+                f"{request.method} is not supported on this path; use {', '.join(allowed)}",
+                headers={"Allow": ", ".join(allowed)},
+            )
+        return song_error_response(
+            request,
+            ID_NOT_FOUND.error_id,
+            404,
+            f"There is no Song endpoint {request.method} /{path}; see /docs for the registry's endpoints",
+        )
+
+    router.add_api_route(
+        "/{path:path}",
+        unknown,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        include_in_schema=False,
+    )
+    unknown_route = router.routes[-1]

@@ -9,7 +9,10 @@ questions Score asks Song (``MetadataSource``) and backing a Song-compatible RES
   move between the two;
 * new analyses are ``UNPUBLISHED``; publishing checks that every file is stored in Score with the
   registered size and MD5 (Song's ``MISSING_STORAGE_OBJECTS`` / ``MISMATCHING_STORAGE_OBJECT_*``);
-* ``SUPPRESSED`` is final: such an analysis can be neither published nor unpublished again.
+* ``SUPPRESSED`` is final: such an analysis can be neither published nor unpublished again;
+* analysis types (``/schemas``) are versioned and enforced as Song enforces them once the first one is
+  registered (``analysis_types``); updates, search, export and the study tree follow Song's services
+  (``registry_views``); the payload rules and Song's id derivation live in ``payload``.
 
 Concurrency: FastAPI runs handlers in a thread pool and several server processes may share the file, so
 every call opens its own connection (cheap for SQLite), the database runs in WAL mode (readers never
@@ -20,7 +23,6 @@ lock instead of deadlocking on a read-to-write upgrade.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from score.core.ids import is_safe_id
+from score.server.metadata import analysis_types, registry_views
 from score.server.metadata.base import (
     PUBLISHED,
     SUPPRESSED,
@@ -40,27 +43,37 @@ from score.server.metadata.base import (
     ObjectCatalog,
     StoredObject,
 )
+from score.server.metadata.payload import ACCESS_LEVELS as ACCESS_LEVELS
+from score.server.metadata.payload import MAX_FILE_SIZE as MAX_FILE_SIZE
+from score.server.metadata.payload import RESERVED_ANALYSIS_FIELDS as RESERVED_ANALYSIS_FIELDS
+from score.server.metadata.payload import SONG_ID_NAMESPACE as SONG_ID_NAMESPACE
+from score.server.metadata.payload import object_id_for as object_id_for
+from score.server.metadata.payload import parse_submission as parse_submission
+from score.server.metadata.payload import song_id as song_id
+from score.server.metadata.song_errors import *  # noqa: F403  (Song's catalogue, re-exported for callers)
+from score.server.metadata.song_errors import (
+    ANALYSIS_ID_NOT_FOUND,
+    ENTITY_NOT_RELATED_TO_STUDY,
+    FILE_NOT_FOUND,
+    ILLEGAL_FILE_UPDATE_REQUEST,
+    ILLEGAL_QUERY_PARAMETER,
+    INVALID_FILE_UPDATE_REQUEST,
+    MALFORMED_PARAMETER,
+    MISMATCHING_STORAGE_OBJECT_CHECKSUMS,
+    MISMATCHING_STORAGE_OBJECT_SIZES,
+    MISSING_STORAGE_OBJECTS,
+    PAYLOAD_PARSING,
+    SCHEMA_VIOLATION,
+    SERVICE_UNAVAILABLE,
+    STUDY_ALREADY_EXISTS,
+    STUDY_ID_DOES_NOT_EXIST,
+    STUDY_ID_MISMATCH,
+    SUPPRESSED_STATE_TRANSITION,
+    RegistryError,
+    SongErrorCode,
+)
 
 ANALYSIS_STATES = (PUBLISHED, UNPUBLISHED, SUPPRESSED)
-ACCESS_LEVELS = ("open", "controlled")
-# Song's id namespace (SONG ``IdConfig.java``: ``NAMESPACE_UUID``, the RFC 4122 OID namespace). Every
-# derived id depends on it, so it must stay equal to Song's for ids to migrate between Song and here.
-SONG_ID_NAMESPACE = uuid.UUID("6ba7b812-9dad-11d1-80b4-00c04fd430c8")
-# Fields the registry owns in the analysis JSON; a payload cannot set them.
-RESERVED_ANALYSIS_FIELDS = frozenset(
-    {
-        "analysisId",
-        "studyId",
-        "analysisState",
-        "analysisType",
-        "files",
-        "createdAt",
-        "updatedAt",
-        "firstPublishedAt",
-        "publishedAt",
-        "analysisStateHistory",
-    }
-)
 ENTITY_FILTERS = {  # legacy entity field -> file column
     "id": "object_id",
     "gnosId": "analysis_id",
@@ -68,8 +81,6 @@ ENTITY_FILTERS = {  # legacy entity field -> file column
     "projectCode": "study_id",
     "access": "file_access",
 }
-MAX_FILE_SIZE = 2**63 - 1  # what the database (and Song's Java long) can hold
-_MD5 = re.compile(r"^[0-9a-fA-F]{32}\Z")
 _BUSY_TIMEOUT_SECONDS = 30.0
 
 _SCHEMA = """
@@ -119,56 +130,6 @@ CREATE INDEX IF NOT EXISTS file_by_analysis ON file(analysis_id, position);
 CREATE INDEX IF NOT EXISTS file_by_study ON file(study_id);
 CREATE INDEX IF NOT EXISTS file_by_name ON file(file_name);
 """
-
-
-# --------------------------------------------------------------------------------------------------
-# Errors: Song's catalogue (song-core ServerErrors), so clients that branch on errorId keep working.
-
-
-@dataclass(frozen=True)
-class SongErrorCode:
-    """One entry of Song's error catalogue: the enum name and the HTTP status Song pairs with it."""
-
-    name: str
-    status: int
-
-    @property
-    def error_id(self) -> str:
-        """Song's wire id: the enum name lower-cased with ``_`` replaced by ``.``."""
-        return self.name.lower().replace("_", ".")
-
-
-STUDY_ID_DOES_NOT_EXIST = SongErrorCode("STUDY_ID_DOES_NOT_EXIST", 404)
-STUDY_ALREADY_EXISTS = SongErrorCode("STUDY_ALREADY_EXISTS", 409)
-STUDY_ID_MISSING = SongErrorCode("STUDY_ID_MISSING", 400)
-STUDY_ID_MISMATCH = SongErrorCode("STUDY_ID_MISMATCH", 409)
-ANALYSIS_ID_NOT_FOUND = SongErrorCode("ANALYSIS_ID_NOT_FOUND", 404)
-ENTITY_NOT_RELATED_TO_STUDY = SongErrorCode("ENTITY_NOT_RELATED_TO_STUDY", 400)
-LEGACY_ENTITY_NOT_FOUND = SongErrorCode("LEGACY_ENTITY_NOT_FOUND", 404)
-MALFORMED_PARAMETER = SongErrorCode("MALFORMED_PARAMETER", 400)
-SCHEMA_VIOLATION = SongErrorCode("SCHEMA_VIOLATION", 400)
-PAYLOAD_PARSING = SongErrorCode("PAYLOAD_PARSING", 422)
-ILLEGAL_QUERY_PARAMETER = SongErrorCode("ILLEGAL_QUERY_PARAMETER", 400)
-ILLEGAL_FILTER_PARAMETER = SongErrorCode("ILLEGAL_FILTER_PARAMETER", 400)
-SUPPRESSED_STATE_TRANSITION = SongErrorCode("SUPPRESSED_STATE_TRANSITION", 400)
-MISSING_STORAGE_OBJECTS = SongErrorCode("MISSING_STORAGE_OBJECTS", 409)
-MISMATCHING_STORAGE_OBJECT_SIZES = SongErrorCode("MISMATCHING_STORAGE_OBJECT_SIZES", 409)
-MISMATCHING_STORAGE_OBJECT_CHECKSUMS = SongErrorCode("MISMATCHING_STORAGE_OBJECT_CHECKSUMS", 409)
-SERVICE_UNAVAILABLE = SongErrorCode("SERVICE_UNAVAILABLE", 503)
-# Song answers these with 500; a payload carrying a wrong id is the client's error, so 400 here.
-DONOR_ID_IS_CORRUPTED = SongErrorCode("DONOR_ID_IS_CORRUPTED", 400)
-SPECIMEN_ID_IS_CORRUPTED = SongErrorCode("SPECIMEN_ID_IS_CORRUPTED", 400)
-SAMPLE_ID_IS_CORRUPTED = SongErrorCode("SAMPLE_ID_IS_CORRUPTED", 400)
-INSUFFICIENT_STORAGE = SongErrorCode("INSUFFICIENT_STORAGE", 507)  # not Song's: its database is elsewhere
-
-
-class RegistryError(Exception):
-    """A request the registry refuses; carries Song's error code so the API can answer in Song's shape."""
-
-    def __init__(self, code: SongErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,97 +187,6 @@ class EntityPage:
     total: int
 
 
-@dataclass(frozen=True)
-class _FileSpec:
-    file_name: str
-    file_size: int
-    file_md5sum: str
-    file_type: str
-    file_access: str
-    data_type: str
-    info: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class _Submission:
-    analysis_type: dict[str, Any]
-    files: list[_FileSpec]
-    data: dict[str, Any]
-
-
-# --------------------------------------------------------------------------------------------------
-# Pure helpers
-
-
-def song_id(*keys: str) -> str:
-    """Song's local id derivation, reproduced exactly so ids agree with a Song server's.
-
-    SONG ``LocalIdService.generateId`` joins the business keys with ``":"`` (Guava ``Joiner.on(":")``)
-    and feeds the string to ``IdConfig.createNameBasedGenerator()``: JUG's
-    ``Generators.nameBasedGenerator(NAMESPACE_UUID, MessageDigest.getInstance("SHA-1"))``, which hashes
-    namespace bytes + UTF-8 name with SHA-1 and stamps version 5, i.e. RFC 4122 UUIDv5 as
-    ``uuid.uuid5`` computes it (not Java's ``UUID.nameUUIDFromBytes``, which is MD5/v3).
-    """
-    return str(uuid.uuid5(SONG_ID_NAMESPACE, ":".join(keys)))
-
-
-def object_id_for(analysis_id: str, file_name: str) -> str:
-    """The object id of a file: Song's ``getFileId(analysisId, fileName)``, so Song and clients re-derive it."""
-    return song_id(analysis_id, file_name)
-
-
-def _assign_id(entity: dict[str, Any], field: str, derived: str, code: SongErrorCode) -> None:
-    """Set a derived id, refusing a different one in the payload as Song does (``*_ID_IS_CORRUPTED``)."""
-    given = entity.get(field)
-    if given not in (None, "") and given != derived:
-        raise RegistryError(
-            code,
-            f"The input {field} '{given}' is corrupted because it does not match the derived {field} "
-            f"'{derived}': omit {field} from the payload or send the derived value",
-        )
-    entity[field] = derived
-
-
-def _with_sample_ids(study_id: str, samples: Any) -> Any:
-    """Give each sample, specimen and donor Song's ids (``getSampleId/getSpecimenId/getDonorId``).
-
-    Song keys them by ``studyId`` and the submitter id (``SampleService.createSampleId``,
-    ``SpecimenService.createSpecimenId``, ``DonorService.createDonorId``) and links them
-    (``sample.specimenId``, ``specimen.donorId``), so an analysis read from here looks like one read from
-    Song. Entries without the submitter ids are left as submitted: the registry does not validate
-    Song's sample schema.
-    """
-    if not isinstance(samples, list):
-        return samples
-    out: list[Any] = []
-    for raw in samples:
-        if not isinstance(raw, Mapping):
-            out.append(raw)
-            continue
-        sample = dict(raw)
-        specimen = dict(sample["specimen"]) if isinstance(sample.get("specimen"), Mapping) else None
-        donor = dict(sample["donor"]) if isinstance(sample.get("donor"), Mapping) else None
-        donor_id = None
-        if donor is not None and isinstance(donor.get("submitterDonorId"), str):
-            donor_id = song_id(study_id, donor["submitterDonorId"])
-            _assign_id(donor, "donorId", donor_id, DONOR_ID_IS_CORRUPTED)
-            donor["studyId"] = study_id
-            sample["donor"] = donor
-        specimen_id = None
-        if specimen is not None and isinstance(specimen.get("submitterSpecimenId"), str):
-            specimen_id = song_id(study_id, specimen["submitterSpecimenId"])
-            _assign_id(specimen, "specimenId", specimen_id, SPECIMEN_ID_IS_CORRUPTED)
-            if donor_id is not None:
-                _assign_id(specimen, "donorId", donor_id, DONOR_ID_IS_CORRUPTED)
-            sample["specimen"] = specimen
-        if isinstance(sample.get("submitterSampleId"), str):
-            _assign_id(sample, "sampleId", song_id(study_id, sample["submitterSampleId"]), SAMPLE_ID_IS_CORRUPTED)
-            if specimen_id is not None:
-                _assign_id(sample, "specimenId", specimen_id, SPECIMEN_ID_IS_CORRUPTED)
-        out.append(sample)
-    return out
-
-
 def _now() -> str:
     """UTC time as Song's ``LocalDateTime`` serialises it (ISO-8601, no offset)."""
     return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
@@ -337,127 +207,6 @@ def _require_id(value: str, what: str) -> str:
             f"invalid {what} {value!r}: use 1-128 letters, digits, '_', '.' or '-' (no '..', no '/')",
         )
     return value
-
-
-def _file_name_problem(name: Any) -> str | None:
-    """Why a file name is unsafe as one path segment in Score and on a client's disk, or None."""
-    if not isinstance(name, str) or not name.strip():
-        return "must be a non-empty string"
-    if "/" in name or "\\" in name:
-        return "must not contain '/' or '\\' (a file name, not a path)"
-    if ".." in name:
-        return "must not contain '..'"
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        return "must not contain control characters"
-    if name != name.strip():
-        return "must not start or end with whitespace"
-    return None
-
-
-def _text_problem(value: Any) -> str | None:
-    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
-
-
-def _file_problems(index: int, raw: Any) -> list[str]:
-    """Every schema problem of one payload file, prefixed with its JSON path."""
-    where = f"files[{index}]"
-    if not isinstance(raw, Mapping):
-        return [f"{where}: must be a JSON object"]
-    checks: dict[str, str | None] = {
-        "fileName": _file_name_problem(raw.get("fileName")),
-        "fileType": _text_problem(raw.get("fileType")),
-        "dataType": _text_problem(raw.get("dataType")),
-    }
-    size = raw.get("fileSize")
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
-        checks["fileSize"] = f"must be an integer from 0 to {MAX_FILE_SIZE} (the size in bytes)"
-    md5 = raw.get("fileMd5sum")
-    if not isinstance(md5, str) or not _MD5.match(md5):
-        checks["fileMd5sum"] = "must be the file's MD5 as 32 hexadecimal characters"
-    if raw.get("fileAccess") not in ACCESS_LEVELS:
-        checks["fileAccess"] = "must be 'open' or 'controlled'"
-    info = raw.get("info")
-    if info is not None and not isinstance(info, Mapping):
-        checks["info"] = "must be a JSON object when present"
-    return [f"{where}.{field}: {problem}" for field, problem in checks.items() if problem]
-
-
-def _parse_files(raw_files: Any) -> list[_FileSpec]:
-    if not isinstance(raw_files, list) or not raw_files:
-        raise RegistryError(SCHEMA_VIOLATION, "files: the payload must list at least one file in a 'files' array")
-    problems = [p for i, raw in enumerate(raw_files) for p in _file_problems(i, raw)]
-    seen: set[str] = set()
-    for i, raw in enumerate(raw_files):
-        name = raw.get("fileName") if isinstance(raw, Mapping) else None
-        if not isinstance(name, str):
-            continue
-        if name in seen:
-            problems.append(
-                f"files[{i}].fileName: {name!r} appears more than once; file names must be unique within an analysis"
-            )
-        seen.add(name)
-    if problems:
-        raise RegistryError(
-            SCHEMA_VIOLATION, "the payload is invalid; fix these fields and submit again: " + "; ".join(problems)
-        )
-    return [
-        _FileSpec(
-            file_name=raw["fileName"],
-            file_size=raw["fileSize"],
-            file_md5sum=raw["fileMd5sum"],
-            file_type=raw["fileType"],
-            file_access=raw["fileAccess"],
-            data_type=raw["dataType"],
-            info=dict(raw["info"]) if raw.get("info") is not None else None,
-        )
-        for raw in raw_files
-    ]
-
-
-def _parse_analysis_type(raw: Any) -> dict[str, Any]:
-    """Song's ``{"name", "version"}``; a bare string (Song 1.x payloads) is taken as the name."""
-    if raw is None:
-        raise RegistryError(
-            MALFORMED_PARAMETER,
-            'The analysisType field cannot be null: add "analysisType": {"name": "<type>"} to the payload',
-        )
-    if isinstance(raw, str) and raw.strip():
-        return {"name": raw}
-    if isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and raw["name"].strip():
-        version = raw.get("version")
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-            raise RegistryError(MALFORMED_PARAMETER, "analysisType.version must be an integer when present")
-        return {"name": raw["name"]} if version is None else {"name": raw["name"], "version": version}
-    raise RegistryError(
-        MALFORMED_PARAMETER, 'The analysisType name field cannot be null: use "analysisType": {"name": "<type>"}'
-    )
-
-
-def _check_payload_study(study_id: str, payload: Mapping[str, Any]) -> None:
-    payload_study = payload.get("studyId")
-    if payload_study is None:
-        raise RegistryError(
-            STUDY_ID_MISSING, f'The field \'studyId\' is missing in the payload: add "studyId": "{study_id}"'
-        )
-    if payload_study != study_id:
-        raise RegistryError(
-            STUDY_ID_MISMATCH,
-            f"The studyId in the URL path '{study_id}' should match the studyId '{payload_study}' in the "
-            "payload: submit to the payload's study or correct the payload",
-        )
-
-
-def parse_submission(study_id: str, payload: Any) -> _Submission:
-    """Validate a Song payload and split it into the parts the registry stores."""
-    if not isinstance(payload, Mapping):
-        raise RegistryError(SCHEMA_VIOLATION, "the payload must be a JSON object (Song's analysis payload)")
-    analysis_type = _parse_analysis_type(payload.get("analysisType"))
-    _check_payload_study(study_id, payload)
-    files = _parse_files(payload.get("files"))
-    data = {k: v for k, v in payload.items() if k not in RESERVED_ANALYSIS_FIELDS}
-    if "samples" in data:
-        data["samples"] = _with_sample_ids(study_id, data["samples"])
-    return _Submission(analysis_type=analysis_type, files=files, data=data)
 
 
 def _storage_problems(
@@ -545,6 +294,8 @@ class Registry:
             present = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not {"study", "analysis", "state_change", "file"} <= present:
                 db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            if "analysis_type" not in present:  # registries made before /schemas existed gain the table
+                db.executescript("BEGIN IMMEDIATE;" + analysis_types.TABLE + "COMMIT;")
         finally:
             db.close()
 
@@ -680,6 +431,10 @@ class Registry:
             if not _study_exists(db, study_id):
                 raise _no_study(study_id)
         submission = parse_submission(study_id, payload)
+        analysis_type = submission.analysis_type
+        with self._read() as db:  # validated outside the write lock: a payload may be megabytes
+            if analysis_types.is_enforcing(db):
+                analysis_type = analysis_types.resolve_for_submit(db, analysis_type, payload)
         analysis_id = str(uuid.uuid4())
         now = _now()
         with self._write() as db:
@@ -692,7 +447,7 @@ class Registry:
                     analysis_id,
                     study_id,
                     UNPUBLISHED,
-                    _dumps(submission.analysis_type),
+                    _dumps(analysis_type),
                     _dumps(submission.data),
                     now,
                     now,
@@ -733,16 +488,7 @@ class Registry:
 
     def list_analyses(self, study_id: str, states: Iterable[str] = (PUBLISHED,)) -> list[dict[str, Any]]:
         """All analyses of a study in the given states (Song's default: PUBLISHED only)."""
-        wanted = sorted(set(states)) or [PUBLISHED]
-        unknown = [s for s in wanted if s not in ANALYSIS_STATES]
-        if unknown:
-            raise RegistryError(
-                MALFORMED_PARAMETER,
-                "The following are not AnalysisStates: '"
-                + "', '".join(unknown)
-                + "'; use "
-                + ", ".join(ANALYSIS_STATES),
-            )
+        wanted = _check_states(states)
         _require_id(study_id, "studyId")
         with self._read() as db:
             if not _study_exists(db, study_id):
@@ -755,6 +501,206 @@ class Registry:
                 (study_id, *wanted),
             ).fetchall()
             return [_analysis_json(db, row) for row in rows]
+
+    def list_analyses_page(self, study_id: str, states: Iterable[str], limit: int, offset: int) -> dict[str, Any]:
+        """GET .../analysis/paginated: Song's ``GetAnalysisResponse``, analyses ordered by id."""
+        wanted = _check_states(states)
+        if limit < 0 or offset < 0:
+            raise RegistryError(MALFORMED_PARAMETER, "limit and offset must not be negative")
+        _require_id(study_id, "studyId")
+        with self._read() as db:
+            if not _study_exists(db, study_id):
+                raise _no_study(study_id)
+            marks = ",".join("?" * len(wanted))
+            where = f"study_id = ? AND state IN ({marks})"
+            total = db.execute(f"SELECT COUNT(*) FROM analysis WHERE {where}", (study_id, *wanted)).fetchone()[0]  # noqa: S608
+            rows = db.execute(
+                f"SELECT * FROM analysis WHERE {where} ORDER BY analysis_id LIMIT ? OFFSET ?",  # noqa: S608
+                (study_id, *wanted, limit, offset),
+            ).fetchall()
+            analyses = [_analysis_json(db, row) for row in rows]
+        return {"analyses": analyses, "totalAnalyses": total, "currentTotalAnalyses": len(analyses)}
+
+    def id_search(self, study_id: str, search: registry_views.IdSearch) -> list[dict[str, Any]]:
+        """GET .../analysis/search/id: every analysis of the study (any state) whose ids match."""
+        _require_id(study_id, "studyId")
+        with self._read() as db:
+            if not _study_exists(db, study_id):
+                raise _no_study(study_id)
+            rows = db.execute(
+                "SELECT * FROM analysis WHERE study_id = ? ORDER BY created_at, analysis_id", (study_id,)
+            ).fetchall()
+            analyses = [_analysis_json(db, row) for row in rows]
+        return [a for a in analyses if search.matches(a)]
+
+    def study_with_donors(self, study_id: str) -> dict[str, Any]:
+        """GET /studies/{studyId}/all: Song's ``StudyWithDonors``."""
+        study = self.get_study(study_id)
+        return registry_views.study_tree(study, self.list_analyses(study_id, ANALYSIS_STATES))
+
+    def export_study(self, study_id: str) -> list[dict[str, Any]]:
+        """GET /export/studies/{studyId}: one ``ExportedPayload`` with every analysis, whatever its state."""
+        analyses = self.list_analyses(study_id, ANALYSIS_STATES)
+        return [{"studyId": study_id, "payloads": [self._exported(a) for a in analyses]}]
+
+    def export_analyses(self, analysis_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """GET /export/analysis/{ids}: ``ExportedPayload`` per study, in the order studies first appear."""
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        with self._read() as db:
+            for analysis_id in analysis_ids:
+                _require_id(analysis_id, "analysisId")
+                row = db.execute("SELECT * FROM analysis WHERE analysis_id = ?", (analysis_id,)).fetchone()
+                if row is None:
+                    raise RegistryError(ANALYSIS_ID_NOT_FOUND, f"The analysisId '{analysis_id}' was not found")
+                grouped.setdefault(row["study_id"], []).append(self._exported(_analysis_json(db, row)))
+        return [{"studyId": study, "payloads": payloads} for study, payloads in grouped.items()]
+
+    @staticmethod
+    def _exported(analysis: Mapping[str, Any]) -> dict[str, Any]:
+        return registry_views.export_payload(analysis, RESERVED_ANALYSIS_FIELDS)
+
+    # ---- updates ----------------------------------------------------------------------------------
+
+    def update_analysis(self, study_id: str, analysis_id: str, request: Any) -> None:
+        """PUT .../analysis/{id}: replace the analysis' dynamic data (``AnalysisServiceImpl.updateAnalysis``).
+
+        Samples and files are not part of the request (Song's update schema forbids them) and are kept.
+        """
+        with self._write() as db:
+            row = _related_analysis(db, study_id, analysis_id)
+            if not isinstance(request, Mapping) or request.get("analysisType") is None:
+                raise RegistryError(
+                    MALFORMED_PARAMETER, "The updateAnalysisRequest does not contain the field 'analysisType'"
+                )
+            type_id = self._validated_update(db, request)
+            self._store_update(db, row, type_id, request)
+
+    def patch_analysis(self, study_id: str, analysis_id: str, patch: Any) -> None:
+        """PATCH .../analysis/{id}: RFC 7386 merge into the dynamic data, validated against the analysis'
+        own type (``patchUpdateAnalysis``)."""
+        with self._write() as db:
+            row = _related_analysis(db, study_id, analysis_id)
+            if not isinstance(patch, Mapping):
+                raise RegistryError(PAYLOAD_PARSING, "Unable to read the input payload")
+            data = {k: v for k, v in (_loads(row["data"]) or {}).items() if k != "samples"}
+            current_type = _loads(row["analysis_type"])
+            merged = registry_views.merge_patch({**data, "analysisType": current_type}, patch)
+            if not isinstance(merged, Mapping):
+                raise RegistryError(PAYLOAD_PARSING, "Unable to read the input payload")
+            self._validated_update(db, {**merged, "analysisType": current_type})
+            self._store_update(db, row, current_type, merged)
+
+    @staticmethod
+    def _validated_update(db: sqlite3.Connection, request: Mapping[str, Any]) -> dict[str, Any]:
+        if analysis_types.is_enforcing(db):
+            return analysis_types.validate_update(db, request)
+        return analysis_types.validate_update_open(request)
+
+    @staticmethod
+    def _store_update(
+        db: sqlite3.Connection, row: sqlite3.Row, type_id: Mapping[str, Any], request: Mapping[str, Any]
+    ) -> None:
+        old = _loads(row["data"]) or {}
+        data = {k: v for k, v in request.items() if k not in RESERVED_ANALYSIS_FIELDS}
+        if "samples" in old:
+            data["samples"] = old["samples"]
+        db.execute(
+            "UPDATE analysis SET analysis_type = ?, data = ?, updated_at = ? WHERE analysis_id = ?",
+            (_dumps(dict(type_id)), _dumps(data), _now(), row["analysis_id"]),
+        )
+
+    def read_file(self, study_id: str, object_id: str) -> FileRecord:
+        """GET /studies/{studyId}/files/{objectId} (``FileService.securedRead``)."""
+        with self._read() as db:
+            return _related_file(db, study_id, object_id)
+
+    def update_file(self, study_id: str, object_id: str, request: Any) -> dict[str, Any]:
+        """PUT /studies/{studyId}/files/{objectId}: Song's ``FileUpdateResponse``
+        (``FileModificationService.securedFileWithAnalysisUpdate``).
+
+        Size or MD5 (content) may change only while the analysis is UNPUBLISHED; access, data type and
+        info (metadata) may change in any state but SUPPRESSED.
+        """
+        problems = registry_views.file_update_problems(request)
+        if problems:
+            raise RegistryError(
+                INVALID_FILE_UPDATE_REQUEST,
+                f"The file update request for objectId '{object_id}' failed with the following errors: "
+                + ",".join(problems),
+            )
+        with self._write() as db:
+            original = _related_file(db, study_id, object_id)
+            state = db.execute("SELECT state FROM analysis WHERE analysis_id = ?", (original.analysisId,)).fetchone()[
+                "state"
+            ]
+            where = f"The file with objectId '{object_id}' and analysisId '{original.analysisId}' cannot be updated"
+            if state == SUPPRESSED:
+                raise RegistryError(ILLEGAL_FILE_UPDATE_REQUEST, f"{where} since its analysisState is '{state}'")
+            wire = original.to_wire()
+            update_type = registry_views.file_update_type(wire, request)
+            if update_type == registry_views.CONTENT_UPDATE and state != UNPUBLISHED:
+                raise RegistryError(
+                    ILLEGAL_FILE_UPDATE_REQUEST,
+                    f"{where} since its analysisState is '{state}' and '{UNPUBLISHED}' is required",
+                )
+            if update_type != registry_views.NO_UPDATE:
+                merged = {k: request[k] if request.get(k) is not None else wire[k] for k in _FILE_UPDATE_COLUMNS}
+                db.execute(
+                    "UPDATE file SET file_size = ?, file_md5sum = ?, file_access = ?, data_type = ?, info = ? "
+                    "WHERE object_id = ?",
+                    (
+                        merged["fileSize"],
+                        merged["fileMd5sum"],
+                        merged["fileAccess"],
+                        merged["dataType"],
+                        _dumps(merged["info"]),
+                        object_id,
+                    ),
+                )
+        verb = "No update for" if update_type == registry_views.NO_UPDATE else "Updated"
+        original_file = {k: v for k, v in wire.items() if k != "info"}
+        return {
+            "fileUpdateType": update_type,
+            "originalAnalysisState": state,
+            "unpublishedAnalysis": False,
+            "message": f"{verb} file with objectId '{object_id}' and analysisId '{original.analysisId}'",
+            "originalFile": {**original_file, "info": wire["info"]},
+        }
+
+    def delete_files(self, study_id: str, object_ids: Sequence[str]) -> str:
+        """DELETE /studies/{studyId}/files/{ids}: Song's ``FileService.securedDelete``, answering ``OK``.
+
+        Unlike Song, a file of a PUBLISHED analysis is not deleted (Score would keep serving an analysis
+        whose file list changed under its readers); unpublish it first.
+        """
+        with self._write() as db:
+            for object_id in object_ids:
+                record = _related_file(db, study_id, object_id)
+                state = db.execute("SELECT state FROM analysis WHERE analysis_id = ?", (record.analysisId,)).fetchone()[
+                    "state"
+                ]
+                if state == PUBLISHED:
+                    raise RegistryError(
+                        ILLEGAL_FILE_UPDATE_REQUEST,
+                        f"The file with objectId '{object_id}' cannot be deleted while its analysis "
+                        f"'{record.analysisId}' is PUBLISHED; unpublish the analysis first",
+                    )
+                db.execute("DELETE FROM file WHERE object_id = ?", (object_id,))
+        return "OK"
+
+    # ---- analysis types ---------------------------------------------------------------------------
+
+    def register_analysis_type(self, name: Any, schema: Any, options: Any) -> dict[str, Any]:
+        with self._write() as db:
+            return analysis_types.register(db, name, schema, options)
+
+    def get_analysis_type(self, name: str, version: int | None, unrendered_only: bool) -> dict[str, Any]:
+        with self._read() as db:
+            return analysis_types.get(db, name, version, unrendered_only)
+
+    def list_analysis_types(self, **query: Any) -> dict[str, Any]:
+        with self._read() as db:
+            return analysis_types.list_page(db, **query)
 
     # ---- state changes ----------------------------------------------------------------------------
 
@@ -871,6 +817,39 @@ def _related_analysis(db: sqlite3.Connection, study_id: str, analysis_id: str) -
     raise RegistryError(
         ENTITY_NOT_RELATED_TO_STUDY,
         f"The analysisId '{analysis_id}' is not related to the input studyId '{study_id}'. "
+        f"It is actually related to studyId '{row['study_id']}'",
+    )
+
+
+def _check_states(states: Iterable[str]) -> list[str]:
+    """``resolveSelectedAnalysisStates``: Song's default (PUBLISHED) when empty, else only real states."""
+    wanted = sorted(set(states)) or [PUBLISHED]
+    unknown = [s for s in wanted if s not in ANALYSIS_STATES]
+    if unknown:
+        raise RegistryError(
+            MALFORMED_PARAMETER,
+            "The following are not AnalysisStates: '" + "', '".join(unknown) + "'; use " + ", ".join(ANALYSIS_STATES),
+        )
+    return wanted
+
+
+_FILE_UPDATE_COLUMNS = ("fileSize", "fileMd5sum", "fileAccess", "dataType", "info")
+
+
+def _related_file(db: sqlite3.Connection, study_id: str, object_id: str) -> FileRecord:
+    """``FileService.checkFileAndStudyRelated`` + ``unsecuredRead``: study, then file, then that they belong."""
+    _require_id(study_id, "studyId")
+    _require_id(object_id, "objectId")
+    row = db.execute("SELECT * FROM file WHERE object_id = ?", (object_id,)).fetchone()
+    if row is not None and row["study_id"] == study_id:
+        return _file_from_row(row)
+    if not _study_exists(db, study_id):
+        raise _no_study(study_id)
+    if row is None:
+        raise RegistryError(FILE_NOT_FOUND, f"The File with objectId '{object_id}' does not exist")
+    raise RegistryError(
+        ENTITY_NOT_RELATED_TO_STUDY,
+        f"The objectId '{object_id}' is not related to the input studyId '{study_id}'. "
         f"It is actually related to studyId '{row['study_id']}'",
     )
 

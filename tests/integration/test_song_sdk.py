@@ -1,0 +1,139 @@
+"""Song's own Python SDK (overture-song 5.0.0, ``overture_song``) against a real ``score-server`` process.
+
+The SDK's rest layer (overture_song/rest.py ``intercept_response``) raises its ``SongError`` only for a body
+with every SongError field (model.py ``SongError.is_song_error``), otherwise "[UNKNOWN_REST_ERROR] Not a song
+error"; ``StudyClient.has`` (client.py) branches on errorId ``study.id.does.not.exist``. The SDK has no call
+for analysis types or export (client.py ``Endpoints``), so those are made as Song's song-client makes them:
+``POST /schemas`` and ``GET /export/analysis/{ids}`` (SONG AnalysisTypeController.java, ExportController.java).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Client, ScoreServer, md5_of
+from tests.integration.test_song_api_breadth import SAMPLE, TYPE_SCHEMA
+
+
+def _import_sdk() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """overture-song 5.0.0 does not import on Python 3.11+: entities.py gives dataclass fields an
+    ``AnalysisType()`` default, which 3.11 refuses as mutable (unhashable). Its dataclasses are made hashable
+    while it imports (``unsafe_hash``), which changes nothing it sends or parses."""
+    original = dataclasses.dataclass
+
+    def hashable(cls: Any = None, /, **options: Any) -> Any:
+        options.setdefault("unsafe_hash", True)
+        return original(**options) if cls is None else original(cls, **options)
+
+    dataclasses.dataclass = hashable  # type: ignore[assignment]
+    try:
+        return tuple(importlib.import_module(f"overture_song.{m}") for m in ("client", "entities", "model"))  # type: ignore[return-value]
+    finally:
+        dataclasses.dataclass = original
+
+
+_client, _entities, _model = _import_sdk()
+Api, StudyClient = _client.Api, _client.StudyClient
+Study = _entities.Study
+ApiConfig, FileUpdateRequest, SongError = _model.ApiConfig, _model.FileUpdateRequest, _model.SongError
+
+
+def _api(server: ScoreServer, token: str | None, study: str = "SDK1") -> Any:
+    return Api(ApiConfig(f"{server.url}/song", study, token))
+
+
+def _raises_song_error(call: object, error_id: str, status: int) -> Any:
+    with pytest.raises(SongError) as caught:
+        call()  # type: ignore[operator]
+    assert (caught.value.errorId, caught.value.httpStatusCode) == (error_id, status)
+    return caught.value
+
+
+def test_song_sdk_drives_the_embedded_registry(
+    server: ScoreServer, admin_token: str, client: Client, tmp_path: Path
+) -> None:
+    api = _api(server, admin_token)
+    studies = StudyClient(api)
+    assert not studies.has("SDK1")  # the SDK's own branch on study.id.does.not.exist
+    studies.create(Study.create("SDK1", name="sdk", organization="test", description="d"))
+    assert studies.read("SDK1").name == "sdk"
+
+    song = httpx.Client(base_url=f"{server.url}/song", headers={"Authorization": f"Bearer {admin_token}"})
+    registered = song.post("/schemas", json={"name": "variantCall", "schema": TYPE_SCHEMA})
+    assert registered.status_code == 200 and registered.json()["version"] == 1, registered.text
+
+    data = client.workdir / "calls.vcf.gz"
+    data.write_bytes(b"##fileformat=VCFv4.2\n")
+    payload = {
+        "studyId": "SDK1",
+        "analysisType": {"name": "variantCall"},
+        "samples": [SAMPLE],
+        "files": [
+            {
+                "fileName": data.name,
+                "fileSize": data.stat().st_size,
+                "fileMd5sum": md5_of(data),
+                "fileType": "VCF",
+                "fileAccess": "open",
+                "dataType": "Variants",
+            }
+        ],
+        "experiment": {"platform": "ILLUMINA"},
+    }
+    submitted = api.submit(payload)
+    assert submitted.status == "OK"
+    analysis_id = submitted.analysisId
+
+    files = api.get_analysis_files(analysis_id)
+    object_id = files[0].objectId
+    upload = client.run("upload", "--analysis-id", analysis_id, "--study-id", "SDK1", "--input-dir", ".")
+    assert upload.returncode == 0, upload.stderr
+
+    assert api.publish(analysis_id).message == f"AnalysisId {analysis_id} successfully published"
+    analysis = api.get_analysis(analysis_id)
+    assert (analysis.analysisState, analysis.analysisType.name, analysis.analysisType.version) == (
+        "PUBLISHED",
+        "variantCall",
+        1,
+    )
+
+    update = FileUpdateRequest()
+    update.fileAccess = "controlled"
+    updated = api.update_file(object_id, update)
+    assert (updated.fileUpdateType, updated.originalFile.fileAccess) == ("METADATA_UPDATE", "open")
+    content = FileUpdateRequest()
+    content.fileSize = 1
+    _raises_song_error(lambda: api.update_file(object_id, content), "illegal.file.update.request", 400)
+
+    found = api.id_search(sample_id=analysis.samples[0].sampleId)
+    assert [a.analysisId for a in found] == [analysis_id]
+    assert api.id_search(donor_id="nobody") == []
+
+    (exported,) = song.get(f"/export/analysis/{analysis_id}").json()
+    assert exported["studyId"] == "SDK1"
+    assert exported["payloads"][0]["files"][0]["fileAccess"] == "controlled"
+
+    assert api.unpublish(analysis_id).message == f"AnalysisId {analysis_id} successfully unpublished"
+    assert api.get_analysis(analysis_id).analysisState == "UNPUBLISHED"
+
+
+def test_song_sdk_raises_its_song_error_for_every_refusal(server: ScoreServer, admin_token: str) -> None:
+    api = _api(server, admin_token)
+    StudyClient(api).create(Study.create("SDK1"))
+    _raises_song_error(lambda: api.get_analysis("nope"), "analysis.id.not.found", 404)
+    _raises_song_error(lambda: api.get_study("NOPE"), "study.id.does.not.exist", 404)
+    # The SDK still calls Song 1.x's /schema/list, which Song 5 no longer has: a Song error, not UNKNOWN_REST_ERROR
+    _raises_song_error(api.list_schemas, "id.not.found", 404)
+    _raises_song_error(lambda: _api(server, None).publish("nope"), "unauthorized.token", 401)
+    other = _api(server, server.token("PROGRAMDATA-OTHER.WRITE"))
+    _raises_song_error(lambda: other.publish("nope"), "forbidden.token", 403)
+    unregistered = {"studyId": "SDK1", "analysisType": {"name": "t"}, "files": []}
+    error = _raises_song_error(lambda: api.submit(unregistered), "schema.violation", 400)
+    assert "files" in error.message
