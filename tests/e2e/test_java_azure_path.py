@@ -16,6 +16,7 @@ written here directly with the Azure SDK and must be served as they are.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import subprocess
@@ -32,6 +33,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
 
 from tests.conftest import BIN, Client, Registry, ScoreServer, make_file, md5_of
+from tests.genomics_data import make_bam_and_cram
 from tests.services.azurite import Azurite
 
 KiB = 1024
@@ -400,3 +402,35 @@ def test_blobs_the_java_server_left_in_the_container_root_are_served_as_they_are
     azure.download(md5_oid, with_md5.read_bytes())
     azure.publish(analysis_plain, ignore_undefined_md5=True)  # Song's own way with objects lacking an MD5
     azure.download(plain_oid, data)
+
+
+def test_htsget_serves_regions_of_a_bam_the_java_server_left_in_the_container_root(azure: Deployment) -> None:
+    bam, _ = make_bam_and_cram(azure.tmp / "java-bam")
+    bai = bam.with_name(bam.name + ".bai")
+    analysis_id, ids = azure.registry.submit(STUDY, [bam, bai])
+    for path in (bam, bai):  # at the root, as the Java server's container holds them
+        azure.container.upload_blob(ids[path.name], path.read_bytes())
+    azure.publish(analysis_id)
+
+    region = {"referenceName": "CHROMOSOME_I", "start": 1000, "end": 200000}
+    ticket = httpx.get(f"{azure.server.url}/htsget/reads/{ids[bam.name]}", params=region, headers=azure.auth)
+    assert ticket.status_code == 200, ticket.text
+    sliced = azure.tmp / "java-bam" / "slice.bam"
+    with sliced.open("wb") as out:
+        for block in ticket.json()["htsget"]["urls"]:
+            if block["url"].startswith("data:"):
+                out.write(base64.b64decode(block["url"].split(",", 1)[1]))
+                continue
+            assert urlsplit(block["url"]).path.endswith(f"/{ids[bam.name]}"), "read from the root blob"
+            got = httpx.get(block["url"], headers=block.get("headers", {}))
+            assert got.status_code in (200, 206), got.text
+            out.write(got.content)
+
+    def count(*args: str) -> int:
+        return int(subprocess.run(["samtools", "view", "-c", *args], check=True, capture_output=True, text=True).stdout)
+
+    expected = count(str(bam), "CHROMOSOME_I:1001-200000")
+    assert expected > 0
+    # the slice holds whole BGZF blocks around the region: the same reads once filtered to it
+    subprocess.run(["samtools", "index", str(sliced)], check=True)
+    assert count(str(sliced), "CHROMOSOME_I:1001-200000") == expected

@@ -28,7 +28,7 @@ from score.genomics import (
 )
 from score.genomics.naming import PLANNED_FORMATS, format_from_name, index_kind_of_name, index_names
 from score.server.metadata.base import Entity
-from score.server.services.uploads import data_key, guard
+from score.server.services.uploads import UploadService, guard
 from score.server.settings import ServerSettings
 from score.server.storage.base import ObjectHead, ObjectStore
 from score.server.ttl_cache import TtlCache
@@ -71,6 +71,7 @@ class HtsgetService:
     def __init__(self, store: ObjectStore, settings: ServerSettings, cache_entries: int = 32) -> None:
         self._store = store
         self._settings = settings
+        self._objects = UploadService(store, settings)  # where an object's bytes are (Java layouts too)
         self._prepared = TtlCache(ttl=3600.0, max_entries=cache_entries, name="htsget_prepared")
 
     def ticket(
@@ -78,10 +79,10 @@ class HtsgetService:
     ) -> dict[str, Any]:
         """The ticket JSON (``{"htsget": {...}}``) for ``regions`` of the object ``entity``."""
         self._check_format(entity, fmt)
-        key = data_key(entity.id)
-        head = guard(lambda: self._store.head(key))
+        head = self._objects.data_head(entity.id)
         if head is None:
             raise HtsgetError("NotFound", 404, f"object {entity.id} is registered but has not been uploaded yet")
+        key = head.key
         index = self._find_index(entity, siblings, fmt)
 
         def read(start: int, end: int) -> bytes:
@@ -137,7 +138,7 @@ class HtsgetService:
             kind = index_kind_of_name(name)
             if candidate is None or kind not in ALLOWED_INDEXES[fmt]:  # type: ignore[index]
                 continue
-            head = guard(lambda c=candidate: self._store.head(data_key(c.id)))
+            head = self._objects.data_head(candidate.id)
             if head is not None:
                 return _Index(candidate, kind, head)
         names = ", ".join(wanted)
@@ -152,7 +153,7 @@ class HtsgetService:
         cache_key = (entity.id, fmt, _version(head), index.entity.id, _version(index.head))
         prepared = self._prepared.get(cache_key)
         if prepared is None:
-            raw = guard(lambda: self._store.read_document(data_key(index.entity.id)))
+            raw = guard(lambda: self._store.read_document(index.head.key))
             if raw is None:
                 raise HtsgetError("NotFound", 404, f"the index {index.entity.fileName} disappeared; try again")
             prepared = prepare(fmt, read, head.size, raw, index.kind)  # type: ignore[arg-type]

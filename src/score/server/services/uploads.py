@@ -227,7 +227,7 @@ class UploadService:
             if check.final is None:
                 raise NotFound(check.problem or f"object {object_id} is being uploaded")
             return check.final
-        head = guard(lambda: self._store.head(data_key(object_id))) or self._legacy_head(object_id)
+        head = self.data_head(object_id)
         if head is None:
             raise NotFound(
                 f"object {object_id} is registered but has not been uploaded (or its upload was not "
@@ -246,6 +246,11 @@ class UploadService:
             objectSize=head.size,
             objectMd5=head.md5,
         )
+
+    def data_head(self, object_id: str) -> ObjectHead | None:
+        """Where the object's bytes are (``ObjectHead.key``): ``data/{id}``, else where the Java server of this
+        backend kept them; None when neither holds it."""
+        return guard(lambda: self._store.head(data_key(object_id))) or self._legacy_head(object_id)
 
     def _legacy_head(self, object_id: str) -> ObjectHead | None:
         """The object where the Java server of this backend kept it, if the store has such a place."""
