@@ -201,6 +201,21 @@ def test_unknown_foreign_and_aborted_uploads(store: GcsStore, emulator: GcsEmula
     store.abort_upload(OBJECT_KEY, upload_id)  # twice is fine
 
 
+def test_one_uploaded_part_is_read_alone_as_the_listing_gives_it(store: GcsStore) -> None:
+    data = body_of(3 * KiB + 5, seed=6)
+    upload_id = store.start_upload(OBJECT_KEY, len(data))
+    parts = upload_parts(store, OBJECT_KEY, upload_id, data, KiB)
+    listed = {p.part_number: p for p in store.list_uploaded_parts(OBJECT_KEY, upload_id)}
+    for part in parts:
+        assert store.uploaded_part(OBJECT_KEY, upload_id, part.part_number) == listed[part.part_number] == part
+    assert store.uploaded_part(OBJECT_KEY, upload_id, 9) is None  # never sent
+    with pytest.raises(UploadNotFound, match="another object"):
+        store.uploaded_part("data/other", upload_id, 1)
+    store.abort_upload(OBJECT_KEY, upload_id)
+    with pytest.raises(UploadNotFound):
+        store.uploaded_part(OBJECT_KEY, upload_id, 1)
+
+
 def test_invalid_arguments_are_refused(store: GcsStore) -> None:
     with pytest.raises(ValueError):
         store.start_upload(OBJECT_KEY, -1)

@@ -68,6 +68,7 @@ from score.server.storage.base import (
     InvalidKey,
     ObjectHead,
     ObjectStore,
+    ReadsOneUploadedPart,
     SignsBlobUploads,
     SignsWholePuts,
     StoreFull,
@@ -652,7 +653,7 @@ class UploadService:
         expected = next((p for p in spec.parts if p.partNumber == part_number), None)
         if expected is None:
             raise BadRequest(f"upload {upload_id} of object {object_id} has no part {part_number}")
-        stored = guard(lambda: self._uploaded_parts(object_id, upload_id))
+        stored = guard(lambda: self._uploaded_versions(object_id, upload_id, part_number))
         # Some stores list every version of a re-sent part (SeaweedFS) and complete with the one named: the part
         # is there if any listed version is it.
         found = [p for p in stored if p.part_number == part_number and p.size == expected.partSize]
@@ -670,6 +671,17 @@ class UploadService:
         crash_point("finalize_part.unmarked")
         marker = CompletedPart(partNumber=part_number, md5=md5, etag=etag)
         guard(lambda: self._store.write_document(marker_key(object_id, upload_id, marker), b""))
+
+    def _uploaded_versions(self, object_id: str, upload_id: str, part_number: int) -> list[UploadedPart]:
+        """What the store holds of one part: looked up alone where the store can (``ReadsOneUploadedPart``),
+        else picked from the listing of the upload's parts (which may name a re-sent part more than once)."""
+        if not isinstance(self._store, ReadsOneUploadedPart):
+            return [p for p in self._uploaded_parts(object_id, upload_id) if p.part_number == part_number]
+        try:
+            found = self._store.uploaded_part(data_key(object_id), upload_id, part_number)
+        except UploadNotFound as exc:
+            raise NotFound(f"the store has no upload {upload_id} for object {object_id}; start again") from exc
+        return [] if found is None else [found]
 
     def _uploaded_parts(self, object_id: str, upload_id: str) -> list[UploadedPart]:
         try:

@@ -106,6 +106,17 @@ class SignsBlobUploads(Protocol):
 
 
 @runtime_checkable
+class ReadsOneUploadedPart(Protocol):
+    """Optional ability: one part of an upload looked up alone, where ``list_uploaded_parts`` walks them all
+    (GCS: each part is an object of its own). Recording a part then costs two requests whatever the upload's
+    size, instead of a listing of every part (quadratic over an upload of thousands of parts)."""
+
+    def uploaded_part(self, key: str, upload_id: str, part_number: int) -> UploadedPart | None:
+        """The part as the store holds it, None when it holds none. Raises UploadNotFound."""
+        ...
+
+
+@runtime_checkable
 class HoldsLegacyObjects(Protocol):
     """Optional ability: the Java server of this backend kept objects at other keys than ``data/{id}`` (Azure:
     ``{id}`` in the container root, no ``.meta``), and buckets it wrote are served as they are."""

@@ -431,6 +431,13 @@ class GcsStore:
             for number, blob in sorted(self._part_blobs(upload_id).items())
         ]
 
+    def uploaded_part(self, key: str, upload_id: str, part_number: int) -> UploadedPart | None:
+        """The record, then the part's own object: two requests, however many parts the upload has."""
+        self._upload_record(key, upload_id)
+        with _mapped("read a part's metadata"):
+            blob = self._bucket().get_blob(part_object_name(upload_id, part_number), retry=self._retry, timeout=TIMEOUT)
+        return None if blob is None else UploadedPart(part_number, _md5_hex(blob.md5_hash) or "", int(blob.size or 0))
+
     def complete_upload(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
         """Verify the parts, compose them (32 at a time, recursively) into ``key``, then clean up.
 
