@@ -218,6 +218,7 @@ def test_the_audit_file_follows_log_rotation(server: ScoreServer) -> None:
     httpx.get(f"{server.url}/upload/before-rotation")
     rotated = audit.with_name("audit.log.1")
     audit.rename(rotated)  # what logrotate does, without telling the server
+    time.sleep(1.1)  # the server looks for a rotation at most once a second
     httpx.get(f"{server.url}/upload/after-rotation")
     assert [json.loads(line)["object"] for line in rotated.read_text().splitlines()] == ["before-rotation"]
     assert [json.loads(line)["object"] for line in audit.read_text().splitlines()] == ["after-rotation"]

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
@@ -22,6 +23,7 @@ from score.server.observability.metrics import DECISIONS
 from score.server.observability.request_ids import current_request_id
 
 _log = logging.getLogger("score.audit")
+ROTATION_CHECK = 1.0  # seconds between looks for a rotated audit file
 
 
 def client_address(request: Request, trusted_proxies: Sequence[IPv4Network | IPv6Network]) -> str:
@@ -52,16 +54,20 @@ class AuditLog:
         self._lock = threading.Lock()
         self._trusted = [ip_network(p, strict=False) for p in trusted_proxies]
         self._handle: TextIO | None = None
+        self._rotation_checked = 0.0
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def _append(self, line: str) -> None:
         """Append one line to the audit file, kept open between lines (opening it per line serialised every
-        request behind the lock) and opened again when it was moved or removed (log rotation)."""
+        request behind the lock) and opened again when it was moved or removed (log rotation), which is
+        looked for at most every ``ROTATION_CHECK`` seconds: lines written meanwhile follow the moved file."""
         assert self._path is not None
         with self._lock:
             handle = self._handle
-            if handle is not None:
+            now = time.monotonic()
+            if handle is not None and now - self._rotation_checked >= ROTATION_CHECK:
+                self._rotation_checked = now
                 try:
                     current = os.stat(self._path)
                     mine = os.fstat(handle.fileno())
