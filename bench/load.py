@@ -56,6 +56,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 from tests.conftest import Client, Registry, ScoreServer, make_file  # noqa: E402
 from tests.genomics_data import make_bam_and_cram  # noqa: E402
+from tests.services.haproxy import HAPROXY, HAProxy  # noqa: E402
 from tests.services.process import free_port  # noqa: E402
 from tests.services.seaweed import SeaweedS3  # noqa: E402
 
@@ -63,7 +64,6 @@ MiB = 1024 * 1024
 BACKENDS = ("local", "s3")
 WORKLOADS = ("specs", "htsget", "upload")
 STUDY = "LOAD"
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
 # Issue 17's targets.
@@ -204,50 +204,12 @@ def own_time(collapsed: str, top: int = 15, lines: bool = False) -> list[tuple[s
 # -- processes -------------------------------------------------------------------------------------------------
 
 
-class Balancer:
-    """HAProxy running deploy/haproxy.cfg unchanged, its addresses given through the environment."""
-
-    def __init__(self, port: int, replicas: Sequence[ScoreServer], log: Path) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "SCORE_LB_BIND": f"127.0.0.1:{port}"}
-        env.update({f"SCORE_REPLICA_{n}": f"127.0.0.1:{r.port}" for n, r in enumerate(replicas, 1)})
-        self.log_path = log
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            [HAPROXY, "-db", "-f", str(ROOT / "deploy" / "haproxy.cfg")], stdout=self._log, stderr=self._log, env=env
-        )
-
-    def wait_ready(self, replicas: int) -> None:
-        """Up, and every replica passed its health check (so the first requests are spread evenly)."""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ToolFailed(f"haproxy exited: {self.log_path.read_text()[-2000:]}")
-            with suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/actuator/health/readiness", timeout=1).status_code == 200:
-                    time.sleep(2.5)  # "rise 2" at "inter 500ms": every replica in, not just the first
-                    return
-            time.sleep(0.1)
-        raise ToolFailed(f"haproxy did not come up: {self.log_path.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
 @dataclass
 class Deployment:
     """One replica, or several on one data directory behind HAProxy; ``url`` is where clients connect."""
 
     servers: list[ScoreServer]
-    balancer: Balancer | None = None
+    balancer: HAProxy | None = None
 
     @property
     def url(self) -> str:
@@ -592,8 +554,12 @@ class Bench:
             except RuntimeError as exc:
                 raise ToolFailed(str(exc)) from exc
         if balancer_port:
-            deployment.balancer = Balancer(balancer_port, servers, self.work / f"haproxy-{balancer_port}.log")
-            deployment.balancer.wait_ready(replicas)
+            log = self.work / f"haproxy-{balancer_port}.log"
+            deployment.balancer = HAProxy(balancer_port, [s.port for s in servers], log)
+            try:
+                deployment.balancer.wait_ready()
+            except RuntimeError as exc:
+                raise ToolFailed(str(exc)) from exc
         return deployment
 
     def undeploy(self, deployment: Deployment) -> None:

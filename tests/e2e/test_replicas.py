@@ -10,26 +10,21 @@ that dies only drops API calls, which HAProxy sends to the other one or the clie
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
-import httpx
 import pytest
 
 from tests.conftest import Client, Registry, ScoreServer, make_file
+from tests.services.haproxy import HAProxy
 from tests.services.process import free_port
 from tests.services.seaweed import SeaweedS3
 
-ROOT = Path(__file__).resolve().parents[2]
 STUDY = "REPLICAS"
 MiB = 1024 * 1024
-
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"  # installed by .ci/run (apt)
 
 
 @pytest.fixture(scope="module")
@@ -37,34 +32,6 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     service = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
     yield service
     service.stop()
-
-
-class Balancer:
-    """HAProxy running deploy/haproxy.cfg unchanged, its addresses given through the environment."""
-
-    def __init__(self, port: int, replicas: list[ScoreServer], log: Path) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "SCORE_LB_BIND": f"127.0.0.1:{self.port}"}
-        env.update({f"SCORE_REPLICA_{n}": f"127.0.0.1:{r.port}" for n, r in enumerate(replicas, 1)})
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            [HAPROXY, "-db", "-f", str(ROOT / "deploy" / "haproxy.cfg")], stdout=self._log, stderr=self._log, env=env
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/actuator/health/readiness", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"haproxy did not come up: {log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        self._log.close()
 
 
 def _kill_then_restart(replica: ScoreServer, job: subprocess.Popen[str], after: float, down_for: float) -> None:
@@ -84,9 +51,9 @@ def test_a_job_survives_a_replica_killed_and_restarted(seaweed: SeaweedS3, tmp_p
     first = ScoreServer(data_dir, part_size=5 * MiB, extra_env=env).start()
     second = ScoreServer(data_dir, part_size=5 * MiB, extra_env=env).start()
     replicas = [first, second]
-    balancer: Balancer | None = None
+    balancer: HAProxy | None = None
     try:
-        balancer = Balancer(balancer_port, replicas, tmp_path / "haproxy.log")
+        balancer = HAProxy(balancer_port, [r.port for r in replicas], tmp_path / "haproxy.log").wait_ready()
         front = SimpleNamespace(url=balancer.url)
         token = first.token("score.WRITE score.READ song.WRITE")
         files = [make_file(tmp_path / "in" / f"small-{n:03d}.bin", 100_000 + n, seed=n) for n in range(150)]
