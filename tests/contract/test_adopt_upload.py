@@ -94,7 +94,7 @@ def test_a_part_recorded_elsewhere_with_other_bytes_is_sent_again(deployment: De
 
     result = client.run("upload", "--file", str(source), "--object-id", oid)
     if deployment.backend == "local":
-        # The embedded store keeps a stored part immutable (storage/local.py): it refuses the part, saying what
+        # The embedded store keeps a stored part immutable (storage/local/store.py): it refuses the part, saying what
         # to do, and changes nothing.
         assert result.returncode != 0
         assert "is already stored with MD5" in result.stderr and "upload --force" in result.stderr

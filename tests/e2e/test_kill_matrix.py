@@ -159,7 +159,7 @@ _PART_RECORD = re.compile(r"^(\d{8})\.json$")  # the local store's multipart/<up
 
 def _held_parts(data_dir: Path) -> set[tuple[str, int]]:
     """{(upload id, part number)} of the parts the local store holds in uploads not yet completed (its disk
-    layout, see storage/local.py). Read right after a kill: the parts the dead server wrote, including any whose
+    layout, see storage/local/store.py). Read right after a kill: the parts the dead server wrote, including any whose
     access-log line the kill cut off."""
     held = set()
     for parts in (_store(data_dir) / "multipart").glob("*/parts"):

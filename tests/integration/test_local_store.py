@@ -26,12 +26,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from score.server.api.store_data import build_store_data_router
 from score.server.errors import install_error_handlers
-from score.server.storage import local as local_module
 from score.server.storage.base import ObjectStore, StoreError, StoreFull, UploadedPart, UploadNotFound
 from score.server.storage.local import LocalStore, load_or_create_signing_key, validate_key
-from score.server.storage.local_files import TMP_PREFIX
+from score.server.storage.local import store as local_module
+from score.server.storage.local.data_plane import build_store_data_router
+from score.server.storage.local.files import TMP_PREFIX
 from tests.integration.store_reads import check_ranged_document_reads
 
 MiB = 1024 * 1024

@@ -17,7 +17,6 @@ from score.server.api import batch, download, health, htsget, listing, upload
 from score.server.api.bodies import BodyLimit
 from score.server.api.openapi import install_openapi
 from score.server.api.song import build_song_router
-from score.server.api.store_data import build_store_data_router
 from score.server.audit import AuditLog
 from score.server.auth.factory import build_verifier
 from score.server.context import ServerContext
@@ -34,7 +33,7 @@ from score.server.services.downloads import DownloadService
 from score.server.services.htsget import HtsgetService
 from score.server.services.uploads import UploadService, data_key
 from score.server.settings import ServerSettings
-from score.server.storage.base import ObjectStore
+from score.server.storage.base import ObjectStore, ServesDataPlane
 from score.server.storage.factory import build_store
 
 DESCRIPTION = (
@@ -110,8 +109,8 @@ def build_app(settings: ServerSettings) -> FastAPI:
         app.include_router(router)
     if not settings.metadata_url:  # the embedded registry's Song API; a remote Song serves its own
         app.include_router(build_song_router(), prefix="/song")
-    if settings.storage == "local":
-        app.include_router(build_store_data_router())  # the local store serves its own signed URLs
+    if isinstance(context.store, ServesDataPlane):
+        app.include_router(context.store.data_routes())  # a store that serves its own signed URLs (local)
     return app
 
 

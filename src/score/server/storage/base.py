@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 
 class StoreError(Exception):
@@ -102,6 +105,16 @@ class SignsBlobUploads(Protocol):
 
     def sign_blob_upload(self, key: str, expires_in: int) -> str:
         """A URL that can create or replace ``key`` only: no read, no delete, no other key."""
+        ...
+
+
+@runtime_checkable
+class ServesDataPlane(Protocol):
+    """Optional ability: the store's signed URLs point at routes of this server (the local store), which the
+    app mounts because the store brings them; stores whose URLs point at the store itself have none."""
+
+    def data_routes(self) -> APIRouter:
+        """The routes that serve this store's signed URLs."""
         ...
 
 

@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 from score.core.md5 import base64_to_hex
 from score.server.errors import NotFound, error_response
 from score.server.storage.base import StoreFull, UploadNotFound
-from score.server.storage.local import BadDigest, LocalStore, OpenObject, PartBusy, PartImmutable, PartWriter
+from score.server.storage.local.store import BadDigest, LocalStore, OpenObject, PartBusy, PartImmutable, PartWriter
 from score.server.storage.url_signing import SignatureError
 
 ACCESS_LOG = logging.getLogger("score.store.access")
@@ -41,7 +41,7 @@ _BEYOND = 10**18  # past the end of any object (5 TiB at most)
 
 
 def build_store_data_router() -> APIRouter:
-    """The ``/_store`` routes; mount only when the server's store is a LocalStore."""
+    """The ``/_store`` routes (``LocalStore.data_routes``): the app mounts them because the store brings them."""
     router = APIRouter(include_in_schema=False)
     router.add_api_route("/_store/{key:path}", put_part, methods=["PUT"])
     router.add_api_route("/_store/{key:path}", get_object, methods=["GET", "HEAD"])

@@ -13,7 +13,7 @@ copy of the whole object. Durability rules, so that a process killed at any inst
 acknowledged: a part is recorded only after its bytes are fsynced; every document is written to a
 temporary file in the same folder, fsynced, renamed over the final name and the folder fsynced; a
 completed object appears under its key by one rename. Keys are reached without following symbolic links
-(``local_files``).
+(``files``).
 
 Space: starting an upload reserves its whole size on disk (``fallocate``), and refuses with StoreFull
 when that would leave less than ``min_free_bytes`` free, so an upload that starts can finish and the
@@ -49,6 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 from uuid import uuid4
 
@@ -62,7 +63,7 @@ from score.server.storage.base import (
     UploadedPart,
     UploadNotFound,
 )
-from score.server.storage.local_files import (
+from score.server.storage.local.files import (
     DIR_MODE,
     FILE_MODE,
     TMP_PREFIX,
@@ -71,6 +72,9 @@ from score.server.storage.local_files import (
     write_atomic,
 )
 from score.server.storage.url_signing import UrlSigner
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 MAX_KEY_BYTES = 1024  # S3's limit
 MAX_SEGMENT_BYTES = 255  # NAME_MAX of common file systems
@@ -485,6 +489,13 @@ class LocalStore:
             raise ValueError(f"expires_in must be positive, got {expires_in}")
         query = self.signer.sign(method, key, params, int(time.time()) + expires_in)
         return f"{self.base_url}/_store/{quote(key, safe='/')}?{urlencode(query)}"
+
+    def data_routes(self) -> APIRouter:
+        """The ``/_store`` endpoint its signed URLs point at (``ServesDataPlane``): this store is its own
+        data plane, as S3 is S3's."""
+        from score.server.storage.local.data_plane import build_store_data_router
+
+        return build_store_data_router()
 
     def check_ready(self, sentinel_key: str) -> None:
         """The embedded default owns its directory: create the sentinel instead of requiring it."""
