@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from score.server.storage.layout import is_data_blob, object_id_of
 from score.server.storage.s3 import (
     BucketRouter,
-    is_data_blob,
     md5_from_head,
-    object_id_of,
     partition_bucket,
     partition_buckets,
     partition_index,

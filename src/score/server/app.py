@@ -31,10 +31,11 @@ from score.server.observability.request_ids import RequestIdMiddleware
 from score.server.services.cleanup import clean_stale_uploads
 from score.server.services.downloads import DownloadService
 from score.server.services.htsget import HtsgetService
-from score.server.services.uploads import UploadService, data_key
+from score.server.services.uploads import UploadService
 from score.server.settings import ServerSettings
 from score.server.storage.base import ObjectStore, ServesDataPlane
 from score.server.storage.factory import build_store
+from score.server.storage.layout import data_key
 
 DESCRIPTION = (
     "Score brokers authenticated access to object storage: it checks who is asking and hands out "

@@ -73,9 +73,9 @@ def serve(
         settings = ServerSettings()
     except (ValidationError, ValueError) as exc:
         raise click.ClickException(f"invalid settings: {exc}") from exc
-    from score.server.services.uploads import data_key
     from score.server.storage.base import StoreError
     from score.server.storage.factory import build_store
+    from score.server.storage.layout import data_key
 
     try:
         build_store(settings).check_ready(data_key(settings.sentinel))

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from score.server.api.deps import get_context
-from score.server.services.uploads import data_key
+from score.server.storage.layout import data_key
 
 router = APIRouter(tags=["health"])
 

@@ -27,16 +27,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from score.server.services.uploads import (
-    COMMITTED,
-    UPLOAD_DIR,
-    UploadService,
-    guard,
-    meta_key,
-    read_spec,
-    upload_state_prefix,
-)
+from score.server.services.uploads import UploadService, guard, read_spec, upload_state_prefix
 from score.server.storage.base import ObjectHead, ObjectStore
+from score.server.storage.layout import COMMITTED, UPLOAD_PREFIX, meta_key, parse_state_key
 
 log = logging.getLogger("score.cleanup")
 COMMIT_GRACE_SECONDS = 60  # a committed finalize younger than this is left to the request finishing it
@@ -65,12 +58,11 @@ class _Folder:
 def _folders(heads: Iterable[ObjectHead]) -> dict[str, _Folder]:
     folders: dict[str, _Folder] = {}
     for head in heads:
-        folder_name, _, name = head.key[len(UPLOAD_DIR) + 1 :].partition("/")
-        object_id, _, upload_id = folder_name.rpartition("_")
-        if not object_id or not upload_id or not name:
+        state = parse_state_key(head.key)
+        if state is None:
             continue
-        folder = folders.setdefault(folder_name, _Folder(object_id, upload_id))
-        folder.names.add(name)
+        folder = folders.setdefault(state.folder, _Folder(state.object_id, state.upload_id))
+        folder.names.add(state.name)
         folder.keys.append(head.key)
         folder.newest_ms = max(folder.newest_ms, head.last_modified_ms)
     return folders
@@ -83,7 +75,7 @@ def clean_stale_uploads(
     cutoff_ms = (now - older_than_s) * 1000
     grace_ms = (now - min(older_than_s, COMMIT_GRACE_SECONDS)) * 1000
     report = CleanupReport()
-    folders = _folders(guard(lambda: store.list(f"{UPLOAD_DIR}/")))
+    folders = _folders(guard(lambda: store.list(UPLOAD_PREFIX)))
     for folder in folders.values():
         report.examined += 1
         try:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from score.core.models import ObjectSpecification, Part
 from score.core.parts import slice_parts
 from score.server.errors import BadRequest
-from score.server.services.uploads import UploadService, data_key, guard
+from score.server.services.uploads import UploadService, guard
 from score.server.settings import ServerSettings
 from score.server.storage.base import ObjectStore
+from score.server.storage.layout import data_key
 
 
 class DownloadService:

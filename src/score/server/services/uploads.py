@@ -76,11 +76,21 @@ from score.server.storage.base import (
     UploadedPart,
     UploadNotFound,
 )
+from score.server.storage.layout import (
+    COMMITTED,
+    DATA_PREFIX,
+    MARKER_PREFIX,
+    STATE_DOCUMENT,
+    data_key,
+    marker_prefix,
+    meta_key,
+    parse_marker,
+    parse_state_key,
+    state_prefix,
+    uploads_prefix,
+)
+from score.server.storage.layout import marker_key as layout_marker_key
 
-DATA_DIR = "data"
-UPLOAD_DIR = "upload"
-MARKER_PREFIX = "part-"
-COMMITTED = "committed"
 STATE_DELETE_PARALLEL = 16  # store deletes in flight when an upload's state is removed
 BLOB_UPLOAD_PREFIX = "blob-"  # uploadIds of blob uploads (module docstring)
 HASHED = "hashed"  # a blob upload's state: the MD5 the server computed of a blob without Content-MD5
@@ -93,34 +103,16 @@ def is_blob_upload(upload_id: str | None) -> bool:
     return bool(upload_id) and str(upload_id).startswith(BLOB_UPLOAD_PREFIX)
 
 
-def data_key(object_id: str) -> str:
-    return f"{DATA_DIR}/{object_id}"
-
-
-def meta_key(object_id: str) -> str:
-    return f"{DATA_DIR}/{object_id}.meta"
-
-
 def upload_state_prefix(object_id: str, upload_id: str) -> str:
+    """The upload's state folder (``layout.state_prefix``), for an upload id of the server's own form."""
     if not is_upload_id(upload_id):
         raise BadRequest(f"invalid uploadId {upload_id!r}: use the uploadId the server returned at initiate")
-    return f"{UPLOAD_DIR}/{object_id}_{upload_id}/"
+    return state_prefix(object_id, upload_id)
 
 
 def marker_key(object_id: str, upload_id: str, part: CompletedPart) -> str:
-    body = json.dumps(part.to_wire(), separators=(",", ":"))
-    return f"{upload_state_prefix(object_id, upload_id)}{MARKER_PREFIX}{part.partNumber:08x}|{body}"
-
-
-def parse_marker(key: str) -> CompletedPart | None:
-    """The CompletedPart encoded in a marker key, or None for other keys in the state folder."""
-    name = key.rsplit("/", 1)[-1]
-    if not name.startswith(MARKER_PREFIX) or "|" not in name:
-        return None
-    try:
-        return CompletedPart.model_validate_json(name.split("|", 1)[1])
-    except ValueError:
-        return None
+    upload_state_prefix(object_id, upload_id)  # the id's form, checked
+    return layout_marker_key(object_id, upload_id, part)
 
 
 def read_spec(store: ObjectStore, key: str) -> ObjectSpecification | None:
@@ -267,11 +259,11 @@ class UploadService:
     def listing(self) -> list[ObjectHead]:
         """Every visible object once (``ObjectHead.key`` is its id): UUID-named blobs under ``data/`` (a blob
         upload's only once its blob checks out), then the Java server's legacy ones not shadowed by those."""
-        heads = guard(lambda: list(self._store.list(f"{DATA_DIR}/")))
-        names = {h.key[len(DATA_DIR) + 1 :] for h in heads}
+        heads = guard(lambda: list(self._store.list(DATA_PREFIX)))
+        names = {h.key[len(DATA_PREFIX) :] for h in heads}
         found: dict[str, ObjectHead] = {}
         for head in heads:
-            name = head.key[len(DATA_DIR) + 1 :]
+            name = head.key[len(DATA_PREFIX) :]
             if not is_uuid(name):
                 continue
             if f"{name}.meta" not in names and not self._blob_visible(name):
@@ -291,11 +283,10 @@ class UploadService:
         return check is None or check.final is not None
 
     def _blob_upload_id(self, object_id: str) -> str | None:
-        prefix = f"{UPLOAD_DIR}/{object_id}_{BLOB_UPLOAD_PREFIX}"
-        for head in guard(lambda: list(self._store.list(prefix))):
-            upload_id, _, name = head.key[len(UPLOAD_DIR) + len(object_id) + 2 :].partition("/")
-            if name == ".meta":
-                return upload_id
+        for head in guard(lambda: list(self._store.list(uploads_prefix(object_id) + BLOB_UPLOAD_PREFIX))):
+            state = parse_state_key(head.key, object_id)
+            if state is not None and state.name == STATE_DOCUMENT:
+                return state.upload_id
         return None
 
     def settle_blob_upload(
@@ -407,12 +398,10 @@ class UploadService:
 
     def current_upload_id(self, object_id: str) -> str | None:
         """The in-progress upload of an object: the first state folder (listing order) with a ``.meta``."""
-        prefix = f"{UPLOAD_DIR}/{object_id}_"
-        for head in guard(lambda: list(self._store.list(prefix))):
-            rest = head.key[len(prefix) :]
-            upload_id, _, name = rest.partition("/")
-            if name == ".meta":
-                return upload_id
+        for head in guard(lambda: list(self._store.list(uploads_prefix(object_id)))):
+            state = parse_state_key(head.key, object_id)
+            if state is not None and state.name == STATE_DOCUMENT:
+                return state.upload_id
         return None
 
     # -- initiate ------------------------------------------------------------------------------
@@ -690,7 +679,8 @@ class UploadService:
             raise NotFound(f"the store has no upload {upload_id} for object {object_id}; start again") from exc
 
     def delete_part(self, object_id: str, upload_id: str, part_number: int) -> None:
-        prefix = f"{upload_state_prefix(object_id, upload_id)}{MARKER_PREFIX}{part_number:08x}|"
+        upload_state_prefix(object_id, upload_id)  # the id's form, checked
+        prefix = marker_prefix(object_id, upload_id, part_number)
         for head in guard(lambda: list(self._store.list(prefix))):
             guard(lambda k=head.key: self._store.delete(k))
 

@@ -46,6 +46,7 @@ from score.server.storage.base import (
     UploadedPart,
     UploadNotFound,
 )
+from score.server.storage.layout import DATA_PREFIX, META_SUFFIX, UPLOAD_PREFIX, is_data_blob, object_id_of
 from score.server.storage.s3_documents import S3Documents
 
 MiB = 1024 * 1024
@@ -59,9 +60,6 @@ MAX_POOL_CONNECTIONS = 64  # request handlers run in a thread pool and share one
 RESOLVE_TTL = 5.0  # seconds a "which bucket holds data/{id}" answer is reused while signing many parts
 RESOLVE_CACHE_MAX = 10_000
 
-DATA_PREFIX = "data/"
-UPLOAD_PREFIX = "upload/"
-META_SUFFIX = ".meta"
 DEFAULT_SENTINEL_KEY = "data/heliograph"
 
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -128,29 +126,6 @@ def partition_bucket(base: str, object_id: str, key_chars: int, pool: int) -> st
 def partition_buckets(base: str, pool: int) -> list[str]:
     """Every partition bucket of a base bucket, ``<base>.0 .. <base>.(pool-1)``."""
     return [f"{base}.{index}" for index in range(max(pool, 0))]
-
-
-def object_id_of(key: str) -> str | None:
-    """The object id a key belongs to, or None for keys of no object.
-
-    ``data/{id}`` and ``data/{id}.meta`` -> id; ``upload/{id}_{uploadId}/...`` -> the text before the
-    first ``_`` (only its leading characters matter for partitioning, and ids are UUIDs in practice).
-    """
-    if key.startswith(DATA_PREFIX):
-        name = key[len(DATA_PREFIX) :]
-        if "/" in name:
-            return None
-        return name.removesuffix(META_SUFFIX) or None
-    if key.startswith(UPLOAD_PREFIX):
-        folder = key[len(UPLOAD_PREFIX) :].split("/", 1)[0]
-        object_id = folder.split("_", 1)[0]
-        return object_id or None
-    return None
-
-
-def is_data_blob(key: str) -> bool:
-    """``data/{id}``: the one kind of key stored in the object bucket rather than the state bucket."""
-    return key.startswith(DATA_PREFIX) and "/" not in key[len(DATA_PREFIX) :] and not key.endswith(META_SUFFIX)
 
 
 class BucketRouter:
