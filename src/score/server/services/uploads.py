@@ -1,12 +1,8 @@
 """The upload state machine, backend-agnostic, with all state in the object store (reference §2.3, §3.3).
 
-Layout (Score-compatible, so a bucket written by the Java server is read as is):
-  ``data/{id}``                                the data object, written by the store's multipart upload
-  ``data/{id}.meta``                           the permanent ObjectSpecification, written at finalize
-  ``upload/{id}_{uploadId}/.meta``             the in-progress specification (without URLs)
-  ``upload/{id}_{uploadId}/part-NNNNNNNN|{..}`` zero-byte completion markers, state in the key name
-
-  ``upload/{id}_{uploadId}/committed``          the verified MD5, written when finalize passes its checks
+The keys (``data/{id}``, its ``.meta``, and each upload's state folder ``upload/{id}_{uploadId}/`` with its
+``.meta``, part markers and ``committed`` record) are Score's layout, written and parsed by
+``storage/layout.py``.
 
 Nothing lives in process memory, so any number of replicas can serve one store. Fixes over the
 original: zero-byte objects, overwrite refused with 409, the whole-object MD5 the client computed is
