@@ -47,7 +47,9 @@ _LIST_PARAMETERS = [
     query_parameter("unrenderedOnly", _BOOL, "The schema as registered, not merged into Song's base (default false)"),
     query_parameter("offset", _COUNT, f"Index of the first type (default {DEFAULT_OFFSET})"),
     query_parameter("limit", _COUNT, f"Number of types (default {DEFAULT_LIMIT})"),
-    query_parameter("sort", {"type": "string", "pattern": "^(version|name)(,(version|name))*$"}, "Sort fields"),
+    query_parameter(
+        "sort", {"type": "string", "pattern": "^((version|name)(,(version|name))*)?$"}, "Sort fields (empty: version)"
+    ),
     query_parameter("sortOrder", {"type": "string", "enum": ["ASC", "DESC", "asc", "desc"]}, "Default DESC"),
 ]
 
@@ -78,8 +80,8 @@ def _list_query(request: Request) -> dict[str, Any]:
                 MALFORMED_PARAMETER,
                 f"The sort variable '{variable}' is not one or more of [{','.join(SORT_VARIABLES)}]",
             )
-    order = request.query_params.get("sortOrder") or "DESC"
-    if order.upper() not in ("ASC", "DESC"):
+    order = request.query_params.get("sortOrder", "DESC")  # Song's Direction.fromString refuses "" too
+    if order not in ("ASC", "asc", "DESC", "desc"):
         raise bad(MALFORMED_PARAMETER, f"The sortOrder value '{order[:40]}' is not one of [ASC,asc,DESC,desc]")
     return {
         "names": _csv(request, "names"),
