@@ -437,7 +437,7 @@ def test_complete_refuses_parts_that_do_not_check_out(store: LocalStore) -> None
         store.complete_upload(OBJECT_KEY, upload_id, wrong)
     with pytest.raises(ValueError, match="parts are missing"):
         store.complete_upload(OBJECT_KEY, upload_id, parts[:2])
-    with pytest.raises(ValueError, match="increasing order"):
+    with pytest.raises(ValueError, match="ascending order without repeats"):
         store.complete_upload(OBJECT_KEY, upload_id, [parts[0], parts[0], parts[1], parts[2]])
     with pytest.raises(ValueError, match="tile the object contiguously"):
         store.complete_upload(OBJECT_KEY, upload_id, [parts[0], parts[2]])
@@ -449,9 +449,11 @@ def test_complete_refuses_parts_that_do_not_check_out(store: LocalStore) -> None
     assert store.read_document(OBJECT_KEY) == payload
 
 
-def test_empty_upload_completes_with_no_parts(store: LocalStore) -> None:
+def test_an_upload_completes_only_with_parts_as_on_every_store(store: LocalStore) -> None:
     upload_id = store.start_upload(OBJECT_KEY, 0)
-    store.complete_upload(OBJECT_KEY, upload_id, [])
+    with pytest.raises(ValueError, match=r"at least one part .*put_empty"):
+        store.complete_upload(OBJECT_KEY, upload_id, [])
+    store.put_empty(OBJECT_KEY)  # what the upload service does for an empty object
     assert store.read_document(OBJECT_KEY) == b""
 
 

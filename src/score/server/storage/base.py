@@ -8,7 +8,7 @@ All methods are synchronous; routers call them from a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -81,6 +81,44 @@ class StoreUpload:
 
 
 TiB = 1024**4
+
+
+def check_part_list(
+    parts: Sequence[UploadedPart],
+    held: Mapping[int, UploadedPart],
+    size: int | None,
+    offsets: Mapping[int, int] | None = None,
+) -> None:
+    """The one meaning of ``complete_upload``'s part list, on every store; ValueError saying what to fix.
+
+    At least one part; ascending numbers without repeats; each part held by the store (``held``) with that
+    size, and that ETag where both know one; together tiling the object from offset 0 (``offsets``: where a
+    store recorded each part was signed to go, the local store) up to ``size`` (None: a store that does not
+    know the total, Azure's uncommitted blocks)."""
+    if not parts:
+        raise ValueError("no parts given: an upload needs at least one part (empty objects use put_empty)")
+    position = 0
+    previous = 0
+    for part in parts:
+        number = part.part_number
+        if number <= previous:
+            raise ValueError(f"parts must be given in ascending order without repeats; part {number} is not")
+        stored = held.get(number)
+        if stored is None:
+            raise ValueError(f"part {number} was never stored (or its upload failed): upload it again")
+        given_etag, stored_etag = part.etag.strip('"').lower(), stored.etag.strip('"').lower()
+        if given_etag and stored_etag and given_etag != stored_etag:
+            raise ValueError(f"part {number} has ETag {stored_etag} in the store, not {part.etag}: upload it again")
+        start = position if offsets is None else offsets.get(number, -1)
+        if part.size != stored.size or start != position:
+            raise ValueError(
+                f"part {number} holds {stored.size} bytes in the store at offset {start}, but the parts given must "
+                f"tile the object contiguously (expected offset {position}, size {part.size})"
+            )
+        position += stored.size
+        previous = number
+    if size is not None and position != size:
+        raise ValueError(f"the parts given cover {position} bytes, but the upload is {size} bytes: parts are missing")
 
 
 @runtime_checkable
@@ -172,7 +210,9 @@ class ObjectStore(Protocol):
         ...
 
     def complete_upload(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
-        """Assemble the parts (in the given order) into ``key``, atomically. Raises UploadNotFound."""
+        """Assemble the parts into ``key``, atomically. The list means the same on every store
+        (``check_part_list``: ascending, each held with its size and ETag, tiling the object; ValueError
+        otherwise). Raises UploadNotFound."""
         ...
 
     def abort_upload(self, key: str, upload_id: str) -> None:

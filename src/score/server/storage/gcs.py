@@ -62,6 +62,7 @@ from score.server.storage.base import (
     TiB,
     UploadedPart,
     UploadNotFound,
+    check_part_list,
 )
 
 log = logging.getLogger("score.store.gcs")
@@ -566,29 +567,7 @@ class GcsStore:
 
 
 def _check_parts(parts: list[UploadedPart], stored: dict[int, storage.Blob], size: int) -> list[storage.Blob]:
-    """The stored part objects to compose, after checking the given parts tile the object exactly."""
-    if not parts:
-        raise ValueError("no parts given: an upload needs at least one part (empty objects use put_empty)")
-    sources = []
-    position = 0
-    previous = 0
-    for part in parts:
-        if part.part_number <= previous:
-            raise ValueError(f"parts must be in ascending order without repeats (part {part.part_number})")
-        blob = stored.get(part.part_number)
-        if blob is None:
-            raise ValueError(f"part {part.part_number} was never stored (or its upload failed): upload it again")
-        etag = _md5_hex(blob.md5_hash) or ""
-        if part.etag and part.etag.strip('"').lower() != etag:
-            raise ValueError(f"part {part.part_number} has ETag {etag} in the store, not {part.etag}: upload it again")
-        stored_size = int(blob.size or 0)
-        if part.size != stored_size:
-            raise ValueError(
-                f"part {part.part_number} holds {stored_size} bytes in the store, not {part.size}: upload it again"
-            )
-        sources.append(blob)
-        position += stored_size
-        previous = part.part_number
-    if position != size:
-        raise ValueError(f"the parts given cover {position} bytes, but the upload is {size} bytes: parts are missing")
-    return sources
+    """The stored part objects to compose, after ``check_part_list`` (the given parts tile the object)."""
+    held = {n: UploadedPart(n, _md5_hex(blob.md5_hash) or "", int(blob.size or 0)) for n, blob in stored.items()}
+    check_part_list(parts, held, size)
+    return [stored[part.part_number] for part in parts]

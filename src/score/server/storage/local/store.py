@@ -62,6 +62,7 @@ from score.server.storage.base import (
     TiB,
     UploadedPart,
     UploadNotFound,
+    check_part_list,
 )
 from score.server.storage.local.files import (
     DIR_MODE,
@@ -397,31 +398,6 @@ class OpenObject:
 # -- the store ---------------------------------------------------------------------------------------
 
 
-def _check_tiling(parts: list[UploadedPart], records: dict[int, PartRecord], size: int) -> None:
-    """Refuse to complete unless the given parts are all stored, match, and cover [0, size) in order."""
-    position = 0
-    previous = 0
-    for part in parts:
-        if part.part_number <= previous:
-            raise ValueError(f"parts must be given in increasing order; part {part.part_number} is out of order")
-        record = records.get(part.part_number)
-        if record is None:
-            raise ValueError(f"part {part.part_number} was never stored (or its upload failed): upload it again")
-        if part.etag.strip('"').lower() != record.etag:
-            raise ValueError(
-                f"part {part.part_number} has ETag {record.etag} in the store, not {part.etag}: upload it again"
-            )
-        if part.size != record.size or record.offset != position:
-            raise ValueError(
-                f"part {part.part_number} covers {record.size} bytes at offset {record.offset}, but the parts "
-                f"given must tile the object contiguously (expected offset {position}, size {part.size})"
-            )
-        position += record.size
-        previous = part.part_number
-    if position != size:
-        raise ValueError(f"the parts given cover {position} bytes, but the upload is {size} bytes: parts are missing")
-
-
 @dataclass(frozen=True)
 class DiskSpace:
     """The store's file system: what is free and what the store keeps free."""
@@ -638,7 +614,9 @@ class LocalStore:
         upload = _UploadFile(upload_dir, upload_id, os.O_RDONLY)
         try:
             with upload.locked(exclusive=True):
-                _check_tiling(parts, self._read_records(upload_id), size)
+                records = self._read_records(upload_id)
+                held = {n: UploadedPart(n, r.etag, r.size) for n, r in records.items()}
+                check_part_list(parts, held, size, offsets={n: r.offset for n, r in records.items()})
                 os.fsync(upload.fd)
                 self._files.move_in(upload.path, self._segments(key))
         finally:
