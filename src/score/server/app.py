@@ -67,9 +67,9 @@ def build_context(settings: ServerSettings) -> ServerContext:
         metadata=metadata,
         verifier=build_verifier(settings.auth, data_dir),
         uploads=uploads,
-        downloads=DownloadService(store, settings),
+        downloads=DownloadService(store, settings, uploads),
         audit=AuditLog(data_dir / "logs" / "audit.log", settings.trusted_proxies),
-        htsget=HtsgetService(store, settings),
+        htsget=HtsgetService(store, settings, uploads),
     )
 
 

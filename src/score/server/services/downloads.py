@@ -18,10 +18,10 @@ from score.server.storage.layout import data_key
 
 
 class DownloadService:
-    def __init__(self, store: ObjectStore, settings: ServerSettings) -> None:
+    def __init__(self, store: ObjectStore, settings: ServerSettings, objects: UploadService) -> None:
         self._store = store
         self._settings = settings
-        self._objects = UploadService(store, settings)  # what exists is the upload service's judgement
+        self._objects = objects  # what exists is the upload service's judgement
 
     def stored_spec(self, object_id: str) -> ObjectSpecification:
         """The object's permanent specification (``UploadService.stored_spec``): 404 with the reason when none."""

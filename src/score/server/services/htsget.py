@@ -68,10 +68,12 @@ def _version(head: ObjectHead) -> tuple[int, int, str | None]:
 
 
 class HtsgetService:
-    def __init__(self, store: ObjectStore, settings: ServerSettings, cache_entries: int = 32) -> None:
+    def __init__(
+        self, store: ObjectStore, settings: ServerSettings, objects: UploadService, cache_entries: int = 32
+    ) -> None:
         self._store = store
         self._settings = settings
-        self._objects = UploadService(store, settings)  # where an object's bytes are (Java layouts too)
+        self._objects = objects  # where an object's bytes are (Java layouts too)
         self._prepared = TtlCache(ttl=3600.0, max_entries=cache_entries, name="htsget_prepared")
 
     def ticket(

@@ -83,6 +83,20 @@ class StoreUpload:
 TiB = 1024**4
 
 
+def range_header(offset: int | None, length: int | None) -> str | None:
+    """``bytes=a-b`` for a signed ranged read (``bytes=a-`` when the length is open), None for all."""
+    if offset is None and length is None:
+        return None
+    start = offset or 0
+    if start < 0:
+        raise ValueError(f"offset must be >= 0, got {start}")
+    if length == 0:
+        raise ValueError("cannot sign an empty byte range; sign the whole object instead")
+    if length is None or length < 0:
+        return f"bytes={start}-"
+    return f"bytes={start}-{start + length - 1}"
+
+
 def check_part_list(
     parts: Sequence[UploadedPart],
     held: Mapping[int, UploadedPart],

@@ -63,6 +63,7 @@ from score.server.storage.base import (
     UploadedPart,
     UploadNotFound,
     check_part_list,
+    range_header,
 )
 
 log = logging.getLogger("score.store.gcs")
@@ -523,16 +524,8 @@ class GcsStore:
         """V4 signed GET; with offset/length the ``Range`` header is signed: ``bytes=a-b`` (or ``bytes=a-``
         when ``length`` is None or negative), exactly what a client sends for that part."""
         validate_key(key)
-        headers = None
-        if offset is not None or length is not None:
-            start = offset or 0
-            if start < 0:
-                raise ValueError(f"offset must be >= 0, got {start}")
-            if length == 0:
-                raise ValueError("cannot sign an empty byte range; sign the whole object instead")
-            end = "" if length is None or length < 0 else str(start + length - 1)
-            headers = {"Range": f"bytes={start}-{end}"}
-        return self._sign(key, "GET", expires_in, headers)
+        byte_range = range_header(offset, length)
+        return self._sign(key, "GET", expires_in, {"Range": byte_range} if byte_range else None)
 
     def head(self, key: str) -> ObjectHead | None:
         validate_key(key)

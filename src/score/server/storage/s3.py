@@ -45,6 +45,7 @@ from score.server.storage.base import (
     TiB,
     UploadedPart,
     UploadNotFound,
+    range_header,
 )
 from score.server.storage.layout import DATA_PREFIX, META_SUFFIX, UPLOAD_PREFIX, is_data_blob, object_id_of
 from score.server.storage.s3_documents import S3Documents
@@ -225,20 +226,6 @@ def md5_from_head(headers: Mapping[str, str], metadata: Mapping[str, str], custo
             except ValueError:
                 continue
     return None
-
-
-def range_header(offset: int | None, length: int | None) -> str | None:
-    """``bytes=a-b`` for a signed ranged read (``bytes=a-`` when the length is open), None for all."""
-    if offset is None and length is None:
-        return None
-    start = offset or 0
-    if start < 0:
-        raise ValueError(f"offset must be >= 0, got {start}")
-    if length == 0:
-        raise ValueError("cannot sign an empty byte range; sign the whole object instead")
-    if length is None or length < 0:
-        return f"bytes={start}-"
-    return f"bytes={start}-{start + length - 1}"
 
 
 def safe_endpoint(url: str | None) -> str:

@@ -63,6 +63,7 @@ from score.server.storage.base import (
     UploadedPart,
     UploadNotFound,
     check_part_list,
+    range_header,
 )
 from score.server.storage.local.files import (
     DIR_MODE,
@@ -696,14 +697,9 @@ class LocalStore:
         """Signed GET URL; ``length`` None or negative with an offset means "to the end of the object"."""
         validate_key(key)
         params: dict[str, str | int] = {"op": "get"}
-        if offset is not None or length is not None:
-            start = offset or 0
-            if start < 0:
-                raise ValueError(f"offset must be >= 0, got {start}")
-            if length == 0:
-                raise ValueError("cannot sign an empty byte range; sign the whole object instead")
-            end = "" if length is None or length < 0 else str(start + length - 1)
-            params["range"] = f"{start}-{end}"
+        byte_range = range_header(offset, length)
+        if byte_range:
+            params["range"] = byte_range.removeprefix("bytes=")
         return self._signed_url(key, "GET", params, expires_in)
 
     def open_read(self, key: str) -> OpenObject | None:
