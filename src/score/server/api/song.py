@@ -32,7 +32,7 @@ from score.server.api.openapi import (
     song_errors,
     token_required,
 )
-from score.server.api.song_common import _FALSE, _TRUE, JAVA_INT_MAX, JAVA_INT_MIN, SongRoute, song_error_response
+from score.server.api.song_common import SPRING_BOOLEAN, SongRoute, song_error_response, spring_int
 from score.server.api.song_common import bad as _bad
 from score.server.api.song_common import bool_param as _bool_param
 from score.server.api.song_common import int_param as _int_param
@@ -131,14 +131,11 @@ _STATES_PARAMETER = query_parameter(
 )
 _IGNORE_MD5_PARAMETER = query_parameter(
     "ignoreUndefinedMd5",
-    {"anyOf": [{"type": "boolean"}, {"type": "string", "enum": sorted(_TRUE | _FALSE)}]},
+    SPRING_BOOLEAN,
     "Publish files stored without an MD5 too (default false; Spring's spellings: on/off, yes/no, 1/0)",
 )
 _FIELD_NAMES = "|".join(sorted(ENTITY_FILTERS))
-# Spring's pageable binding: a Java int, and an empty value means the default
-_JAVA_INT_OR_EMPTY = {
-    "anyOf": [{"type": "integer", "minimum": JAVA_INT_MIN, "maximum": JAVA_INT_MAX}, {"type": "string", "maxLength": 0}]
-}
+_JAVA_INT_OR_EMPTY = spring_int()
 _ENTITY_PARAMETERS = [
     *(
         query_parameter(name, {"type": "string"}, f"Only entities whose {name} is exactly this")

@@ -44,6 +44,27 @@ _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _TRUE = {"true", "on", "yes", "1"}
 _FALSE = {"false", "off", "no", "0", ""}
 
+
+def _any_case(word: str) -> str:
+    """An ECMA-262 pattern (no inline flags there) matching ``word`` in any letter case."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# Spring binds a query parameter from these spellings, so the document says so (and an empty value means
+# the default): a schema stricter than the server makes every fuzzer's "invalid" value an accepted one.
+SPRING_BOOLEAN: dict[str, Any] = {
+    "anyOf": [
+        {"type": "boolean"},
+        {"type": "string", "pattern": "^(" + "|".join(_any_case(w) for w in sorted(_TRUE | _FALSE) if w) + ")?$"},
+    ]
+}
+
+
+def spring_int(minimum: int = JAVA_INT_MIN, maximum: int = JAVA_INT_MAX) -> dict[str, Any]:
+    """A Java ``int`` query parameter's schema: within the bounds, or empty for the default."""
+    return {"anyOf": [{"type": "integer", "minimum": minimum, "maximum": maximum}, {"type": "string", "maxLength": 0}]}
+
+
 # Spring's HttpStatus names (Python's differ for some codes, e.g. 422 on newer versions).
 _STATUS_NAMES = {
     400: "BAD_REQUEST",

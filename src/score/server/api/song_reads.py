@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from score.server.api.openapi import ID_LIST_MARK, json_body, query_parameter, song_errors
-from score.server.api.song_common import JAVA_INT_MAX, bad, int_param, json_body_of, registry_of
+from score.server.api.song_common import bad, int_param, json_body_of, registry_of, spring_int
 from score.server.metadata.base import PUBLISHED
 from score.server.metadata.registry import MALFORMED_PARAMETER
 from score.server.metadata.registry_views import IdSearch
@@ -32,7 +32,7 @@ _ID_PARAMETERS = {  # query parameter -> IdSearchRequest field
     "submitterSpecimenId": "submitterSpecimenId",
 }
 
-_COUNT = {"type": "integer", "minimum": 0, "maximum": JAVA_INT_MAX}
+_COUNT = spring_int(minimum=0)
 _STATE = "(PUBLISHED|UNPUBLISHED|SUPPRESSED)"
 _STATES = {"type": "string", "pattern": f"^( *{_STATE} *(, *{_STATE} *)*)?$"}
 # IdSearchRequest's JSON names -> IdSearch fields (Song's JSON spells two of them in the plural)

@@ -23,7 +23,15 @@ from score.server.api.openapi import (
     song_errors,
     token_required,
 )
-from score.server.api.song_common import JAVA_INT_MAX, bad, bool_param, int_param, json_body_of, registry_of
+from score.server.api.song_common import (
+    SPRING_BOOLEAN,
+    bad,
+    bool_param,
+    int_param,
+    json_body_of,
+    registry_of,
+    spring_int,
+)
 from score.server.auth.policy import Action
 from score.server.errors import ApiError
 from score.server.metadata.analysis_types import DEFAULT_LIMIT, DEFAULT_OFFSET, REGISTRATION, SORT_VARIABLES
@@ -35,8 +43,8 @@ EXAMPLE_TYPE_SCHEMA = {
     "required": ["experiment"],
     "properties": {"experiment": {"type": "object", "required": ["platform"]}},
 }
-_BOOL = {"type": "boolean"}
-_COUNT = {"type": "integer", "minimum": 0, "maximum": JAVA_INT_MAX}
+_BOOL = SPRING_BOOLEAN
+_COUNT = spring_int(minimum=0)
 _VERSION = "[1-9][0-9]{0,8}"  # a positive Java int (at most 999999999 here)
 _LIST_PARAMETERS = [
     query_parameter("names", {"type": "string"}, "Comma-separated analysis type names"),
@@ -116,9 +124,7 @@ def add_routes(router: APIRouter) -> None:
         responses=song_errors(400, 404, 503),
         openapi_extra={
             "parameters": [
-                query_parameter(
-                    "version", {"type": "integer", "minimum": 1, "maximum": JAVA_INT_MAX}, "A version (default: latest)"
-                ),
+                query_parameter("version", spring_int(minimum=1), "A version (default, and when empty: latest)"),
                 query_parameter("unrenderedOnly", _BOOL, "The schema as registered (default false)"),
             ]
         },

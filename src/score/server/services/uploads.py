@@ -56,6 +56,7 @@ from score.core.ids import WHOLE_PUT_PREFIX, is_upload_id, is_uuid
 from score.core.models import CompletedPart, ObjectSpecification, Part, UploadProgress
 from score.core.parts import calculate_parts
 from score.crashpoints import crash_point
+from score.server.concurrency import KeyedLocks
 from score.server.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from score.server.metadata.base import Entity, StoredObject
 from score.server.settings import ServerSettings
@@ -183,6 +184,7 @@ class UploadService:
     def __init__(self, store: ObjectStore, settings: ServerSettings) -> None:
         self._store = store
         self._settings = settings
+        self._finalizing = KeyedLocks()  # one finalize of an upload at a time in this process
 
     # -- what exists ---------------------------------------------------------------------------
     def exists(self, object_id: str) -> bool:
@@ -700,10 +702,34 @@ class UploadService:
             return self._finalize_whole_put(object_id, upload_id, md5, entity)
         if is_blob_upload(upload_id):
             return self._finalize_blob_upload(object_id, upload_id, md5, entity)
+        with self._finalizing.hold(f"{object_id}_{upload_id}"):
+            try:
+                return self._finalize_parts(object_id, upload_id, md5, entity, parts)
+            except (BadRequest, NotFound):
+                # A call that overlapped this one (the client's retry on another replica, or the sweep) may
+                # have finished the upload and removed its state under our feet: that is success.
+                finished = self._finished(object_id, upload_id)
+                if finished is None:
+                    raise
+                return finished
+
+    def _finished(self, object_id: str, upload_id: str) -> ObjectSpecification | None:
+        """The object's ``.meta`` if this upload is what it holds, else None."""
         current = guard(lambda: read_spec(self._store, meta_key(object_id)))
-        if current is not None and current.uploadId == upload_id:
+        return current if current is not None and current.uploadId == upload_id else None
+
+    def _finalize_parts(
+        self,
+        object_id: str,
+        upload_id: str,
+        md5: str | None,
+        entity: Entity,
+        parts: list[CompletedPart] | None,
+    ) -> ObjectSpecification:
+        finished = self._finished(object_id, upload_id)
+        if finished is not None:
             self.discard_state(object_id, upload_id)  # finished earlier; its state may be left over
-            return current
+            return finished
         prefix = upload_state_prefix(object_id, upload_id)
         spec = guard(lambda: read_spec(self._store, prefix + ".meta"))
         if spec is None:
@@ -718,11 +744,11 @@ class UploadService:
                 completed = self._complete_given(object_id, upload_id, spec, parts)
             if spec.objectSize > 0:
                 self._check_parts_against_store(object_id, upload_id, spec, completed, markers=parts is None)
-            commit = _Commit(self._verified_md5(object_id, upload_id, spec, md5, entity), completed)
+            commit = _Commit(self._verified_md5(object_id, upload_id, spec, md5, entity, completed), completed)
             guard(lambda: self._store.write_document(prefix + COMMITTED, commit.to_json()))
             state_keys.add(prefix + COMMITTED)
             crash_point("finalize.committed")
-        return self.roll_forward(object_id, upload_id, spec, commit, current, state_keys)
+        return self.roll_forward(object_id, upload_id, spec, commit, state_keys)
 
     def _finalize_whole_put(
         self, object_id: str, upload_id: str, md5: str | None, entity: Entity
@@ -876,8 +902,7 @@ class UploadService:
         commit = self._read_commit(object_id, upload_id)
         if commit is None:
             raise BadRequest(f"upload {upload_id} of object {object_id} has no committed finalize to finish")
-        current = guard(lambda: read_spec(self._store, meta_key(object_id)))
-        return self.roll_forward(object_id, upload_id, spec, commit, current)
+        return self.roll_forward(object_id, upload_id, spec, commit)
 
     def roll_forward(
         self,
@@ -885,13 +910,13 @@ class UploadService:
         upload_id: str,
         spec: ObjectSpecification,
         commit: _Commit,
-        current: ObjectSpecification | None,
         state_keys: set[str] | None = None,
     ) -> ObjectSpecification:
         """Finish a committed finalize; every step may have been done already by a call that died, or be
-        under way in another (a client's retry beside the sweep). ``current`` is the object's ``.meta`` as
-        read before: everything needed to put the object back is in the commit record, read before anything
-        is hidden."""
+        under way in another (a client's retry beside the sweep). The object's ``.meta`` is read here, just
+        before it may be hidden, so a call that overlapped this one and finished is seen, not undone: everything
+        needed to put the object back is in the commit record, read before anything is hidden."""
+        current = guard(lambda: read_spec(self._store, meta_key(object_id)))
         if current is not None and current.uploadId == upload_id:
             self.discard_state(object_id, upload_id, state_keys)  # finished by the other call
             return current
@@ -933,9 +958,20 @@ class UploadService:
         return final
 
     def _verified_md5(
-        self, object_id: str, upload_id: str, spec: ObjectSpecification, md5: str | None, entity: Entity
+        self,
+        object_id: str,
+        upload_id: str,
+        spec: ObjectSpecification,
+        md5: str | None,
+        entity: Entity,
+        completed: dict[int, CompletedPart],
     ) -> str | None:
-        """The whole-object MD5 to record; a mismatch aborts the upload so nothing becomes visible."""
+        """The whole-object MD5 to record; a mismatch aborts the upload so nothing becomes visible.
+
+        Every MD5 the server knows must agree: the client's, the one declared at initiate, the registry's, and
+        what the bytes themselves say where the server can tell -- an empty object's, and a one-part object's,
+        which is its part's (checked against the store's ETag when the part was recorded, where that is an MD5).
+        """
         computed = _check_md5(md5, "md5") if md5 else None
         candidates = {
             "declared at initiate": spec.objectMd5.lower() if spec.objectMd5 else None,
@@ -943,31 +979,40 @@ class UploadService:
         }
         if spec.objectSize == 0:
             candidates["of an empty file"] = "d41d8cd98f00b204e9800998ecf8427e"
+        if len(spec.parts) == 1 and spec.parts[0].partNumber in completed:
+            candidates["of its one part as uploaded"] = completed[spec.parts[0].partNumber].md5.lower()
+        known = [(f"MD5 {where} is", value) for where, value in candidates.items() if value is not None]
         if computed is not None:
-            for where, expected in candidates.items():
-                if expected is not None and expected != computed:
-                    self.discard(object_id, upload_id)
-                    raise BadRequest(
-                        f"MD5 mismatch for object {object_id}: the uploaded bytes hash to {computed} but the MD5 "
-                        f"{where} is {expected}; nothing was stored. Check the file and its declared MD5, then "
-                        "upload again"
-                    )
-        return computed or candidates["declared at initiate"] or candidates["registered in the metadata"]
+            known.insert(0, ("uploaded bytes hash to", computed))
+        if not known:
+            return None
+        said, reference = known[0]
+        for where, expected in known[1:]:
+            if expected != reference:
+                self.discard(object_id, upload_id)
+                raise BadRequest(
+                    f"MD5 mismatch for object {object_id}: the {said} {reference} but the {where} {expected}; "
+                    "nothing was stored. Check the file and its declared MD5, then upload again"
+                )
+        return reference
 
     def discard_state(self, object_id: str, upload_id: str, keys: set[str] | None = None) -> None:
-        """Delete the part markers and the commit record, several at a time (one store round trip each: a
-        16,000-part upload's finalize would otherwise wait ~80 s for them), then the state document last, so
-        a crash midway leaves the state document for the sweep to find. ``keys``: the state's keys when
-        the caller has just listed them (saves listing again)."""
+        """Delete the part markers several at a time (one store round trip each: a 16,000-part upload's
+        finalize would otherwise wait ~80 s for them), then the commit record, then the state document, so a
+        crash midway leaves the state document for the sweep to find, and an overlapping finalize that lists
+        the state while markers go still finds the commit record and rolls forward rather than counting
+        parts. ``keys``: the state's keys when the caller has just listed them (saves listing again)."""
         prefix = upload_state_prefix(object_id, upload_id)
         if keys is None:
             keys = {h.key for h in guard(lambda: list(self._store.list(prefix)))}
-        markers = sorted(k for k in keys if not k.endswith("/.meta"))
+        last = [prefix + COMMITTED, prefix + ".meta"]
+        markers = sorted(keys - set(last))
         if markers:
             with ThreadPoolExecutor(max_workers=min(STATE_DELETE_PARALLEL, len(markers))) as pool:
                 list(pool.map(lambda key: guard(lambda: self._store.delete(key)), markers))
             crash_point("finalize.state_half_removed")
-        guard(lambda: self._store.delete(prefix + ".meta"))
+        for key in last:
+            guard(lambda k=key: self._store.delete(k))
 
     def cancel(self, object_id: str) -> None:
         upload_id = self.current_upload_id(object_id)
