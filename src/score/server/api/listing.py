@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from score.core.models import ObjectInfo
@@ -12,6 +14,9 @@ from score.server.auth.policy import Action
 from score.server.storage.base import SignsBlobUploads
 
 router = APIRouter(tags=["listing"])
+MAX_PAGE = 10_000
+_HEX = "[0-9a-fA-F]"
+_UUID = f"^{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}$"
 _LISTED = [{"id": EXAMPLE_OBJECT_ID, "lastModified": 1748856600000, "size": 31457280}]
 
 
@@ -25,16 +30,28 @@ _LISTED = [{"id": EXAMPLE_OBJECT_ID, "lastModified": 1748856600000, "size": 3145
     },
     openapi_extra=token_required(ANY_SCOPE),
 )
-def listing(request: Request) -> Response:
+def listing(
+    request: Request,
+    limit: int | None = Query(
+        None,
+        ge=1,
+        le=MAX_PAGE,
+        description='At most this many objects, in id order; a `Link: <...>; rel="next"` header then gives the '
+        "next page. Without it, every object (as the Java server answers)",
+    ),
+    after: str | None = Query(None, pattern=_UUID, description="Only objects whose id sorts after this one"),
+) -> Response:
     authorize(request, Action.LIST)
     # As Score does: every UUID-named blob under data/ (blobs written by other tools too), and the objects
     # the Java server left in legacy places (Azure: the container root). An object is listed only once its
     # upload was verified (in-progress parts live elsewhere; a blob upload's blob is checked first).
-    infos = [
-        ObjectInfo(id=h.key, lastModified=h.last_modified_ms, size=h.size).to_wire()
-        for h in get_context(request).uploads.listing()
-    ]
-    return JSONResponse(infos)
+    heads = get_context(request).uploads.listing(after=after or "", limit=limit)
+    infos = [ObjectInfo(id=h.key, lastModified=h.last_modified_ms, size=h.size).to_wire() for h in heads]
+    response = JSONResponse(infos)
+    if limit is not None and len(heads) == limit:
+        following = f"{request.url.path}?{urlencode({'limit': limit, 'after': heads[-1].key})}"
+        response.headers["Link"] = f'<{following}>; rel="next"'  # relative: right behind any proxy
+    return response
 
 
 @router.get(

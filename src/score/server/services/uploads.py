@@ -43,12 +43,14 @@ read as they are when an object has nothing under ``data/``.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import TypeVar
 
 from score.core import md5 as md5s
@@ -87,6 +89,16 @@ from score.server.storage.layout import (
     uploads_prefix,
 )
 from score.server.storage.layout import marker_key as layout_marker_key
+
+
+def _unique_ids(heads: Iterable[ObjectHead]) -> Iterator[ObjectHead]:
+    """The first of each id in an id-ordered stream (an object under ``data/`` shadows a legacy one)."""
+    previous = None
+    for head in heads:
+        if head.key != previous:
+            yield head
+        previous = head.key
+
 
 STATE_DELETE_PARALLEL = 16  # store deletes in flight when an upload's state is removed
 BLOB_UPLOAD_PREFIX = "blob-"  # uploadIds of blob uploads (module docstring)
@@ -254,25 +266,46 @@ class UploadService:
             return None
         return guard(lambda: store.head(key))
 
-    def listing(self) -> list[ObjectHead]:
-        """Every visible object once (``ObjectHead.key`` is its id): UUID-named blobs under ``data/`` (a blob
-        upload's only once its blob checks out), then the Java server's legacy ones not shadowed by those."""
-        heads = guard(lambda: list(self._store.list(DATA_PREFIX)))
-        names = {h.key[len(DATA_PREFIX) :] for h in heads}
-        found: dict[str, ObjectHead] = {}
-        for head in heads:
+    def listing(self, after: str = "", limit: int | None = None) -> list[ObjectHead]:
+        """Visible objects (``ObjectHead.key`` is the id) in id order: UUID-named blobs under ``data/`` (a blob
+        upload's only once its blob checks out), merged with the Java server's legacy ones not shadowed by
+        those. A page: ids after ``after``, at most ``limit``; the store's listing is read only that far."""
+        found = heapq.merge(self._listed_data(after), self._listed_legacy(after), key=lambda head: head.key)
+        pages = _unique_ids(found)
+        return list(pages if limit is None else islice(pages, limit))
+
+    def _listed_data(self, after: str) -> Iterator[ObjectHead]:
+        """Objects under ``data/``: a UUID-named blob with its ``.meta`` right after it in key order (no key of
+        a UUID-named object sorts between the two), or a blob upload's blob that checks out."""
+        pending: ObjectHead | None = None
+
+        def settled(head: ObjectHead | None, has_meta: bool) -> ObjectHead | None:
+            if head is None or not (has_meta or self._blob_visible(head.key)):
+                return None  # a blob upload not (or not rightly) written: not an object yet
+            return head
+
+        start = data_key(after) + ".meta" if after else ""
+        for head in guard(lambda: self._store.list(DATA_PREFIX, start_after=start)):
             name = head.key[len(DATA_PREFIX) :]
-            if not is_uuid(name):
-                continue
-            if f"{name}.meta" not in names and not self._blob_visible(name):
-                continue  # a blob upload not (or not rightly) written: not an object yet
-            found[name] = ObjectHead(name, head.size, head.last_modified_ms, head.md5)
-        if isinstance(self._store, HoldsLegacyObjects):
-            store = self._store
-            for head in guard(lambda: list(store.list_legacy_objects())):
-                if is_uuid(head.key) and head.key not in found:
-                    found[head.key] = head
-        return list(found.values())
+            if pending is not None and name <= f"{pending.key}.meta":
+                if name == f"{pending.key}.meta":
+                    yield pending
+                    pending = None
+                continue  # (some other key of that id, e.g. data/{id}-copy: the .meta is still to come)
+            if (done := settled(pending, has_meta=False)) is not None:
+                yield done
+            pending = ObjectHead(name, head.size, head.last_modified_ms, head.md5) if is_uuid(name) else None
+        if (done := settled(pending, has_meta=False)) is not None:
+            yield done
+
+    def _listed_legacy(self, after: str) -> Iterator[ObjectHead]:
+        """Objects the Java server kept elsewhere (Azure: the container root), in id order (that listing comes
+        in any order, so it is read whole)."""
+        if not isinstance(self._store, HoldsLegacyObjects):
+            return iter(())
+        store = self._store
+        heads = [h for h in guard(lambda: list(store.list_legacy_objects())) if is_uuid(h.key) and h.key > after]
+        return iter(sorted(heads, key=lambda head: head.key))
 
     # -- blob uploads (module docstring) -------------------------------------------------------
     def _blob_visible(self, object_id: str) -> bool:

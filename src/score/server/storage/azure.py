@@ -87,6 +87,7 @@ from score.server.storage.base import (
     UploadedPart,
     UploadNotFound,
     check_part_list,
+    keys_after,
 )
 
 CLOCK_SKEW = timedelta(minutes=5)  # SAS start time in the past: the store's clock may run ahead of ours
@@ -399,8 +400,12 @@ class AzureStore:
         except AzureError as exc:
             raise self._error(exc, f"writing {key}") from None
 
-    def list(self, prefix: str) -> Iterator[ObjectHead]:
-        """Committed blobs only (uploads in progress are invisible), in Azure's lexicographic name order."""
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectHead]:
+        """Committed blobs only (uploads in progress are invisible), in Azure's lexicographic name order. Azure
+        cannot start a listing at a name (its markers are opaque), so a page after ``start_after`` walks there."""
+        return keys_after(self._list(prefix), start_after)
+
+    def _list(self, prefix: str) -> Iterator[ObjectHead]:
         try:
             for blob in self._container.list_blobs(name_starts_with=prefix or None):
                 yield ObjectHead(

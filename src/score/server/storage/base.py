@@ -8,8 +8,9 @@ All methods are synchronous; routers call them from a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import dropwhile
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -133,6 +134,12 @@ def check_part_list(
         previous = number
     if size is not None and position != size:
         raise ValueError(f"the parts given cover {position} bytes, but the upload is {size} bytes: parts are missing")
+
+
+def keys_after(heads: Iterable[ObjectHead], start_after: str) -> Iterator[ObjectHead]:
+    """The heads of a key-ordered listing after ``start_after``: what every store's ``list`` answers, whether the
+    store began there itself (S3's StartAfter, GCS's startOffset, which includes it) or walks from the start."""
+    return dropwhile(lambda head: head.key <= start_after, heads) if start_after else iter(heads)
 
 
 @runtime_checkable
@@ -259,8 +266,9 @@ class ObjectStore(Protocol):
         """Write atomically and durably: a reader sees the old document, the new one, or none."""
         ...
 
-    def list(self, prefix: str) -> Iterator[ObjectHead]:
-        """Every key starting with ``prefix`` (recursively), in lexicographic key order."""
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectHead]:
+        """Every key starting with ``prefix`` (recursively), in lexicographic key order; with ``start_after``,
+        only keys after it (a page of a listing; stores that can start there natively do, see ``keys_after``)."""
         ...
 
     def delete(self, key: str) -> None:

@@ -63,6 +63,7 @@ from score.server.storage.base import (
     UploadedPart,
     UploadNotFound,
     check_part_list,
+    keys_after,
     range_header,
 )
 
@@ -541,16 +542,19 @@ class GcsStore:
         """One upload request: GCS makes the new object visible atomically, never half-written."""
         self._write(validate_key(key), body, "write a document")
 
-    def list(self, prefix: str) -> Iterator[ObjectHead]:
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectHead]:
         """Lazily, page by page, in GCS's lexicographic (UTF-8 byte) order; uploads' internals hidden."""
         if not isinstance(prefix, str):
             raise ValueError("invalid prefix: it must be a string")
         hide_internal = not prefix.startswith(RESERVED_PREFIX)
-        return self._walk(prefix, hide_internal)
+        return keys_after(self._walk(prefix, start_after, hide_internal), start_after)
 
-    def _walk(self, prefix: str, hide_internal: bool) -> Iterator[ObjectHead]:
+    def _walk(self, prefix: str, start_after: str, hide_internal: bool) -> Iterator[ObjectHead]:
         with _mapped("list objects"):
-            for blob in self._client().list_blobs(self.bucket_name, prefix=prefix, retry=self._retry, timeout=TIMEOUT):
+            blobs = self._client().list_blobs(
+                self.bucket_name, prefix=prefix, start_offset=start_after or None, retry=self._retry, timeout=TIMEOUT
+            )
+            for blob in blobs:
                 if hide_internal and blob.name.startswith(RESERVED_PREFIX):
                     continue
                 yield _head(blob)

@@ -45,6 +45,7 @@ from score.server.storage.base import (
     TiB,
     UploadedPart,
     UploadNotFound,
+    keys_after,
     range_header,
 )
 from score.server.storage.layout import DATA_PREFIX, META_SUFFIX, UPLOAD_PREFIX, is_data_blob, object_id_of
@@ -779,7 +780,7 @@ class S3Store:
         self._forget(key)
 
     # -- listing ---------------------------------------------------------------------------------
-    def list(self, prefix: str) -> Iterator[ObjectHead]:
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectHead]:
         """Every key under ``prefix`` across the buckets it may live in, in key order, duplicates once.
 
         Each bucket's listing is sorted before merging: S3 lists in UTF-8 byte order but some
@@ -787,18 +788,25 @@ class S3Store:
         """
         buckets = self.router.list_buckets(prefix)
         tolerant = self.router.partitioned
-        streams = [self._sorted_listing(b, prefix, tolerant and b in self.router.base_buckets()) for b in buckets]
+        streams = [
+            self._sorted_listing(b, prefix, start_after, tolerant and b in self.router.base_buckets()) for b in buckets
+        ]
         return _unique_by_key(heapq.merge(*streams, key=lambda head: head.key))
 
-    def _sorted_listing(self, bucket: str, prefix: str, tolerate_no_bucket: bool) -> list[ObjectHead]:
-        return sorted(self._list_bucket(bucket, prefix, tolerate_no_bucket), key=lambda head: head.key)
+    def _sorted_listing(self, bucket: str, prefix: str, start_after: str, tolerate_no_bucket: bool) -> list[ObjectHead]:
+        heads = self._list_bucket(bucket, prefix, start_after, tolerate_no_bucket)
+        return sorted(keys_after(heads, start_after), key=lambda head: head.key)
 
-    def _list_bucket(self, bucket: str, prefix: str, tolerate_no_bucket: bool) -> Iterable[ObjectHead]:
+    def _list_bucket(
+        self, bucket: str, prefix: str, start_after: str, tolerate_no_bucket: bool
+    ) -> Iterable[ObjectHead]:
         def following(page: dict[str, Any]) -> dict[str, str] | None:
             token = page.get("NextContinuationToken")
             return {"ContinuationToken": token} if token else None
 
-        first = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
+        first: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
+        if start_after:
+            first["StartAfter"] = start_after
         pages = self._pages(f"ListObjectsV2 {bucket}/{prefix}", self._client.list_objects_v2, first, following)
         for page in self._tolerating_no_bucket(pages) if tolerate_no_bucket else pages:
             for item in page.get("Contents", []):

@@ -63,6 +63,7 @@ from score.server.storage.base import (
     UploadedPart,
     UploadNotFound,
     check_part_list,
+    keys_after,
     range_header,
 )
 from score.server.storage.local.files import (
@@ -742,11 +743,14 @@ class LocalStore:
                     raise StoreError(f"cannot write {key}: {what} ({exc})") from None
                 raise
 
-    def list(self, prefix: str) -> Iterator[ObjectHead]:
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectHead]:
         folders, partial = _split_prefix(prefix)
         key_prefix = "".join(f"{folder}/" for folder in folders)
-        for relative, info in self._files.walk(folders, partial):
-            yield ObjectHead(f"{key_prefix}{relative}", info.st_size, info.st_mtime_ns // 1_000_000)
+        heads = (
+            ObjectHead(f"{key_prefix}{relative}", info.st_size, info.st_mtime_ns // 1_000_000)
+            for relative, info in self._files.walk(folders, partial)
+        )
+        return keys_after(heads, start_after)
 
     def delete(self, key: str) -> None:
         self._files.unlink(self._segments(key))
