@@ -20,8 +20,9 @@ from tests.services.proxy import ProxyEvent, StoreProxy
 
 KiB = 1024
 MiB = 1024 * KiB
-BACKENDS = ["local", "s3", "azure", "gcs"]  # each backend joins when its store lands
-PART_SIZE = {"local": 64 * KiB, "s3": 5 * MiB, "azure": 64 * KiB, "gcs": 64 * KiB}  # S3 needs 5 MiB parts
+BACKENDS = ["local", "s3", "azure", "gcs", "posix"]  # each backend joins when its store lands
+# S3 needs 5 MiB parts
+PART_SIZE = {"local": 64 * KiB, "s3": 5 * MiB, "azure": 64 * KiB, "gcs": 64 * KiB, "posix": 64 * KiB}
 
 
 @dataclass
@@ -82,6 +83,7 @@ SERVICE_MODULE = {
     "s3": "tests.services.seaweed",
     "azure": "tests.services.azurite",
     "gcs": "tests.services.gcs",
+    "posix": "tests.services.local",  # the local store's data plane, on a directory every replica shares
 }
 
 
@@ -90,10 +92,17 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
     backend: str = request.param
     module = importlib.import_module(SERVICE_MODULE[backend])
     part_size = PART_SIZE[backend]
-    if backend == "local":
+    if backend in ("local", "posix"):  # the server serves the store's signed URLs itself
         server = ScoreServer(tmp_path / "server-data", part_size=part_size)
         proxy = StoreProxy(server.url).start()
         env = {"SCORE_PUBLIC_URL": proxy.url}
+        if backend == "posix":
+            (tmp_path / "shared").mkdir()
+            env |= {
+                "SCORE_STORAGE": "posix",
+                "SCORE_POSIX__ROOT": str(tmp_path / "shared"),
+                "SCORE_POSIX__CREATE": "true",
+            }
     else:
         service = request.getfixturevalue(SERVICE_FIXTURE[backend])
         bucket = service.fresh_bucket() if backend != "azure" else service.fresh_container()

@@ -33,8 +33,8 @@ from score.server.services.downloads import DownloadService
 from score.server.services.htsget import HtsgetService
 from score.server.services.uploads import UploadService
 from score.server.settings import ServerSettings
+from score.server.storage.backends import build_store
 from score.server.storage.base import ObjectStore, ServesDataPlane
-from score.server.storage.factory import build_store
 from score.server.storage.layout import data_key
 
 DESCRIPTION = (

@@ -73,8 +73,8 @@ def serve(
         settings = ServerSettings()
     except (ValidationError, ValueError) as exc:
         raise click.ClickException(f"invalid settings: {exc}") from exc
+    from score.server.storage.backends import build_store
     from score.server.storage.base import StoreError
-    from score.server.storage.factory import build_store
     from score.server.storage.layout import data_key
 
     try:
@@ -267,8 +267,8 @@ def cleanup(older_than: str, data_dir: Path | None) -> None:
     from score.server.services.cleanup import clean_stale_uploads
     from score.server.services.uploads import UploadService
     from score.server.settings import ServerSettings
+    from score.server.storage.backends import build_store
     from score.server.storage.base import StoreError
-    from score.server.storage.factory import build_store
 
     # Only the store: the sweep needs neither the registry nor the identity providers, so it also works
     # when they cannot be opened (a full disk).

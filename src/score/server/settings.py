@@ -12,6 +12,14 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from score.server.auth.policy import ScopeSettings
+from score.server.storage.backends import (  # noqa: F401  (re-exported: the backends' settings models)
+    BACKENDS,
+    AzureConfig,
+    GcsConfig,
+    PosixConfig,
+    S3Config,
+    backend_settings,
+)
 
 MiB = 1024 * 1024
 DAY = 86400
@@ -28,37 +36,6 @@ class ScopeConfig(BaseModel):
 
     def to_policy(self) -> ScopeSettings:
         return ScopeSettings(**self.model_dump())
-
-
-class S3Config(BaseModel):
-    """S3 and S3-compatible stores (reference §3.1 names in comments)."""
-
-    endpoint: str = "https://s3.amazonaws.com"  # s3.endpoint; path-style addressing always
-    region: str = "us-east-1"
-    access_key: str | None = None  # s3.accessKey; unset: the AWS credential chain
-    secret_key: SecretStr | None = None  # s3.secretKey
-    bucket: str = "score.data"  # bucket.name.object
-    state_bucket: str | None = None  # bucket.name.state; default: the object bucket
-    sigv2: bool = False  # s3.sigV4Enabled=false (old Ceph/RadosGW)
-    kms_key_id: str | None = None  # s3.masterEncryptionKeyId: SSE-KMS
-    presign_endpoint: str | None = None  # s3.preSignedUrl.override.host: the endpoint clients use
-    partition_pool: int = Field(0, ge=0)  # bucket.size.pool
-    partition_key: int = Field(2, ge=1, le=7)  # bucket.size.key
-    custom_md5_property: str = "md5chksum"  # s3.customMd5Property
-
-
-class AzureConfig(BaseModel):
-    account_name: str = ""
-    account_key: SecretStr | None = None
-    endpoint: str | None = None  # e.g. http://127.0.0.1:10000/devstoreaccount1 (Azurite); default: Azure's
-    container: str = "data"
-
-
-class GcsConfig(BaseModel):
-    bucket: str = "score-data"
-    project: str | None = None
-    endpoint: str | None = None  # emulator base URL; default: Google's
-    credentials_file: str | None = None  # service-account JSON, needed to sign V4 URLs
 
 
 class KeycloakConfig(BaseModel):
@@ -136,7 +113,7 @@ class _TomlFileSource(PydanticBaseSettingsSource):
             raise ValueError(f"cannot read config file {path}: {exc}") from exc
 
 
-class ServerSettings(BaseSettings):
+class ServerSettings(backend_settings()):  # type: ignore[misc]  (one settings table per backend)
     model_config = SettingsConfigDict(env_prefix="SCORE_", env_nested_delimiter="__", extra="forbid")
 
     host: str = "127.0.0.1"
@@ -156,10 +133,7 @@ class ServerSettings(BaseSettings):
             "analysis state and file access are asked afresh for every request"
         ),
     )
-    storage: Literal["local", "s3", "azure", "gcs"] = "local"
-    s3: S3Config = S3Config()
-    azure: AzureConfig = AzureConfig()
-    gcs: GcsConfig = GcsConfig()
+    storage: Literal[tuple(BACKENDS)] = "local"  # type: ignore[valid-type]  (storage/backends.py)
     part_size: int = Field(20 * MiB, gt=0, description="Requested upload part size in bytes")
     min_part_size: int = Field(1 * MiB, gt=0, description="Smallest part size the calculator may choose")
     upload_url_ttl: int = Field(6 * DAY, gt=0, description="Seconds an upload part URL stays valid")

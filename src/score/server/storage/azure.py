@@ -77,7 +77,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
-from score.server.settings import AzureConfig
+from score.server.storage.backends import AzureConfig
 from score.server.storage.base import (
     ObjectHead,
     StoreError,

@@ -52,7 +52,7 @@ from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
-from score.server.settings import GcsConfig
+from score.server.storage.backends import GcsConfig
 from score.server.storage.base import (
     ObjectHead,
     StoreError,

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from score.core import md5 as md5s
-from score.server.settings import S3Config
+from score.server.storage.backends import S3Config
 from score.server.storage.base import (
     ObjectHead,
     StoreError,
