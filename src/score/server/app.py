@@ -30,6 +30,7 @@ from score.server.observability.metrics import MetricsMiddleware, UploadsOpen, m
 from score.server.observability.request_ids import RequestIdMiddleware
 from score.server.services.cleanup import clean_stale_uploads
 from score.server.services.downloads import DownloadService
+from score.server.services.fixity import Scrubber
 from score.server.services.htsget import HtsgetService
 from score.server.services.uploads import UploadService
 from score.server.settings import ServerSettings
@@ -84,9 +85,14 @@ def build_app(settings: ServerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_sweep_stale_uploads(context)) if settings.cleanup_interval else None
+        scrubber = Scrubber(context.store, settings, context.audit) if settings.fixity_scrub_interval else None
+        if scrubber is not None:
+            scrubber.start()  # a thread of its own: hashing must not hold up the event loop (services/fixity.py)
         yield
         if sweeper is not None:
             sweeper.cancel()
+        if scrubber is not None:
+            await asyncio.to_thread(scrubber.stop)
 
     app = FastAPIOffline(title="Score API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.context = context

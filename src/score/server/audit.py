@@ -1,4 +1,6 @@
-"""Audit trail: one JSON line per authorisation decision that issues URLs or refuses them.
+"""Audit trail: one JSON line per authorisation decision that issues URLs or refuses them, and one per
+fixity finding (``action`` ``fixity``: an object found damaged, or the scrub finding it repaired; see
+``services/fixity.py``).
 
 Tokens never appear: callers pass the principal, whose ``token_id`` is a one-way fingerprint.
 """
@@ -14,13 +16,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from fastapi import Request
 
 from score.server.auth.principal import Principal
 from score.server.observability.metrics import DECISIONS
 from score.server.observability.request_ids import current_request_id
+
+if TYPE_CHECKING:
+    from score.server.services.fixity import FixityResult
 
 _log = logging.getLogger("score.audit")
 ROTATION_CHECK = 1.0  # seconds between looks for a rotated audit file
@@ -123,3 +128,35 @@ class AuditLog:
                 self._append(line)
             except OSError as exc:  # a full disk: the line above still reached the server's log
                 _log.warning("could not append to %s (%s); the decision is in the server log only", self._path, exc)
+
+    def fixity(self, result: FixityResult, actor: str) -> None:
+        """One line for an object whose stored bytes are not the recorded ones (or are gone, or are again): the usual
+        fields (``subject`` is who checked: ``score-server verify`` or the server's scrub; no token, client or
+        request), ``decision`` the outcome, and the expected and actual size and MD5."""
+        line = json.dumps(
+            {
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "subject": actor,
+                "token": None,
+                "action": "fixity",
+                "object": result.object_id,
+                "study": None,
+                "range": None,
+                "decision": result.outcome.value,
+                "reason": result.detail,
+                "client": None,
+                "userAgent": None,
+                "requestId": None,
+                "expected": {"md5": result.expected_md5, "size": result.expected_size},
+                "actual": {"md5": result.actual_md5, "size": result.actual_size},
+            },
+            separators=(",", ":"),
+        )
+        _log.warning(line)
+        if self._path is not None:
+            try:
+                self._append(line)
+            except OSError as exc:
+                _log.warning(
+                    "could not append to %s (%s); the fixity finding is in the server log only", self._path, exc
+                )

@@ -142,6 +142,18 @@ class ServerSettings(backend_settings()):  # type: ignore[misc]  (one settings t
     cleanup_interval: int = Field(
         86400, ge=0, description="Seconds between sweeps of stale uploads (older than upload_url_ttl); 0 = never"
     )
+    fixity_scrub_interval: int = Field(
+        0,
+        ge=0,
+        description="Seconds between the starts of background fixity scrubs, which re-read every stored object and "
+        "compare its size and MD5 with those recorded at upload (damage is logged, audited and shown in health "
+        "under 'fixity'); 0 = never. `score-server verify` checks on demand",
+    )
+    fixity_scrub_rate: int = Field(
+        50 * MiB,
+        gt=0,
+        description="Bytes per second a fixity scrub reads at most, so that it does not starve transfers",
+    )
     min_free_space: int = Field(
         64 * MiB,
         ge=0,

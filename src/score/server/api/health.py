@@ -2,7 +2,9 @@
 
 Spring Boot's shape (``status`` plus ``details``): UP only when the store answers with its sentinel, the
 store's disk (the local store) has its reserve free, and the embedded registry can be read. A full disk
-is reported as DOWN with the figures (Spring's ``diskSpace`` indicator), not hidden behind UP.
+is reported as DOWN with the figures (Spring's ``diskSpace`` indicator), not hidden behind UP. With the fixity
+scrub on, ``details.fixity`` reports its last run and any damaged object (status ``MISMATCH``) without changing
+the overall status: see ``services/fixity.health_component``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from score.server.api.deps import get_context
+from score.server.services.fixity import health_component
 from score.server.storage.layout import data_key
 
 router = APIRouter(tags=["health"])
@@ -90,6 +93,9 @@ def health(request: Request) -> JSONResponse:
     registry = _registry(context.metadata)
     if registry is not None:
         details["registry"] = registry
+    fixity = health_component(context.settings)  # reported, never counted in the status (its docstring)
+    if fixity is not None:
+        details["fixity"] = fixity
     if not found:
         status = "OUT_OF_SERVICE"
     elif any(part.get("status") == "DOWN" for part in (disk or {}, registry or {})):
