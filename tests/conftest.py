@@ -219,6 +219,36 @@ def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
         os.environ["XDG_STATE_HOME"] = previous
 
 
+# -- the real storage services, one of each per test session (per xdist worker), started on first use ---------
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from tests.services.seaweed import SeaweedS3
+
+    service = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from tests.services.azurite import Azurite
+
+    service = Azurite(tmp_path_factory.mktemp("azurite")).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from tests.services.gcs import GcsEmulator
+
+    service = GcsEmulator(tmp_path_factory.mktemp("gcs")).start()
+    yield service
+    service.stop()
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ScoreServer]:
     instance = ScoreServer(tmp_path / "server-data").start()

@@ -50,33 +50,6 @@ class Deployment:
         return server
 
 
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from tests.services.seaweed import SeaweedS3
-
-    service = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
-    yield service
-    service.stop()
-
-
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from tests.services.azurite import Azurite
-
-    service = Azurite(tmp_path_factory.mktemp("azurite")).start()
-    yield service
-    service.stop()
-
-
-@pytest.fixture(scope="session")
-def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from tests.services.gcs import GcsEmulator
-
-    service = GcsEmulator(tmp_path_factory.mktemp("gcs")).start()
-    yield service
-    service.stop()
-
-
 SERVICE_FIXTURE = {"s3": "seaweed", "azure": "azurite", "gcs": "gcs_emulator"}
 SERVICE_MODULE = {
     "local": "tests.services.local",

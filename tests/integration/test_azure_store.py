@@ -8,7 +8,6 @@ import base64
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,7 +27,6 @@ from score.server.storage.base import (
     UploadNotFound,
 )
 from tests.conftest import Client, Registry, ScoreServer, make_file, md5_of
-from tests.integration.store_reads import check_ranged_document_reads
 from tests.services.azurite import ACCOUNT_KEY, ACCOUNT_NAME, SENTINEL_KEY, Azurite, part_number
 from tests.services.process import free_port
 from tests.services.proxy import ProxyEvent, StoreProxy
@@ -72,11 +70,7 @@ def with_query(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-@pytest.fixture(scope="module")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    service = Azurite(tmp_path_factory.mktemp("azurite")).start()
-    yield service
-    service.stop()
+# ``azurite``: the session's Azurite (tests/conftest.py), shared with the store contract suite.
 
 
 @pytest.fixture
@@ -169,22 +163,6 @@ def test_complete_checks_parts_and_an_upload_replaces_an_object(store: AzureStor
     assert store.read_document(OBJECT_KEY) == b"abcdef"
     with pytest.raises(UploadNotFound):  # the commit discarded the other upload's blocks
         store.complete_upload(OBJECT_KEY, first, [UploadedPart(1, "", 4), UploadedPart(2, "", 4)])
-
-
-def test_abort_discards_blocks_but_never_a_committed_object(store: AzureStore) -> None:
-    upload_id = store.start_upload(OBJECT_KEY, 5)
-    assert put_part(store.sign_upload_part(OBJECT_KEY, upload_id, 1, 0, 5, 60), b"hello").status_code == 201
-    store.abort_upload(OBJECT_KEY, upload_id)
-    assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []
-    assert store.head(OBJECT_KEY) is None and list(store.list("")) == []  # no empty blob left behind
-    store.abort_upload(OBJECT_KEY, upload_id)  # unknown or finished ids are ignored
-    store.abort_upload(OBJECT_KEY, "nonsense")
-
-    upload(store, OBJECT_KEY, [b"published"])
-    replacing = store.start_upload(OBJECT_KEY, 3)
-    assert put_part(store.sign_upload_part(OBJECT_KEY, replacing, 1, 0, 3, 60), b"new").status_code == 201
-    store.abort_upload(OBJECT_KEY, replacing)
-    assert store.read_document(OBJECT_KEY) == b"published"  # blocks left to expire; the object is intact
 
 
 # -- signed reads and SAS enforcement --------------------------------------------------------------
@@ -417,7 +395,3 @@ def test_server_and_client_round_trip_on_azurite(azurite: Azurite, tmp_path: Pat
     finally:
         server.stop()
         proxy.stop()
-
-
-def test_ranged_document_reads(store) -> None:  # type: ignore[no-untyped-def]
-    check_ranged_document_reads(store)

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -32,7 +31,6 @@ from score.server.storage.base import (
 )
 from score.server.storage.gcs import MAX_SIGNED_TTL, GcsStore, part_object_name
 from tests.conftest import Client, Registry, ScoreServer, make_file, md5_of
-from tests.integration.store_reads import check_ranged_document_reads
 from tests.services.gcs import SENTINEL_KEY, GcsEmulator, part_number, write_service_account
 from tests.services.process import free_port
 from tests.services.proxy import ProxyEvent
@@ -59,11 +57,10 @@ def body_of(size: int, seed: int) -> bytes:
     return (block * (size // len(block) + 1))[:size]
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
-    service = GcsEmulator(tmp_path_factory.mktemp("gcs")).start()
-    yield service
-    service.stop()
+@pytest.fixture
+def emulator(gcs_emulator: GcsEmulator) -> GcsEmulator:
+    """The session's emulator (tests/conftest.py), shared with the store contract suite."""
+    return gcs_emulator
 
 
 def store_for(emulator: GcsEmulator, bucket: str, **overrides: str | None) -> GcsStore:
@@ -145,39 +142,6 @@ def test_exactly_32_and_single_part_uploads(store: GcsStore) -> None:
         assert store.read_document(OBJECT_KEY) == data
 
 
-def test_parts_can_be_re_sent_and_arrive_in_any_order(store: GcsStore) -> None:
-    data = body_of(3 * KiB, seed=2)
-    upload_id = store.start_upload(OBJECT_KEY, len(data))
-    for number in (3, 1, 2):
-        body = data[(number - 1) * KiB : number * KiB]
-        url = store.sign_upload_part(OBJECT_KEY, upload_id, number, (number - 1) * KiB, KiB, 600)
-        assert put_part(url, b"x" * KiB).status_code == 200  # a wrong first attempt...
-        assert put_part(url, body).status_code == 200  # ...overwritten by the retry
-    parts = store.list_uploaded_parts(OBJECT_KEY, upload_id)
-    assert [p.etag for p in parts] == [md5_hex(data[i * KiB : (i + 1) * KiB]) for i in range(3)]
-    store.complete_upload(OBJECT_KEY, upload_id, parts)
-    assert store.read_document(OBJECT_KEY) == data
-
-
-def test_complete_refuses_parts_that_do_not_tile_the_object(store: GcsStore) -> None:
-    data = body_of(3 * KiB, seed=3)
-    upload_id = store.start_upload(OBJECT_KEY, len(data))
-    parts = upload_parts(store, OBJECT_KEY, upload_id, data[: 2 * KiB], KiB)  # part 3 never sent
-    bad = [
-        (parts, "parts are missing"),
-        ([*parts, UploadedPart(3, md5_hex(data[2 * KiB :]), KiB)], "never stored"),
-        ([parts[0], UploadedPart(2, "0" * 32, KiB)], "ETag"),
-        ([parts[0], UploadedPart(2, parts[1].etag, KiB - 1)], "bytes in the store"),
-        ([parts[1], parts[0]], "ascending"),
-        ([], "at least one part"),
-    ]
-    for given, message in bad:
-        with pytest.raises(ValueError, match=message):
-            store.complete_upload(OBJECT_KEY, upload_id, given)
-    assert store.head(OBJECT_KEY) is None
-    assert len(store.list_uploaded_parts(OBJECT_KEY, upload_id)) == 2  # the upload survives a refusal
-
-
 def test_unknown_foreign_and_aborted_uploads(store: GcsStore, emulator: GcsEmulator) -> None:
     for upload_id in ("0" * 32, "../../data/x", "not-hex"):
         with pytest.raises(UploadNotFound):
@@ -243,22 +207,6 @@ def test_part_put_url_names_the_part_object(store: GcsStore) -> None:
 
 
 # -- reads, documents, listing ------------------------------------------------------------------------
-
-
-def test_ranged_and_whole_signed_reads(store: GcsStore) -> None:
-    data = body_of(5000, seed=5)
-    upload_id = store.start_upload(OBJECT_KEY, len(data))
-    store.complete_upload(OBJECT_KEY, upload_id, upload_parts(store, OBJECT_KEY, upload_id, data, 2000))
-
-    ranged = httpx.get(store.sign_read(OBJECT_KEY, 100, 900, 600), headers={"Range": "bytes=100-999"})
-    assert ranged.status_code == 206 and ranged.content == data[100:1000]
-    assert ranged.headers["content-range"] == f"bytes 100-999/{len(data)}"
-    tail = httpx.get(store.sign_read(OBJECT_KEY, 4000, None, 600), headers={"Range": "bytes=4000-"})
-    assert tail.status_code == 206 and tail.content == data[4000:]
-    whole = httpx.get(store.sign_read(OBJECT_KEY, None, None, 600))
-    assert whole.status_code == 200 and whole.content == data
-    sentinel = httpx.get(store.sign_read(SENTINEL_KEY, None, None, 300))
-    assert sentinel.status_code == 200 and sentinel.content == b"heliograph\n"
 
 
 def test_documents_heads_and_markers(store: GcsStore) -> None:
@@ -539,7 +487,3 @@ def test_client_upload_publish_download_through_the_emulator(emulator: GcsEmulat
         assert (ranged_out / "many.bam").read_bytes() == source[65000:135000]
     finally:
         server.stop()
-
-
-def test_ranged_document_reads(store) -> None:  # type: ignore[no-untyped-def]
-    check_ranged_document_reads(store)

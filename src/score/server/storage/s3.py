@@ -45,6 +45,7 @@ from score.server.storage.base import (
     TiB,
     UploadedPart,
     UploadNotFound,
+    check_part_list,
     keys_after,
     range_header,
 )
@@ -244,7 +245,7 @@ def _millis(value: datetime | None) -> int:
 
 
 def _quoted(etag: str) -> str:
-    bare = etag.strip().strip('"')
+    bare = etag.strip().strip('"').lower()  # as check_part_list compares them: S3's own ETags are lower-case
     return f'"{bare}"'
 
 
@@ -543,6 +544,7 @@ class S3Store:
     def complete_upload(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
         if not parts:
             raise ValueError("no parts given: S3 cannot complete a multipart upload without parts")
+        check_part_list(parts, self._held_versions(key, upload_id, parts), None)
         bucket = self.router.write_bucket(key)
         body = {"Parts": [{"PartNumber": p.part_number, "ETag": _quoted(p.etag)} for p in parts]}
         try:
@@ -559,6 +561,18 @@ class S3Store:
                 raise ValueError(_bad_parts_message(code)) from None
             raise
         self._forget(key)
+
+    def _held_versions(self, key: str, upload_id: str, parts: list[UploadedPart]) -> dict[int, UploadedPart]:
+        """Each part as listed, for ``check_part_list``: the listed version with the ETag given where there is
+        one (SeaweedFS lists a re-sent part once per PUT, and completes with the version named). S3 does not
+        know the upload's total, so a part left out is the caller's to notice (the upload service checks its
+        own specification)."""
+        wanted = {p.part_number: _quoted(p.etag) for p in parts}
+        held: dict[int, UploadedPart] = {}
+        for part in self.list_uploaded_parts(key, upload_id):
+            if part.part_number not in held or _quoted(part.etag) == wanted.get(part.part_number):
+                held[part.part_number] = part
+        return held
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         bucket = self.router.write_bucket(key)
