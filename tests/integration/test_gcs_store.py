@@ -487,3 +487,32 @@ def test_client_upload_publish_download_through_the_emulator(emulator: GcsEmulat
         assert (ranged_out / "many.bam").read_bytes() == source[65000:135000]
     finally:
         server.stop()
+
+
+def test_a_part_put_late_after_completion_is_swept_after_the_grace_not_the_lifetime(store: GcsStore) -> None:
+    """A part URL stays valid for the upload's lifetime (a signed GCS URL cannot be revoked): a PUT through it
+    after the upload completed makes a part object no upload will ever use. The sweep removes it once the
+    short grace has passed, not six days later, and the object it was part of is untouched."""
+    from score.server.services.cleanup import clean_stale_uploads
+    from score.server.services.uploads import UploadService
+    from score.server.settings import ServerSettings
+
+    key = OBJECT_KEY
+    body = body_of(1000, seed=5)
+    upload_id = store.start_upload(key, len(body))
+    url = store.sign_upload_part(key, upload_id, 1, 0, len(body), 3600)
+    assert put_part(url, body).status_code == 200
+    store.complete_upload(key, upload_id, store.list_uploaded_parts(key, upload_id))
+    assert [u.upload_id for u in store.list_uploads()] == []
+
+    assert put_part(url, body_of(1000, seed=6)).status_code == 200  # late, through the still-valid URL
+    orphans = [u for u in store.list_uploads() if u.upload_id == upload_id]
+    assert [u.key for u in orphans] == [""]  # no record: nothing can complete it
+
+    uploads = UploadService(store, ServerSettings())
+    week = 7 * 86400
+    assert clean_stale_uploads(store, uploads, week).orphans == []  # within the grace: left alone
+    report = clean_stale_uploads(store, uploads, week, now=time.time() + 120)
+    assert report.orphans == [f"store upload {upload_id} of (unfinished start)"]
+    assert list(store.list_uploads()) == []
+    assert store.read_document(key) == body

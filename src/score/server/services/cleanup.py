@@ -84,7 +84,10 @@ def clean_stale_uploads(
             log.warning("could not clean up upload %s of %s: %s", folder.upload_id, folder.object_id, exc)
     known = {folder.upload_id for folder in folders.values()}
     for upload in guard(lambda: list(store.list_uploads())):
-        if upload.upload_id in known or upload.started_ms > cutoff_ms:
+        # An upload the store holds without its key (GCS: part objects but no record) can never complete: what
+        # is left of an abort, or a part PUT late through its signed URL after the upload finished. It goes
+        # after the short grace, not the upload lifetime (such a PUT may come any time in that lifetime).
+        if upload.upload_id in known or upload.started_ms > (cutoff_ms if upload.key else grace_ms):
             continue
         try:
             guard(lambda u=upload: store.abort_upload(u.key, u.upload_id))
