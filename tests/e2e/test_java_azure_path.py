@@ -102,12 +102,14 @@ class Deployment:
         return self.server.log_path.read_text(errors="replace")
 
 
-def sdk_upload(url: str, data: bytes, content_md5: bool, blocks: bool) -> BlobClient:
+def sdk_upload(url: str, data: bytes, content_md5: bool, blocks: bool, claimed_md5: str | None = None) -> BlobClient:
     """The Java client's ``CloudBlockBlob(sasUrl).uploadFromFile``: the whole file through the SAS URL, with
-    the blob's Content-MD5 (``x-ms-blob-content-md5``, base64 of the file's MD5) when ``content_md5``.
+    the blob's Content-MD5 (``x-ms-blob-content-md5``, base64 of the file's MD5, or of ``claimed_md5``: a
+    forgery Azure does not check on Put Block List) when ``content_md5``.
     ``blocks``: Put Block of 1 MiB each and Put Block List (the SDK's ids), else one Put Blob."""
     blob = BlobClient.from_blob_url(url, max_single_put_size=(MiB if blocks else 64 * MiB), max_block_size=MiB)
-    settings = ContentSettings(content_md5=bytearray(hashlib.md5(data).digest())) if content_md5 else None  # noqa: S324
+    digest = bytes.fromhex(claimed_md5) if claimed_md5 else hashlib.md5(data).digest()  # noqa: S324
+    settings = ContentSettings(content_md5=bytearray(digest)) if content_md5 else None
     blob.upload_blob(data, overwrite=True, content_settings=settings, max_concurrency=2)
     return blob
 
@@ -209,6 +211,24 @@ def test_the_java_client_uploads_a_whole_blob_and_it_becomes_visible(azure: Depl
 
     azure.publish(analysis_id)  # the registry's publish check (stored_object) agrees
     azure.download(oid, data)
+
+
+def test_a_blob_committed_with_a_forged_content_md5_never_becomes_visible(azure: Deployment) -> None:
+    """Other bytes, committed as blocks with the registered file's MD5 as the blob's Content-MD5 (Azure takes
+    x-ms-blob-content-md5 on Put Block List as given): the server hashes the bytes, so the claim fails."""
+    source = make_file(azure.tmp / "in" / "forged.bin", 3 * MiB + 5, seed=33)
+    _, oid = azure.register(source)
+    other = bytes(b ^ 0x5A for b in source.read_bytes())
+    url = one_blob_part(azure.java_initiate(oid, len(other), md5_of(source)).json(), len(other))
+    sdk_upload(url, other, content_md5=True, blocks=True, claimed_md5=md5_of(source))
+    stored = azure.container.get_blob_client(f"data/{oid}").get_blob_properties().content_settings.content_md5
+    assert bytes(stored).hex() == md5_of(source)  # the forgery is in place
+
+    assert azure.exists(oid).json() is False
+    refused = azure.song_check(oid)
+    assert refused.status_code == 404, refused.text
+    assert md5_hex(other) in refused.json()["message"]
+    assert oid not in azure.listing()
 
 
 def test_a_blob_with_other_bytes_never_becomes_visible_and_says_why(azure: Deployment) -> None:

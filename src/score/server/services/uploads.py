@@ -32,9 +32,10 @@ answers as the Java server does, one part covering the file whose URL lets the c
 ``data/{id}`` whole; the uploadId (``blob-<hex>``) is recorded like any other upload, but no part is ever
 recorded and no finalize comes. The first request that asks about the object (exists, Song's publish
 check, a download specification, the listing, the sweep) checks the blob: the declared size and the
-expected MD5 (the blob's Content-MD5, or the blob hashed once when it has none) make it visible, by writing
-the ``.meta`` a finalize writes and removing the upload's state; anything else keeps it invisible, and the
-answer says why. Overwriting withdraws the old object at initiate, since the blob is written in place.
+expected MD5 (of the bytes, hashed once by the server: a Content-MD5 the SAS holder sets proves nothing)
+make it visible, by writing the ``.meta`` a finalize writes and removing the upload's state; anything else
+keeps it invisible, and the answer says why. Overwriting withdraws the old object at initiate, since the
+blob is written in place.
 
 Buckets written by the Java server (``HoldsLegacyObjects``: Azure keeps ``{id}`` in the container root) are
 read as they are when an object has nothing under ``data/``.
@@ -350,7 +351,9 @@ class UploadService:
                 f"the uploaded blob of object {object_id} holds {head.size} bytes but the upload declared "
                 f"{state.objectSize}; upload the file again",
             )
-        actual = head.md5 or self._hashed_md5(object_id, upload_id, head)
+        # Hashed here, never taken from the blob's Content-MD5: whoever holds the SAS can set that property to
+        # anything when committing a block list (x-ms-blob-content-md5), so it proves nothing about the bytes.
+        actual = self._hashed_md5(object_id, upload_id, head)
         wanted = expected or (state.objectMd5.lower() if state.objectMd5 else None)
         if wanted is not None and actual != wanted:
             return self._wrong_blob(
@@ -383,8 +386,8 @@ class UploadService:
         return BlobCheck(upload_id, None, problem)
 
     def _hashed_md5(self, object_id: str, upload_id: str, head: ObjectHead) -> str:
-        """The MD5 of a blob that has no Content-MD5, read in chunks (bounded memory); remembered in the
-        upload's state for this version of the blob (size and mtime), so that it is hashed once."""
+        """The MD5 of the blob's bytes, read in chunks (bounded memory); remembered in the upload's state for
+        this version of the blob (size and mtime), so that it is hashed once."""
         memo_key = upload_state_prefix(object_id, upload_id) + HASHED
         version = {"size": head.size, "lastModified": head.last_modified_ms}
         memo = guard(lambda: self._store.read_document(memo_key))
@@ -404,7 +407,7 @@ class UploadService:
             digest.update(chunk)
         md5 = digest.hexdigest()
         guard(lambda: self._store.write_document(memo_key, json.dumps({**version, "md5": md5}).encode()))
-        log.info("blob of object %s has no Content-MD5: hashed it (%d bytes, MD5 %s)", object_id, head.size, md5)
+        log.info("blob of object %s hashed (%d bytes, MD5 %s)", object_id, head.size, md5)
         return md5
 
     def _start_blob_upload(self, object_id: str, file_size: int, md5: str | None, exists: bool) -> ObjectSpecification:
