@@ -161,8 +161,8 @@ def test_complete_checks_parts_and_an_upload_replaces_an_object(store: AzureStor
         store.complete_upload(OBJECT_KEY, second, [UploadedPart(2, "", 3), UploadedPart(1, "", 3)])
     store.complete_upload(OBJECT_KEY, second, [UploadedPart(1, "", 3), UploadedPart(2, "", 3)])
     assert store.read_document(OBJECT_KEY) == b"abcdef"
-    with pytest.raises(UploadNotFound):  # the commit discarded the other upload's blocks
-        store.complete_upload(OBJECT_KEY, first, [UploadedPart(1, "", 4), UploadedPart(2, "", 4)])
+    # each upload stages its blocks on its own blob: completing one leaves the other's alone (as on S3)
+    assert store.list_uploaded_parts(OBJECT_KEY, first) == [UploadedPart(1, "", 4), UploadedPart(2, "", 4)]
 
 
 # -- signed reads and SAS enforcement --------------------------------------------------------------

@@ -5,33 +5,42 @@ and zero-byte markers whose names carry JSON), so existence, listing, MD5s and t
 behave exactly as on S3. The Azure SDK quotes blob names in request paths itself, and SAS URLs are
 built from the blob client's (quoted) URL, so names with ``|``, ``{``, ``"`` or spaces work.
 
-Multipart upload maps onto blocks and a block list:
+Multipart upload maps onto blocks and a block list, staged on a blob of the upload's own (``layout.staging_key``:
+``upload/{id}_{uploadId}/blocks``), never on ``data/{id}``. Azure SAS permissions cannot be narrowed to Put Block:
+a write SAS also allows Put Blob and Put Block List on its blob until it expires. A part URL for ``data/{id}``
+would let a client replace a published object's bytes behind its ``.meta`` (or commit its own block list with a
+forged Content-MD5 before finalize), for as long as the URL lives, cancel or not. A part URL opens the staging
+blob only, and the server assembles ``data/{id}`` itself, the bytes never passing through it:
 
 * ``start_upload`` only mints an upload id (uuid4 hex): Azure needs nothing created.
-* A part is one Put Block on the data blob, through a blob SAS URL (write permission) with
-  ``comp=block&blockid=...`` appended. The block id is base64 of ``{uploadId}-{partNumber:06d}``:
-  Azure refuses blocks whose ids differ in encoded length from the blob's other uncommitted blocks,
-  so every id of every upload has the same length (52 characters). The client sends ``Content-MD5``
-  and Azure verifies it on Put Block; no ETag comes back, hence ``UploadedPart.etag == ""``.
-* ``list_uploaded_parts`` reads the blob's *uncommitted* block list, filtered to the upload's ids.
-  Azure keeps no record of an upload as such, so an upload with no blocks yet lists as empty; the
-  upload service keeps its own state in ``upload/{id}_{uploadId}/.meta`` and decides.
-* ``complete_upload`` is one Put Block List in part order: atomic, and it discards every other
-  uncommitted block of the blob. Once committed the upload's blocks are no longer uncommitted, so a
-  repeated completion raises UploadNotFound (the service then checks the blob's size).
-* ``abort_upload``: uncommitted blocks cannot be deleted one by one. If the blob has no committed
-  version, an empty block list is committed only if the blob still does not exist (``If-None-Match:
-  *``) and that empty blob is deleted only if unchanged (``If-Match``), which discards the blocks
-  without ever touching an object someone else committed meanwhile. If a committed blob exists
-  (an upload replacing an object), its uncommitted blocks are left: the next commit on the blob
-  discards them, and Azure garbage-collects uncommitted blocks after 7 days anyway.
-
-Known limit: Azure SAS permissions cannot be narrowed to Put Block. A part URL (write permission on
-``data/{id}``) also allows Put Blob and Put Block List on that blob until it expires, so a client that
-was allowed to upload could replace the bytes of the object after it was finalized. The ``.meta``
-written at finalize keeps every part's MD5 and the object's MD5, and downloads verify them, so such a
-replacement is detected, not served silently; keep ``upload_url_ttl`` short on Azure to shrink the
-window.
+* A part is one Put Block on the staging blob, through a blob SAS URL (write permission, that blob only) with
+  ``comp=block&blockid=...`` appended. The block id is base64 of ``{uploadId}-{partNumber:06d}``: Azure refuses
+  blocks whose ids differ in encoded length from the blob's other uncommitted blocks, so every id has the same
+  length (52 characters). The client sends ``Content-MD5`` and Azure verifies it on Put Block; no ETag comes
+  back, hence ``UploadedPart.etag == ""``.
+* ``list_uploaded_parts`` reads the staging blob's block list, filtered to the upload's ids: the uncommitted
+  blocks (and, after a completion that died midway, the committed ones). Azure keeps no record of an upload as
+  such, so an upload with no blocks yet lists as empty; the upload service keeps its own state in
+  ``upload/{id}_{uploadId}/.meta`` and decides.
+* ``complete_upload`` checks the part list (``check_part_list``), commits it on the staging blob (Put Block List
+  in part order, each block's latest version), takes a snapshot of exactly that commit (``If-Match`` its ETag;
+  a snapshot is immutable, so whatever a part URL writes afterwards cannot reach the copy), copies the snapshot
+  to ``data/{id}`` with Copy Blob, polls until the copy succeeded (within one storage account it usually has by
+  the time Copy Blob answers), then deletes its snapshot and the staging blob (the service has hidden a replaced
+  object's ``.meta`` before it completes). Every step may be repeated after a crash (the commit takes the
+  blocks' latest versions, committed or not). A completion that finds ``data/{id}`` already a finished copy of
+  this upload's staging blob (Azure keeps a copy's source on its destination) raises UploadNotFound and copies
+  nothing again (the service then checks the object's size): neither blocks a stale part URL staged since, nor
+  a retried or overlapping finalize (two replicas), can assemble the object a second time. An overlapping
+  completion's snapshot is never deleted under it (the staging blob goes with the last snapshot).
+  Copy Blob rather than Put Block From URL per part: one request whatever the number of parts, and on Azurite
+  a 64-part completion takes ~40-90 ms against ~1.4-3 s (Put Block From URL reads every part again over HTTP
+  and stores it anew, one request per part or per range of up to 4000 MiB). Copy Blob From URL (the
+  synchronous copy) is limited to 256 MiB, hence the asynchronous Copy Blob and the polling (up to
+  ``COPY_WAIT_SECONDS``, then 503: the finalize is retried and waits for the copy under way).
+* ``abort_upload`` commits an empty block list on the staging blob (which discards every uncommitted block)
+  and deletes it, snapshots included. A stale part URL can still write the staging blob later: uncommitted
+  blocks expire after 7 days, and a committed blob there is a key in a state folder, which the sweep removes.
 
 The Java client's Azure uploader (``SignsBlobUploads``): one blob SAS for ``data/{id}`` with write and
 create permissions only (no read, delete or list, no other blob), with which the client's own Azure SDK
@@ -50,11 +59,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -89,12 +100,16 @@ from score.server.storage.base import (
     check_part_list,
     keys_after,
 )
+from score.server.storage.layout import data_name, staging_key
 
 CLOCK_SKEW = timedelta(minutes=5)  # SAS start time in the past: the store's clock may run ahead of ours
 MAX_BLOCKS = 50_000  # Azure's limit of committed blocks per blob
 MAX_BLOCK_BYTES = 4000 * 1024 * 1024  # Azure's largest block (service version 2019-12-12 and later)
 MAX_KEY_CHARS = 1024  # Azure's limit on blob names
 OCTET_STREAM = "application/octet-stream"
+COPY_SOURCE_TTL = timedelta(days=1)  # the read SAS of a staging snapshot, for a server-side copy that may queue
+COMMIT_ATTEMPTS = 3  # a completion's commit and snapshot, raced by overlapping ones
+COPY_WAIT_SECONDS = 300  # a completion waits this long for Azure's server-side copy, then answers 503: retry
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}\Z")  # fixed length, so every block id has one encoded length
 _TRANSIENT_STATUS = {408, 429}  # plus every 5xx: timeouts and throttling, worth a retry
 
@@ -135,6 +150,19 @@ def _check_key(key: str) -> str:
     if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
         raise ValueError(f"invalid key {key!r}: a blob name has 1 to {MAX_KEY_CHARS} characters")
     return key
+
+
+def _same_path(url: object, other: str) -> bool:
+    """Whether two blob URLs name the same blob (their queries, e.g. a snapshot and a SAS, aside)."""
+    return unquote(urlsplit(str(url or "")).path) == unquote(urlsplit(other).path)
+
+
+def _object_id(key: str) -> str:
+    """The object id of a multipart upload's key, which must be ``data/{id}``."""
+    object_id = data_name(_check_key(key))
+    if object_id is None:
+        raise ValueError(f"invalid key {key!r}: multipart uploads go to an object's data key, data/{{id}}")
+    return object_id
 
 
 class AzureStore:
@@ -259,9 +287,13 @@ class AzureStore:
                 f"{self._account} --container-name {self._container_name} --name {sentinel_key} --data heliograph`"
             )
 
-    # -- multipart upload (blocks + block list) -------------------------------------------------------
+    # -- multipart upload (blocks staged on the upload's own blob, copied to the object) ---------------
+    def _staging(self, key: str, upload_id: str) -> BlobClient:
+        """The blob an upload's parts are staged on (``layout.staging_key``), never ``key`` itself."""
+        return self._blob(staging_key(_object_id(key), upload_id))
+
     def start_upload(self, key: str, size: int) -> str:
-        _check_key(key)
+        _object_id(key)
         if size < 1 or size > MAX_BLOCKS * MAX_BLOCK_BYTES:
             raise ValueError(f"a block blob upload holds 1 to {MAX_BLOCKS * MAX_BLOCK_BYTES} bytes, not {size}")
         return uuid.uuid4().hex  # Azure keeps no record of an upload: the blocks' ids carry it
@@ -275,7 +307,8 @@ class AzureStore:
             raise ValueError(f"part number {part_number} is outside 1..{MAX_BLOCKS} (Azure's block limit)")
         if offset < 0 or not 1 <= size <= MAX_BLOCK_BYTES:
             raise ValueError(f"invalid part: offset {offset} (>= 0), size {size} (1..{MAX_BLOCK_BYTES})")
-        url = self._sas_url(key, BlobSasPermissions(write=True), expires_in)
+        staging = self._staging(key, upload_id).blob_name
+        url = self._sas_url(staging, BlobSasPermissions(write=True), expires_in)
         return f"{url}&comp=block&blockid={quote(encoded_block_id(upload_id, part_number), safe='')}"
 
     def sign_blob_upload(self, key: str, expires_in: int) -> str:
@@ -283,22 +316,25 @@ class AzureStore:
         return self._sas_url(key, BlobSasPermissions(write=True, create=True), expires_in)
 
     def _staged_blocks(self, key: str, upload_id: str) -> dict[int, int]:
-        """{part number: size} of this upload's uncommitted blocks."""
+        """{part number: size} of this upload's blocks on its staging blob, each block's latest version (the
+        uncommitted one where there is one, as Put Block List's ``Latest`` takes it)."""
+        staging = self._staging(key, upload_id)
         try:
-            _, uncommitted = self._blob(key).get_block_list("uncommitted")
+            committed, uncommitted = staging.get_block_list("all")
         except ResourceNotFoundError as exc:
             if _code(exc) == "ContainerNotFound":
                 raise self._error(exc, f"listing the blocks of {key}") from None
             return {}  # no blob and no uncommitted block at all: nothing uploaded yet
         except UnicodeDecodeError:
             raise StoreError(
-                f"{key} has uncommitted blocks with binary ids written by another tool; they expire within 7 days"
+                f"the staging blob of upload {upload_id} of {key} has blocks with binary ids written by another "
+                "tool; abort the upload and start again"
             ) from None
         except AzureError as exc:
             raise self._error(exc, f"listing the blocks of {key}") from None
         prefix = f"{upload_id}-"
         staged: dict[int, int] = {}
-        for block in uncommitted:
+        for block in [*committed, *uncommitted]:  # uncommitted last: the latest version wins
             ident = str(block.id)
             number = ident[len(prefix) :]
             if ident.startswith(prefix) and len(number) == 6 and number.isdigit():
@@ -314,40 +350,172 @@ class AzureStore:
     def complete_upload(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
         if not _UPLOAD_ID.match(upload_id):
             raise UploadNotFound(_gone(upload_id))
+        staging = self._staging(key, upload_id)
+        if self._copied_from(self._blob(key), staging, f"HEAD {key}"):
+            # Completed before (a call that died before the service recorded it): whatever a stale part URL
+            # staged since must not be assembled again. The service then checks the object's size.
+            self._delete_staging(staging, key, upload_id)
+            raise UploadNotFound(_gone(upload_id))
         self._check_staged(key, upload_id, parts)
-        blocks = [BlobBlock(block_id(upload_id, p.part_number), BlockState.UNCOMMITTED) for p in parts]
+        blocks = [BlobBlock(block_id(upload_id, p.part_number), BlockState.LATEST) for p in parts]
+        what = f"assembling {key} from the blocks of upload {upload_id}"
+        snapshot = self._commit_and_snapshot(staging, blocks, key, upload_id, parts, what)
         try:
-            self._blob(key).commit_block_list(blocks, content_settings=ContentSettings(content_type=OCTET_STREAM))
-        except HttpResponseError as exc:
-            if exc.status_code == 400 and _code(exc) == "InvalidBlockList":
-                # Blocks vanished between the check and the commit (another completion, an abort).
+            self._copy(snapshot, staging, self._blob(key), what)
+        except StoreError:
+            if self._copied_from(self._blob(key), staging, f"HEAD {key}"):
+                raise UploadNotFound(_gone(upload_id)) from None  # an overlapping completion did it
+            raise
+        self._delete_staging(staging, key, upload_id, snapshot)
+
+    def _commit_and_snapshot(
+        self,
+        staging: BlobClient,
+        blocks: list[BlobBlock],
+        key: str,
+        upload_id: str,
+        parts: list[UploadedPart],
+        what: str,
+    ) -> str:
+        """Commit the part list on the staging blob and snapshot exactly that commit; the snapshot's id."""
+        for _ in range(COMMIT_ATTEMPTS):
+            try:
+                # Content settings given in full: a Content-MD5 a part URL's own Put Block List set is cleared.
+                settings = ContentSettings(content_type=OCTET_STREAM)
+                committed = staging.commit_block_list(blocks, content_settings=settings)
+                taken = staging.create_snapshot(etag=committed["etag"], match_condition=MatchConditions.IfNotModified)
+                return str(taken["snapshot"])
+            except HttpResponseError as exc:
+                code = _code(exc)
+                if exc.status_code != 412 and (exc.status_code, code) not in (
+                    (400, "InvalidBlockList"),
+                    (404, "BlobNotFound"),
+                ):
+                    raise self._error(exc, what) from None
+                # Blocks vanished, or the blob was written, between the check and the snapshot (an overlapping
+                # completion, an abort, a part URL's own Put Blob): done by another, gone, or try again.
+                if self._copied_from(self._blob(key), staging, f"HEAD {key}"):
+                    raise UploadNotFound(_gone(upload_id)) from None
                 self._check_staged(key, upload_id, parts)
-            raise self._error(exc, f"committing the blocks of {key}") from None
+            except AzureError as exc:
+                raise self._error(exc, what) from None
+        raise StoreUnavailable(f"{what}: the staging blob kept changing meanwhile; retry")
+
+    def _delete_staging(self, staging: BlobClient, key: str, upload_id: str, snapshot: str | None = None) -> None:
+        """Remove this completion's snapshot, then the staging blob unless another completion's snapshot is
+        still there (Azure refuses with SnapshotsPresent): that completion, copying from it, removes it."""
+        try:
+            if snapshot is not None:
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._container.get_blob_client(staging.blob_name, snapshot=snapshot).delete_blob()
+            staging.delete_blob()
+        except ResourceNotFoundError:
+            pass  # removed by an abort or another completion meanwhile
+        except HttpResponseError as exc:
+            if exc.status_code == 409 and _code(exc) == "SnapshotsPresent":
+                return
+            raise self._error(exc, f"removing the staging blob of upload {upload_id} of {key}") from None
         except AzureError as exc:
-            raise self._error(exc, f"committing the blocks of {key}") from None
+            raise self._error(exc, f"removing the staging blob of upload {upload_id} of {key}") from None
+
+    def _copied_from(self, target: BlobClient, staging: BlobClient, what: str) -> bool:
+        """Whether ``target`` holds a finished copy of (a snapshot of) ``staging``: Azure keeps the source of
+        the last Copy Blob on the destination until the destination is written otherwise."""
+        try:
+            copy = target.get_blob_properties().copy
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise self._error(exc, what) from None
+        return copy.status == "success" and _same_path(copy.source, staging.url)
+
+    def _copy(self, snapshot: str, source: BlobClient, target: BlobClient, what: str) -> None:
+        """Copy Blob from ``source``'s snapshot to ``target`` and wait until Azure reports it succeeded.
+
+        The source URL carries a read SAS for that snapshot alone (needed across accounts, harmless within
+        one), valid while a copy may run; the snapshot is deleted right after, so the SAS outlives nothing.
+        Azure runs one copy to a blob at a time: one still pending (an earlier attempt's) is waited for first."""
+        now = datetime.now(UTC)
+        token = generate_blob_sas(
+            self._account,
+            self._container_name,
+            source.blob_name,
+            snapshot=snapshot,
+            account_key=self._key,
+            permission=BlobSasPermissions(read=True),
+            start=now - CLOCK_SKEW,
+            expiry=now + COPY_SOURCE_TTL,
+            protocol="https" if self._https_only else None,
+        )
+        url = f"{source.url}?snapshot={quote(snapshot, safe='')}&{token}"
+        deadline = time.monotonic() + COPY_WAIT_SECONDS
+        try:
+            try:
+                copy = target.start_copy_from_url(url)
+            except HttpResponseError as exc:
+                if exc.status_code != 409 or _code(exc) != "PendingCopyOperation":
+                    raise
+                # A copy to the object is under way (an earlier attempt's, or another upload's completion):
+                # let it end, then copy this upload's snapshot over it.
+                pending = target.get_blob_properties().copy
+                ended = self._wait_for_copy(target, str(pending.id), str(pending.status), deadline, what)
+                if ended == "success" and _same_path(pending.source, source.url):
+                    return  # an overlapping completion of this upload copied the same blocks
+                copy = target.start_copy_from_url(url)
+            status = self._wait_for_copy(target, str(copy["copy_id"]), str(copy["copy_status"]), deadline, what)
+        except AzureError as exc:
+            raise self._error(exc, what) from None
+        if status != "success":
+            raise StoreUnavailable(f"{what}: Azure's server-side copy ended {status}; retry the finalize")
+
+    @staticmethod
+    def _wait_for_copy(target: BlobClient, copy_id: str, status: str, deadline: float, what: str) -> str:
+        """The end status of copy ``copy_id`` to ``target`` (``success``, ``failed``, ``aborted``), polled."""
+        pause = 0.05
+        while status == "pending":
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(
+                    f"{what}: Azure's server-side copy is still running after {COPY_WAIT_SECONDS} s; retry the finalize"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            properties = target.get_blob_properties().copy
+            if properties.id != copy_id:
+                raise StoreUnavailable(f"{what}: another copy to {target.blob_name} started meanwhile; retry")
+            status = str(properties.status)
+        return status
 
     def _check_staged(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
         staged = self._staged_blocks(key, upload_id)
         if not staged:
             raise UploadNotFound(_gone(upload_id))
-        # Uncommitted blocks keep no MD5 and the upload's total is not recorded: presence, sizes and order.
+        # Blocks keep no MD5 and the upload's total is not recorded: presence, sizes and order.
         check_part_list(parts, {n: UploadedPart(n, "", size) for n, size in staged.items()}, None)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
-        if not _UPLOAD_ID.match(upload_id) or not self._staged_blocks(key, upload_id):
+        if not _UPLOAD_ID.match(upload_id):
             return
-        blob = self._blob(key)
+        staging = self._staging(key, upload_id)
         try:
-            if blob.exists():
-                return  # replacing a committed object: see the module docstring
-            created = blob.commit_block_list([], if_none_match="*")  # drops every uncommitted block
-            blob.delete_blob(etag=created["etag"], match_condition=MatchConditions.IfNotModified)
-        except HttpResponseError as exc:
-            if exc.status_code in (404, 409, 412):
-                return  # someone committed or deleted the blob meanwhile: theirs wins, blocks expire later
-            raise self._error(exc, f"discarding the blocks of {key}") from None
+            staging.get_block_list("all")
+        except ResourceNotFoundError as exc:
+            if _code(exc) == "ContainerNotFound":
+                raise self._error(exc, f"discarding upload {upload_id} of {key}") from None
+            return  # no staging blob and no block: nothing to discard
+        except UnicodeDecodeError:
+            pass  # blocks with binary ids: discarded all the same
         except AzureError as exc:
-            raise self._error(exc, f"discarding the blocks of {key}") from None
+            raise self._error(exc, f"discarding upload {upload_id} of {key}") from None
+        try:
+            # Uncommitted blocks cannot be deleted one by one, nor a blob that has nothing else: an empty
+            # commit discards them all, then the blob goes. The staging blob is this upload's alone.
+            staging.commit_block_list([])
+            staging.delete_blob(delete_snapshots="include")
+        except ResourceNotFoundError as exc:
+            if _code(exc) == "ContainerNotFound":
+                raise self._error(exc, f"discarding upload {upload_id} of {key}") from None
+        except AzureError as exc:
+            raise self._error(exc, f"discarding upload {upload_id} of {key}") from None
 
     def list_uploads(self) -> Iterator[StoreUpload]:
         """Nothing: Azure keeps no record of an upload (its block ids carry it) and discards uncommitted

@@ -7,6 +7,7 @@ Score-compatible, so a bucket written by the Java server is read as is::
     upload/{id}_{uploadId}/.meta                an upload in progress (its specification, without URLs)
     upload/{id}_{uploadId}/part-NNNNNNNN|{json}  zero-byte completion markers: the state is in the key name
     upload/{id}_{uploadId}/committed            the verified MD5, written when finalize passed its checks
+    upload/{id}_{uploadId}/blocks               Azure: the blob the upload's parts are staged on as blocks
 
 The upload service builds keys with these functions; the S3 store routes keys to buckets and partitions
 with ``object_id_of`` and ``is_data_blob``; the sweep groups state keys with ``parse_state_key``.
@@ -25,6 +26,7 @@ META_SUFFIX = ".meta"
 STATE_DOCUMENT = ".meta"  # the name of an upload's specification in its state folder
 MARKER_PREFIX = "part-"
 COMMITTED = "committed"
+STAGING = "blocks"  # the name of an upload's staging blob in its state folder (Azure)
 
 
 def data_key(object_id: str) -> str:
@@ -43,6 +45,13 @@ def uploads_prefix(object_id: str) -> str:
 def state_prefix(object_id: str, upload_id: str) -> str:
     """The state folder of one upload (the caller has checked ``upload_id``'s form)."""
     return f"{uploads_prefix(object_id)}{upload_id}/"
+
+
+def staging_key(object_id: str, upload_id: str) -> str:
+    """Where a store that cannot stage parts beside the object itself keeps an upload's parts (Azure: the block
+    blob whose uncommitted blocks are the parts). In the upload's state folder, so that nothing signed for
+    a part can write ``data/{id}``; parse_marker ignores it, and the sweep removes it with the folder."""
+    return f"{state_prefix(object_id, upload_id)}{STAGING}"
 
 
 def marker_prefix(object_id: str, upload_id: str, part_number: int) -> str:
