@@ -12,26 +12,21 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
-from score.server.errors import install_error_handlers
 from score.server.storage.base import StoreError, StoreFull, UploadedPart, UploadNotFound
 from score.server.storage.local import LocalStore, load_or_create_signing_key, validate_key
 from score.server.storage.local import store as local_module
-from score.server.storage.local.data_plane import build_store_data_router
 from score.server.storage.local.files import TMP_PREFIX
+from tests.integration.store_backends import LocalDataPlane
 
 MiB = 1024 * 1024
 OBJECT_KEY = "data/0b7a7d3e-5c39-4b8f-9d4e-2f1a6c3b9e01"
@@ -53,40 +48,10 @@ def md5_b64(body: bytes) -> str:
 # -- a real server ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Live:
-    app: FastAPI
-    base_url: str
-    port: int
-
-
-@pytest.fixture(scope="module")
-def live() -> Iterator[Live]:
-    """One uvicorn server on a free loopback port for the module; each test plugs in its own store."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(build_store_data_router())
-    app.state.context = SimpleNamespace(store=None)
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield Live(app, f"http://127.0.0.1:{port}", port)
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
-
-
 @pytest.fixture
-def store(tmp_path: Path, live: Live) -> LocalStore:
-    store = LocalStore(tmp_path / "store", live.base_url)
-    live.app.state.context = SimpleNamespace(store=store)
+def store(tmp_path: Path, local_data_plane: LocalDataPlane) -> LocalStore:
+    store = LocalStore(tmp_path / "store", local_data_plane.base_url)
+    local_data_plane.app.state.context = SimpleNamespace(store=store)
     return store
 
 
@@ -328,10 +293,10 @@ def test_start_upload_reserves_the_space_of_the_data_file_and_writes_its_state(s
     assert not [name for name in os.listdir(store.multipart) if name.startswith(".")]
 
 
-def test_part_and_read_urls_carry_the_signed_parameters(store: LocalStore, live: Live) -> None:
+def test_part_and_read_urls_carry_the_signed_parameters(store: LocalStore, local_data_plane: LocalDataPlane) -> None:
     upload_id = store.start_upload(MARKER_KEY, 100)
     url = urlsplit(store.sign_upload_part(MARKER_KEY, upload_id, 2, 50, 50, 60))
-    assert f"{url.scheme}://{url.netloc}" == live.base_url
+    assert f"{url.scheme}://{url.netloc}" == local_data_plane.base_url
     assert url.path.startswith("/_store/upload/") and "|" not in url.path and "{" not in url.path
     query = dict(parse_qsl(url.query))
     assert [k for k in query] == ["op", "uploadId", "partNumber", "offset", "size", "expires", "signature"]
@@ -596,10 +561,12 @@ def test_wrong_content_length_or_chunked_body_is_refused(store: LocalStore, clie
     assert store.list_uploaded_parts(OBJECT_KEY, upload_id) == []
 
 
-def test_body_cut_short_is_not_recorded(store: LocalStore, live: Live, access_log: pytest.LogCaptureFixture) -> None:
+def test_body_cut_short_is_not_recorded(
+    store: LocalStore, local_data_plane: LocalDataPlane, access_log: pytest.LogCaptureFixture
+) -> None:
     upload_id, parts = upload_parts(store, OBJECT_KEY, b"x" * 2 * MiB, 2 * MiB)
     target = urlsplit(part_url(store, OBJECT_KEY, upload_id, parts[0], 2 * MiB))
-    with socket.create_connection(("127.0.0.1", live.port)) as raw:
+    with socket.create_connection(("127.0.0.1", urlsplit(local_data_plane.base_url).port)) as raw:
         head = f"PUT {target.path}?{target.query} HTTP/1.1\r\nHost: x\r\nContent-Length: {2 * MiB}\r\n\r\n"
         raw.sendall(head.encode() + b"x" * (MiB + 5))
         time.sleep(0.2)
