@@ -217,12 +217,14 @@ def test_whole_file_and_header_only_tickets(hts: Hts, tmp_path: Path) -> None:
     with open(whole, "wb") as out:
         htsget.get(f"{hts.server.url}/htsget/reads/{hts.ids[name]}", out)
     assert whole.read_bytes() == hts.local[name].read_bytes()  # no region: the file itself, byte for byte
+    inline: list[str] = []
     for fmt, file in (("BAM", "sampled.bam"), ("CRAM", "sampled.cram"), ("VCF", "variants.vcf.gz")):
         endpoint = "variants" if fmt == "VCF" else "reads"
         response = httpx.get(
             f"{hts.server.url}/htsget/{endpoint}/{hts.ids[file]}", params={"class": "header", "format": fmt}
         )
         assert response.status_code == 200, response.text
+        inline += [u["url"] for u in response.json()["htsget"]["urls"] if u["url"].startswith("data:")]
         header_only = tmp_path / f"header-{file}"
         header_only.write_bytes(_assemble(response.json()))
         if endpoint == "reads":
@@ -233,6 +235,7 @@ def test_whole_file_and_header_only_tickets(hts: Hts, tmp_path: Path) -> None:
         assert _run(*tool, str(header_only)) == _run(*tool, str(hts.local[file]))
         records = ["samtools", "view"] if endpoint == "reads" else ["bcftools", "view", "-H"]
         assert _run(*records, str(header_only)) == ""
+    assert inline and all(u.startswith("data:;base64,") for u in inline)  # the form every client decodes
 
 
 def _error(response: httpx.Response) -> tuple[int, str]:
@@ -265,6 +268,9 @@ def test_errors_use_the_specs_names_and_codes(hts: Hts) -> None:
         "InvalidRange",
     )
     assert _error(httpx.post(url, content=b"x" * (2 << 20))) == (413, "PayloadTooLarge")
+    # Crypt4GH is not served: asking for it is refused, never answered with plaintext.
+    assert _error(httpx.get(url, params={"encryptionScheme": "C4GH"})) == (400, "UnsupportedFormat")
+    assert _error(httpx.post(url, json={"encryptionScheme": "C4GH"})) == (400, "UnsupportedFormat")
     # Same authorisation as downloads: a controlled file needs a token, and READ on its study.
     controlled = f"{hts.server.url}/htsget/reads/{hts.controlled_id}"
     assert _error(httpx.get(controlled)) == (401, "InvalidAuthentication")

@@ -113,7 +113,9 @@ class HtsgetService:
         for piece in pieces:
             if piece.kind == "inline":
                 data = base64.b64encode(piece.data).decode("ascii")
-                urls.append({"url": f"data:application/octet-stream;base64,{data}", "class": piece.class_})
+                # The media-type-less form the spec's examples use: some clients decode only "data:;base64,"
+                # and send any other data URI over HTTP.
+                urls.append({"url": f"data:;base64,{data}", "class": piece.class_})
                 continue
             length = piece.end - piece.start
             url = guard(lambda p=piece, n=length: self._store.sign_read(key, p.start, n, ttl))
