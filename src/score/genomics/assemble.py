@@ -64,9 +64,11 @@ def body_pieces(
         else:
             out.append(Piece("range", start, end, class_="body"))
 
-    def add_inline(raw: bytes) -> None:
+    def add_inline(coffset: int, data: bytes, start: int, end: int) -> None:
+        raw = data[start:end]
         if raw:
-            out.append(Piece("inline", data=compress(raw), class_="body"))
+            packed = compress(raw) if blocks.cache is None else blocks.cache.compressed(coffset, start, end, raw)
+            out.append(Piece("inline", data=packed, class_="body"))
 
     for vs, ve in groups:
         if vs >= ve:
@@ -79,9 +81,9 @@ def body_pieces(
         if trim_start:
             csize, data = blocks.block_at(sc)
             if sc == ec:
-                add_inline(data[su:eu])
+                add_inline(sc, data, su, eu)
                 continue
-            add_inline(data[su:])
+            add_inline(sc, data, su, len(data))
             start = sc + csize
         else:
             start = sc
@@ -95,5 +97,5 @@ def body_pieces(
                 add_range(start, ec + csize)
             else:
                 add_range(start, ec)
-                add_inline(data[:eu])
+                add_inline(ec, data, 0, eu)
     return out

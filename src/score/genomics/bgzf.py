@@ -10,8 +10,11 @@ written in that block's gzip header (the ``BC`` extra subfield). Everything here
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from score.genomics.errors import MalformedData
 
@@ -143,16 +146,66 @@ def gunzip_all(data: bytes, what: str = "data", error: type[Exception] = Malform
     return b"".join(out)
 
 
+class BlockCache:
+    """Inflated blocks of ONE object version, and the BGZF-compressed slices of them that tickets inline, kept
+    between requests (least recently used dropped first, within ``max_bytes``; thread-safe).
+
+    Why: a region ticket reads and inflates the blocks around the region's edges from the store, and re-compresses
+    the trimmed edges, on every request; neighbouring and repeated regions (a genome browser, a workflow's
+    scatter) ask for the same blocks again. The owner keys the cache by the object's version, so a changed object
+    is never served from it."""
+
+    def __init__(self, max_bytes: int = 8 * 1024 * 1024) -> None:
+        self._max = max_bytes
+        self._used = 0
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        """Bytes held (never more than ``max_bytes``)."""
+        return self._used
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: Hashable, value: Any, size: int) -> None:
+        with self._lock:
+            if key in self._items or size > self._max:
+                return
+            self._items[key] = (value, size)
+            self._used += size
+            while self._used > self._max:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._used -= dropped
+
+    def compressed(self, coffset: int, start: int, end: int, raw: bytes) -> bytes:
+        """``compress(raw)``, where ``raw`` is ``[start, end)`` of the inflated block at ``coffset``."""
+        key = ("slice", coffset, start, end)
+        found = self.get(key)
+        if found is None:
+            found = compress(raw)
+            self.put(key, found, len(found))
+        return found  # type: ignore[no-any-return]
+
+
 class BlockReader:
     """Fetch and inflate BGZF blocks of an object through ``read``, batching small requests.
 
     The store is remote, so reading block after block with one request each would be slow; we fetch ``batch``
-    compressed bytes at a time and serve blocks out of that window. ``inflated`` counts decompressed bytes so
-    callers can cap how much work a plan may do.
+    compressed bytes at a time and serve blocks out of that window, or out of ``cache`` (kept across requests).
+    ``inflated`` counts decompressed bytes, cached ones too (so a plan does the same work whatever is cached),
+    so callers can cap how much work a plan may do.
     """
 
-    def __init__(self, read: ReadFn, size: int, batch: int = 256 * 1024) -> None:
+    def __init__(self, read: ReadFn, size: int, batch: int = 256 * 1024, cache: BlockCache | None = None) -> None:
         self._read = read
+        self.cache = cache
         self.size = size
         self._batch = max(batch, MAX_BLOCK_SIZE)
         self._buf = b""
@@ -173,6 +226,10 @@ class BlockReader:
         """Return (compressed size, decompressed data) of the block at ``coffset``."""
         if coffset >= self.size:
             raise MalformedData(f"BGZF block offset {coffset} is past the end of the object ({self.size})")
+        cached = self.cache.get(("block", coffset)) if self.cache is not None else None
+        if cached is not None:
+            self.inflated += len(cached[1])
+            return cached  # type: ignore[no-any-return]
         head = self._window(coffset, coffset + MIN_HEADER_SIZE)
         parsed = parse_block_header(head)
         if parsed is None:
@@ -186,6 +243,8 @@ class BlockReader:
             raise MalformedData(f"truncated BGZF block at offset {coffset}")
         data = inflate_block(block, coffset)
         self.inflated += len(data)
+        if self.cache is not None:
+            self.cache.put(("block", coffset), (total, data), len(data))
         return total, data
 
 

@@ -34,7 +34,7 @@ from score.genomics.assemble import body_pieces, group_chunks, limit_groups
 from score.genomics.bai import parse_bai
 from score.genomics.bam import parse_bam_header
 from score.genomics.bcf import parse_bcf_header
-from score.genomics.bgzf import BlockReader, ReadFn, split_voffset
+from score.genomics.bgzf import BlockCache, BlockReader, ReadFn, split_voffset
 from score.genomics.binning import BinningIndex, Chunk, all_chunks_end, query_chunks
 from score.genomics.crai import CraiIndex, parse_crai
 from score.genomics.cram import CramLayout, parse_cram_layout
@@ -129,10 +129,12 @@ class PreparedObject:
         whole_blocks: bool = False,
         scan_budget: int = DEFAULT_SCAN_BUDGET,
         max_groups: int = DEFAULT_MAX_GROUPS,
+        cache: BlockCache | None = None,
     ) -> list[Piece]:
-        """Plan a ticket for this object; see ``plan``."""
+        """Plan a ticket for this object; see ``plan``. ``cache``: blocks of this object version kept between
+        plans (the same pieces, with fewer reads)."""
         opts = _Options(refine, whole_blocks, scan_budget, max_groups)
-        return _plan(self, read, regions, header_only, opts)
+        return _plan(self, read, regions, header_only, opts, cache)
 
 
 def prepare(
@@ -298,6 +300,7 @@ def _plan(
     regions: list[Region] | None,
     header_only: bool,
     opts: _Options,
+    cache: BlockCache | None = None,
 ) -> list[Piece]:
     read = _checked(read, prep.size)
     queries = None if header_only or regions is None else _validate(prep, regions)
@@ -310,7 +313,7 @@ def _plan(
     if hu:
         pieces.append(Piece("inline", data=prep.header_tail, class_="header"))
     if not header_only:
-        blocks = BlockReader(read, prep.size)
+        blocks = BlockReader(read, prep.size, cache=cache)
         if queries is None:
             chunks = [(prep.header.end, prep.data_end << 16)] if prep.data_end > hc else []
         else:

@@ -35,8 +35,8 @@ def refine_chunks(
     if not chunks:
         return chunks
     span = sum((e >> 16) - (s >> 16) for s, e in chunks)  # compressed bytes the index points at
-    if span <= min(EXACT_SCAN_LIMIT, budget // 4):  # small: read every record, keep only blocks holding the region
-        found, resume = _scan_exact(blocks, iterate, chunks, tid, beg, end, budget)
+    if span <= min(EXACT_SCAN_LIMIT, budget // 4):  # small: read records, keep only blocks holding the region
+        found, resume = _scan_exact(index, blocks, iterate, chunks, tid, beg, end, budget)
         if resume is None:
             return found
         rest = [(max(s, resume), e) for s, e in chunks if e > resume]
@@ -70,16 +70,35 @@ def _clip_last(
 
 
 def _scan_exact(
-    blocks: BlockReader, iterate: RecordIterator, chunks: list[Chunk], tid: int, beg: int, end: int, budget: int
+    index: BinningIndex,
+    blocks: BlockReader,
+    iterate: RecordIterator,
+    chunks: list[Chunk],
+    tid: int,
+    beg: int,
+    end: int,
+    budget: int,
 ) -> tuple[list[Chunk], int | None]:
-    """Read every record inside ``chunks``; return the spans of those overlapping the region.
+    """The spans of ``chunks`` holding records that overlap the region, exactly.
 
-    Stops at the first record past the region (coordinate order: nothing after it can overlap). Returns
-    ``(found, None)`` when complete, or ``(found, resume)`` when the budget ran out or a record could not be decoded:
-    ``found`` is exact up to the record boundary ``resume`` and the caller falls back to the index after it.
+    Records before the region's start are read one by one (a long read ahead of them may overlap while they do
+    not). From the first record starting inside the region, every record up to the last one overlapping it
+    overlaps too (coordinate order), so that run is one span whose end ``_scan_last`` finds from the index's
+    lower bound for ``end - 1``, without decoding the records in between (a 200 kbp BAM region: ~8,000 records
+    fewer). Returns ``(found, None)`` when complete, or ``(found, resume)`` when the budget ran out or a record
+    could not be decoded: ``found`` is exact up to the record boundary ``resume`` and the caller falls back to the
+    index after it.
     """
     limit = blocks.inflated + budget
     found: list[Chunk] = []
+    jumped = False  # tried once: if the jump cannot be proven, every record is read as before
+
+    def add(start: int, stop: int) -> None:
+        if found and found[-1][1] == start:
+            found[-1] = (found[-1][0], stop)
+        else:
+            found.append((start, stop))
+
     for c_start, c_end in chunks:
         position = c_start
         try:
@@ -88,11 +107,16 @@ def _scan_exact(
                     break
                 if rec.tid != tid or rec.beg >= end:
                     return found, None
+                if rec.beg >= beg and not jumped:  # inside from here on: jump to the last overlapping record
+                    jumped = True
+                    bound = max(lower_bound(index, tid, end - 1), rec.vstart)
+                    rest = [(max(s, rec.vstart), e) for s, e in chunks if e > rec.vstart]
+                    last = _scan_last(blocks, iterate, rest, bound, tid, beg, end, budget)
+                    if last is not None:
+                        add(rec.vstart, last)
+                        return found, None
                 if rec.end > beg:
-                    if found and found[-1][1] == rec.vstart:
-                        found[-1] = (found[-1][0], rec.vend)
-                    else:
-                        found.append((rec.vstart, rec.vend))
+                    add(rec.vstart, rec.vend)
                 position = rec.vend
                 if blocks.inflated > limit:
                     return found, position

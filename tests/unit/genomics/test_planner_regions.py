@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from score.genomics import Piece, Region, plan, prepare
-from score.genomics.bgzf import BGZF_EOF
+from score.genomics.bgzf import BGZF_EOF, BlockCache
 from tests.unit.genomics.helpers import (
     CE_FA,
     Sample,
@@ -188,3 +188,21 @@ def test_whole_file_and_header_only(samples: dict[str, Sample], name: str, tmp_p
             run("bcftools", "view", "--no-version", "-h", out).stdout
             == run("bcftools", "view", "--no-version", "-h", sample.path).stdout
         )
+
+
+@pytest.mark.parametrize("name", ["big", "big_vcf", "big_bcf", "range"])
+@pytest.mark.parametrize("cache_bytes", [256 * 1024, 16 * 1024 * 1024])
+def test_a_block_cache_kept_between_plans_changes_no_piece(
+    samples: dict[str, Sample], name: str, cache_bytes: int
+) -> None:
+    """The server keeps inflated blocks and compressed edges of an object version between tickets: every plan,
+    the first and the repeated ones, small cache (evicting) or large, has exactly the uncached plan's pieces."""
+    sample = samples[name]
+    data = sample.data()
+    read = reader(data)
+    prepared = prepare(sample.fmt, read, len(data), sample.index.read_bytes(), sample.index_kind)
+    cache = BlockCache(cache_bytes)
+    for _round in range(2):
+        for _label, regions in standard_regions(sample):
+            assert prepared.plan(read, regions, cache=cache) == prepared.plan(read, regions)
+    assert 0 < cache.used <= cache_bytes

@@ -26,6 +26,7 @@ from score.genomics import (
     UnsupportedFormat,
     prepare,
 )
+from score.genomics.bgzf import BlockCache
 from score.genomics.naming import PLANNED_FORMATS, format_from_name, index_kind_of_name, index_names
 from score.server.metadata.base import Entity
 from score.server.services.uploads import UploadService, guard
@@ -33,6 +34,7 @@ from score.server.settings import ServerSettings
 from score.server.storage.base import ObjectHead, ObjectStore
 from score.server.ttl_cache import TtlCache
 
+BLOCK_CACHE_BYTES = 4 * 1024 * 1024  # per cached object version (at most ``cache_entries`` of them: 128 MiB)
 READS_FORMATS = ("BAM", "CRAM")
 VARIANTS_FORMATS = ("VCF", "BCF")
 FILE_KINDS = {planned: kind for kind, planned in PLANNED_FORMATS.items()}  # "BAM" -> "bam", "VCF" -> "vcf.gz"
@@ -94,8 +96,8 @@ class HtsgetService:
             return data
 
         try:
-            prepared = self._prepare(entity, head, index, fmt, read)
-            pieces = prepared.plan(read, regions, header_only)
+            prepared, blocks = self._prepare(entity, head, index, fmt, read)
+            pieces = prepared.plan(read, regions, header_only, cache=blocks)
         except MalformedIndex as exc:
             raise HtsgetError(
                 "NotFound", 404, f"the index {index.entity.fileName} of object {entity.id} is unusable ({exc})"
@@ -153,13 +155,18 @@ class HtsgetService:
             f"{entity.gnosId}; upload the index to serve regions of this file",
         )
 
-    def _prepare(self, entity: Entity, head: ObjectHead, index: _Index, fmt: str, read: Any) -> PreparedObject:
+    def _prepare(
+        self, entity: Entity, head: ObjectHead, index: _Index, fmt: str, read: Any
+    ) -> tuple[PreparedObject, BlockCache]:
+        """The parsed header and index of this version of the object and its index, with the cache of its blocks
+        (both dropped together when either changes)."""
         cache_key = (entity.id, fmt, _version(head), index.entity.id, _version(index.head))
-        prepared = self._prepared.get(cache_key)
-        if prepared is None:
+        found = self._prepared.get(cache_key)
+        if found is None:
             raw = guard(lambda: self._store.read_document(index.head.key))
             if raw is None:
                 raise HtsgetError("NotFound", 404, f"the index {index.entity.fileName} disappeared; try again")
             prepared = prepare(fmt, read, head.size, raw, index.kind)  # type: ignore[arg-type]
-            self._prepared.put(cache_key, prepared)
-        return prepared
+            found = (prepared, BlockCache(BLOCK_CACHE_BYTES))
+            self._prepared.put(cache_key, found)
+        return found  # type: ignore[no-any-return]
