@@ -282,6 +282,18 @@ class BgzfStream:
             self._pos = 0
         return True
 
+    def block(self) -> tuple[int, bytes, int] | None:
+        """``(compressed offset, inflated bytes, read position)`` of the current block, moving to the next
+        non-empty one first; None at the end. For decoders that parse a record in place when it lies inside
+        one block (no copy, no per-field reads), then ``consume`` it; the position is < the block's length."""
+        if not self._advance():
+            return None
+        return self._coffset, self._data, self._pos
+
+    def consume(self, n: int) -> None:
+        """Move past ``n`` bytes of the current block (``block`` gave them)."""
+        self._pos += n
+
     def tell(self) -> int:
         """Virtual offset of the next unread byte (normalised to the next block at a block end)."""
         if self._pos >= len(self._data) and self._csize:

@@ -35,8 +35,31 @@ _I32 = struct.Struct("<i")
 
 
 def iter_bam_records(stream: BgzfStream) -> Iterator[RecordSpan]:
-    """BAM alignment records from the stream's position; end follows htslib's ``bam_endpos``."""
+    """BAM alignment records from the stream's position; end follows htslib's ``bam_endpos``.
+
+    A record inside one block (all of them in htslib's BAMs) is decoded in place; one that straddles blocks is
+    read through the stream. Ticket planning decodes thousands per region, so this is its hot loop."""
     while True:
+        current = stream.block()
+        if current is None:
+            return
+        coffset, data, pos = current
+        if pos + 36 <= len(data):
+            (block_size,) = _I32.unpack_from(data, pos)
+            stop = pos + 4 + block_size
+            if block_size >= 32 and stop <= len(data):
+                tid, beg, l_read_name, _mapq, _bin, n_cigar, flag, _l_seq = _BAM_CORE.unpack_from(data, pos + 4)
+                rlen = 0
+                if not flag & 4 and n_cigar:
+                    off = pos + 36 + l_read_name
+                    if off + 4 * n_cigar > stop:
+                        raise MalformedData("BAM record CIGAR runs past the record")
+                    for op in struct.unpack_from(f"<{n_cigar}I", data, off):
+                        if op & 0xF in _REF_CONSUMING:
+                            rlen += op >> 4
+                stream.consume(4 + block_size)
+                yield RecordSpan(coffset << 16 | pos, stream.tell(), tid, beg, beg + (rlen or 1))
+                continue
         vstart = stream.tell()
         head = stream.read(4)
         if not head:
