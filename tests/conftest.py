@@ -249,6 +249,42 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     service.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real PostgreSQL cluster (Debian's package), one per session and xdist worker."""
+    from tests.services.postgres import Postgres
+
+    service = Postgres(tmp_path_factory.mktemp("postgres")).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Where a registry keeps its data, once per database the registry runs on: a fresh SQLite file's
+    path, or a fresh PostgreSQL database's URL (what ``registry_url`` takes). Every registry opened on
+    it is closed, and the database dropped, after the test."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "registry" / "song.db")
+        return
+    from score.server.metadata.dialect import PostgresDialect
+
+    service = request.getfixturevalue("postgres")
+    url = service.create_database()
+    opened: list[PostgresDialect] = []
+    original = PostgresDialect.__init__
+
+    def tracked(self: PostgresDialect, location: str) -> None:
+        original(self, location)
+        opened.append(self)
+
+    monkeypatch.setattr(PostgresDialect, "__init__", tracked)
+    yield url
+    for dialect in opened:
+        dialect.close()
+    service.drop_database(url)
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ScoreServer]:
     instance = ScoreServer(tmp_path / "server-data").start()

@@ -1,4 +1,5 @@
-"""The /song API over real HTTP: a uvicorn server on a free port, the SQLite registry, real tokens.
+"""The /song API over real HTTP: a uvicorn server on a free port, the registry on SQLite and on PostgreSQL
+(every test runs on both), real tokens.
 
 The catalog below stands in for Score's own upload service (the in-process seam the registry asks
 whether an object is stored); tests put ``StoredObject``s into it to decide what "uploaded" means.
@@ -93,9 +94,10 @@ def _serve(app: FastAPI) -> Iterator[str]:
 
 
 @pytest.fixture
-def srv(tmp_path: Path) -> Iterator[Server]:
+def srv(tmp_path: Path, registry_db: str) -> Iterator[Server]:
+    """The /song API in a real server, once on each database the registry runs on (``registry_db``)."""
     catalog = Catalog()
-    registry = Registry(tmp_path / "registry" / "song.db", catalog)
+    registry = Registry(registry_db, catalog)
     issuer = BuiltinIssuer(tmp_path)
     app = FastAPI()
     app.include_router(build_song_router(), prefix="/song")

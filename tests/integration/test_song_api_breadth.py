@@ -249,8 +249,9 @@ def test_a_registry_made_before_analysis_types_opens_and_keeps_its_data(tmp_path
     registry.create_study("S1", {"name": "old"})
     aid = registry.submit("S1", {"studyId": "S1", "analysisType": "legacy", "files": song_payload()["files"]})
     del registry
-    with sqlite3.connect(path) as db:  # what the previous release's database looks like: no analysis_type
-        db.execute("DROP TABLE analysis_type")
+    with sqlite3.connect(path) as db:  # what an older release's database looks like: no analysis_type
+        db.execute("DROP TABLE analysis_type")  # (nor schema_version: versions came later still)
+        db.execute("DROP TABLE schema_version")
     reopened = Registry(path)
     assert reopened.get_analysis("S1", aid)["analysisType"] == {"name": "legacy"}
     with sqlite3.connect(path) as db:

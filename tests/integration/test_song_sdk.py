@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +21,16 @@ import pytest
 
 from tests.conftest import Client, ScoreServer, md5_of
 from tests.integration.test_song_api_breadth import SAMPLE, TYPE_SCHEMA
+
+
+@pytest.fixture
+def server(tmp_path: Path, registry_db: str) -> Iterator[ScoreServer]:
+    """A real ``score-server`` on each registry database: its embedded SQLite file, or PostgreSQL through
+    ``SCORE_REGISTRY_URL``."""
+    env = {"SCORE_REGISTRY_URL": registry_db} if registry_db.startswith("postgresql://") else {}
+    instance = ScoreServer(tmp_path / "server-data", extra_env=env).start()
+    yield instance
+    instance.stop()
 
 
 def _import_sdk() -> tuple[ModuleType, ModuleType, ModuleType]:
@@ -137,3 +148,34 @@ def test_song_sdk_raises_its_song_error_for_every_refusal(server: ScoreServer, a
     unregistered = {"studyId": "SDK1", "analysisType": {"name": "t"}, "files": []}
     error = _raises_song_error(lambda: api.submit(unregistered), "schema.violation", 400)
     assert "files" in error.message
+
+
+@pytest.mark.parametrize("registry_db", ["postgres"], indirect=True)
+def test_an_unreachable_postgres_is_503_and_readiness_down_never_500(
+    server: ScoreServer, admin_token: str, registry_db: str, postgres: Any
+) -> None:
+    song = httpx.Client(base_url=f"{server.url}/song", headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
+    assert song.post("/studies/PG1/", json={"name": "pg"}).status_code == 200
+    ready = httpx.get(f"{server.url}/actuator/health/readiness", timeout=30)
+    assert (ready.status_code, ready.json()["details"]["registry"]) == (200, {"status": "UP"})
+
+    postgres.drop_database(registry_db)  # ends the server's sessions; no new one can be opened
+
+    ready = httpx.get(f"{server.url}/actuator/health/readiness", timeout=30)
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "DOWN"
+    registry = ready.json()["details"]["registry"]
+    assert registry["status"] == "DOWN" and "registry database" in registry["error"], registry
+    assert "registry-test" not in registry["error"]  # no password in the report
+    for call in (lambda: song.get("/studies/PG1"), lambda: song.post("/studies/PG2/", json={})):
+        r = call()
+        assert r.status_code == 503, r.text
+        assert r.json()["errorId"] == "service.unavailable"
+        assert "registry database" in r.json()["message"] and "retry" in r.json()["message"]
+    # Score's own calls that ask the registry (a download's access check) answer 503 too
+    download = httpx.get(
+        f"{server.url}/download/{'0' * 8}-0000-5000-8000-{'0' * 12}?offset=0&length=-1",
+        headers={"Authorization": f"Bearer {admin_token}"},
+        timeout=30,
+    )
+    assert download.status_code == 503, download.text

@@ -59,8 +59,8 @@ def test_database_uses_wal_and_survives_reopening(tmp_path: Path) -> None:
     assert reopened.get_study("S1") == {"studyId": "S1", "name": "one"}
 
 
-def test_entity_carries_registered_size_and_md5(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "song.db")
+def test_entity_carries_registered_size_and_md5(registry_db: str) -> None:
+    registry = Registry(registry_db)
     registry.create_study("S1", {})
     aid = registry.submit("S1", _payload("S1", "x.cram"))
     entity = registry.entity(object_id_for(aid, "x.cram"))
@@ -69,8 +69,8 @@ def test_entity_carries_registered_size_and_md5(tmp_path: Path) -> None:
     assert registry.entity("no-such-object") is None
 
 
-def test_catalog_can_be_attached_after_construction(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "song.db")
+def test_catalog_can_be_attached_after_construction(registry_db: str) -> None:
+    registry = Registry(registry_db)
     registry.create_study("S1", {})
     aid = registry.submit("S1", _payload("S1"))
     catalog = _Catalog()
@@ -84,8 +84,8 @@ def test_catalog_can_be_attached_after_construction(tmp_path: Path) -> None:
     assert registry.analysis_state("S1", aid) == PUBLISHED
 
 
-def test_suppressed_is_final(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "song.db", _Catalog())
+def test_suppressed_is_final(registry_db: str) -> None:
+    registry = Registry(registry_db, _Catalog())
     registry.create_study("S1", {})
     aid = registry.submit("S1", _payload("S1"))
     registry.suppress("S1", aid)
@@ -97,8 +97,8 @@ def test_suppressed_is_final(tmp_path: Path) -> None:
     assert registry.analysis_state("S1", aid) == SUPPRESSED
 
 
-def test_concurrent_threads_share_one_registry(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "song.db")
+def test_concurrent_threads_share_one_registry(registry_db: str) -> None:
+    registry = Registry(registry_db)
     registry.create_study("S1", {})
     results: list[str] = []
     errors: list[BaseException] = []
@@ -128,8 +128,8 @@ def test_concurrent_threads_share_one_registry(tmp_path: Path) -> None:
     assert registry.find_entities({"projectCode": "S1"}, page=0, size=1).total == 160
 
 
-def test_duplicate_study_race_has_one_winner(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "song.db")
+def test_duplicate_study_race_has_one_winner(registry_db: str) -> None:
+    registry = Registry(registry_db)
     outcomes: list[str] = []
     barrier = threading.Barrier(6)
 
@@ -150,16 +150,16 @@ def test_duplicate_study_race_has_one_winner(tmp_path: Path) -> None:
 
 
 def _submit_many(db: str, worker: int, count: int) -> None:
-    registry = Registry(Path(db))
+    registry = Registry(db)
     for i in range(count):
         registry.submit("S1", _payload("S1", f"p{worker}-{i}.bam"))
 
 
-def test_several_processes_share_the_database(tmp_path: Path) -> None:
-    db = tmp_path / "song.db"
+def test_several_processes_share_the_database(registry_db: str) -> None:
+    db = registry_db
     Registry(db).create_study("S1", {})
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_submit_many, args=(str(db), w, 15)) for w in range(3)]
+    procs = [ctx.Process(target=_submit_many, args=(db, w, 15)) for w in range(3)]
     for p in procs:
         p.start()
     for p in procs:
@@ -178,3 +178,16 @@ def test_unreadable_database_is_metadata_unavailable(tmp_path: Path) -> None:
         registry.entity("x")
     with pytest.raises(MetadataUnavailable):
         registry.analysis_state("S1", "A1")
+
+
+def test_both_databases_sort_ids_byte_wise_and_keep_64_bit_sizes(registry_db: str) -> None:
+    registry = Registry(registry_db)
+    ids = ["b-1", "B_2", "a.3", "A-4", "x_5", "9z", "Z.6", "a-3"]
+    for study in ids:
+        registry.create_study(study, {})
+    assert registry.study_ids() == sorted(ids)  # as SQLite compares text, whatever the server's locale
+    payload = _payload("S", "big.bam")
+    payload["studyId"] = "b-1"
+    payload["files"][0]["fileSize"] = 2**63 - 1  # MAX_FILE_SIZE
+    aid = registry.submit("b-1", payload)
+    assert registry.entity(object_id_for(aid, "big.bam")).fileSize == 2**63 - 1

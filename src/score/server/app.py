@@ -8,6 +8,7 @@ import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -45,6 +46,11 @@ DESCRIPTION = (
 )
 
 
+def registry_location(settings: ServerSettings) -> str | Path:
+    """The embedded registry's database: ``registry_url`` (PostgreSQL), else ``data_dir/registry.sqlite``."""
+    return settings.registry_url.get_secret_value() if settings.registry_url else settings.data_dir / "registry.sqlite"
+
+
 def build_context(settings: ServerSettings) -> ServerContext:
     data_dir = settings.data_dir
     # Controlled-access data, the registry and the audit log are the server user's alone: files it
@@ -59,7 +65,7 @@ def build_context(settings: ServerSettings) -> ServerContext:
     metadata: MetadataSource = Instrumented(  # type: ignore[assignment]
         SongMetadata(settings.metadata_url, cache_ttl=settings.metadata_cache_ttl)
         if settings.metadata_url
-        else Registry(data_dir / "registry.sqlite", catalog=uploads),
+        else Registry(registry_location(settings), catalog=uploads),
         "song" if settings.metadata_url else "registry",
     )
     return ServerContext(
@@ -93,6 +99,9 @@ def build_app(settings: ServerSettings) -> FastAPI:
             sweeper.cancel()
         if scrubber is not None:
             await asyncio.to_thread(scrubber.stop)
+        close = getattr(context.metadata, "close", None)  # the registry's (or Song client's) connections
+        if close is not None:
+            await asyncio.to_thread(close)
 
     app = FastAPIOffline(title="Score API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.context = context

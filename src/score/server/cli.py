@@ -21,6 +21,15 @@ _DURATION = re.compile(r"^(\d+)([smhd]?)\Z")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def settings_problem(exc: Exception) -> str:
+    """What is wrong with the settings, without the values given (a database URL holds its password)."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors(include_input=False)
+    )
+
+
 def parse_duration(text: str) -> int:
     match = _DURATION.match(text.strip().lower())
     if not match:
@@ -72,7 +81,7 @@ def serve(
     try:
         settings = ServerSettings()
     except (ValidationError, ValueError) as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from exc
+        raise click.ClickException(f"invalid settings: {settings_problem(exc)}") from exc
     from score.server.storage.backends import build_store
     from score.server.storage.base import StoreError
     from score.server.storage.layout import data_key
@@ -161,7 +170,7 @@ def _load_settings() -> ServerSettings:
     try:
         return ServerSettings()
     except (ValidationError, ValueError) as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from exc
+        raise click.ClickException(f"invalid settings: {settings_problem(exc)}") from exc
 
 
 def locate_data_dir(explicit: Path | None, settings: ServerSettings | None) -> tuple[Path, str]:
@@ -276,7 +285,7 @@ def cleanup(older_than: str, data_dir: Path | None) -> None:
         directory, source = locate_data_dir(data_dir, None if data_dir else ServerSettings())
         settings = ServerSettings(data_dir=directory)
     except (ValidationError, ValueError) as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from exc
+        raise click.ClickException(f"invalid settings: {settings_problem(exc)}") from exc
     if settings.storage == "local" and not directory.is_dir():
         # Sweeping a data dir that is not there would make an empty store and report nothing to do.
         raise click.ClickException(
@@ -301,6 +310,54 @@ def cleanup(older_than: str, data_dir: Path | None) -> None:
         f"finalizes finished, {len(report.tidied) + len(report.orphans)} leftovers removed",
         err=True,
     )
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Data dir holding the SQLite registry [the running server's, else ./score-data]; unused with registry_url.",
+)
+def migrate(data_dir: Path | None) -> None:
+    """Bring the embedded registry's schema up to date and print each migration applied.
+
+    The registry is PostgreSQL when registry_url (SCORE_REGISTRY_URL) is set, else registry.sqlite in the
+    data dir. The server also migrates at start-up; running this first (e.g. before rolling out replicas)
+    is safe at any time: migrations are serialised, and a current schema is left untouched.
+    """
+    from score.server.metadata.base import MetadataUnavailable
+    from score.server.metadata.registry import Registry
+
+    settings = _load_settings()
+    if settings.metadata_url:
+        raise click.ClickException(
+            f"metadata_url is set ({settings.metadata_url}): this server uses a remote Song, not the embedded "
+            "registry, so there is nothing to migrate"
+        )
+    location: str | Path
+    if settings.registry_url:
+        location, source = settings.registry_url.get_secret_value(), "registry_url"
+    else:
+        directory, source = locate_data_dir(data_dir, None if data_dir else settings)
+        if not directory.is_dir():
+            raise click.ClickException(
+                f"data dir {directory} ({source}) does not exist; "
+                "give the server's: --data-dir DIR or SCORE_DATA_DIR=DIR"
+            )
+        location = directory / "registry.sqlite"
+    try:
+        registry = Registry(location)
+    except (MetadataUnavailable, OSError) as exc:
+        raise click.ClickException(f"cannot migrate the registry: {exc}") from exc
+    try:
+        click.echo(f"registry: {registry.describe()} ({source})", err=True)
+        for line in registry.migrations_applied:
+            click.echo(f"applied migration {line}")
+        state = "now at" if registry.migrations_applied else "already at"
+        click.echo(f"schema {state} version {registry.schema_version()}", err=True)
+    finally:
+        registry.close()
 
 
 class _NotVerified(click.ClickException):
@@ -349,7 +406,7 @@ def verify(object_ids: tuple[str, ...], check_all: bool, data_dir: Path | None, 
         directory, source = locate_data_dir(data_dir, None if data_dir else ServerSettings())
         settings = ServerSettings(data_dir=directory)
     except (ValidationError, ValueError) as exc:
-        raise _NotVerified(f"invalid settings: {exc}") from exc
+        raise _NotVerified(f"invalid settings: {settings_problem(exc)}") from exc
     if settings.storage == "local" and not directory.is_dir():
         raise _NotVerified(
             f"data dir {directory} ({source}) does not exist; give the server's: --data-dir DIR or SCORE_DATA_DIR=DIR"

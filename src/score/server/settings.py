@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from ipaddress import ip_network
 from pathlib import Path
@@ -125,6 +126,13 @@ class ServerSettings(backend_settings()):  # type: ignore[misc]  (one settings t
     metadata_url: str | None = Field(
         None, description="Root URL of a remote Song server (Score's metadata.url); unset = the embedded registry"
     )
+    registry_url: SecretStr | None = Field(
+        None,
+        description=(
+            "The embedded registry's database: postgresql://user:pass@host:port/db (one database shared by "
+            "every replica); unset = the SQLite file registry.sqlite in data_dir. Secret: it holds a password"
+        ),
+    )
     metadata_cache_ttl: float = Field(
         30.0,
         ge=0,
@@ -224,6 +232,14 @@ class ServerSettings(backend_settings()):  # type: ignore[misc]  (one settings t
             except ValueError:
                 problem = f"trusted_proxies: {entry!r} is not an IP address or network (e.g. 10.0.0.0/8)"
                 raise ValueError(problem) from None
+        return value
+
+    @field_validator("registry_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """Checked without echoing it: the URL carries the database password."""
+        if value is not None and not re.match(r"postgres(ql)?://", value.get_secret_value()):
+            raise ValueError("registry_url must be a postgresql://user:password@host:port/database URL")
         return value
 
     @field_validator("public_url", "metadata_url")

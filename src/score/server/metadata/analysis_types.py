@@ -9,7 +9,8 @@ The embedded registry adds one rule Song does not have, so that existing embedde
 working: until the first analysis type is registered, any ``analysisType`` name is accepted as before
 (``is_enforcing`` is false); from then on, types are enforced exactly as Song enforces them.
 
-The functions here run inside the caller's SQLite transaction (``Registry._read``/``_write``).
+The functions here run inside the caller's transaction (``Registry._read``/``_write``), on either
+database (``dialect``); the table is created by migration 1.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from __future__ import annotations
 import copy
 import json
 import re
-import sqlite3
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from score.server.metadata.dialect import Db
 from score.server.metadata.json_schema import SchemaError, validation_errors
 from score.server.metadata.song_errors import (
     ANALYSIS_TYPE_NOT_FOUND,
@@ -38,18 +39,6 @@ NAME_PATTERN = re.compile(r"^[a-zA-Z0-9\._-]+$")
 REGISTRATION = "registration"
 DEFAULT_LIMIT, DEFAULT_OFFSET = 20, 0  # AnalysisTypePageableResolver
 SORT_VARIABLES = ("version", "name")
-
-TABLE = """
-CREATE TABLE IF NOT EXISTS analysis_type (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    name        TEXT NOT NULL,
-    version     INTEGER NOT NULL,
-    schema      TEXT NOT NULL,
-    file_types  TEXT,
-    created_at  TEXT NOT NULL,
-    UNIQUE (name, version)
-);
-"""
 
 
 def _now() -> str:
@@ -78,12 +67,12 @@ def render(schema: Mapping[str, Any], base: Mapping[str, Any] = ANALYSIS_BASE) -
     return rendered
 
 
-def is_enforcing(db: sqlite3.Connection) -> bool:
+def is_enforcing(db: Db) -> bool:
     """True once any analysis type is registered (see the module docstring)."""
     return db.execute("SELECT 1 FROM analysis_type LIMIT 1").fetchone() is not None
 
 
-def latest_version(db: sqlite3.Connection, name: str) -> int:
+def latest_version(db: Db, name: str) -> int:
     """``getLatestVersionNumber``: ANALYSIS_TYPE_NOT_FOUND when the name was never registered."""
     check_name(name)
     row = db.execute("SELECT MAX(version) FROM analysis_type WHERE name = ?", (name,)).fetchone()
@@ -92,7 +81,7 @@ def latest_version(db: sqlite3.Connection, name: str) -> int:
     return int(row[0])
 
 
-def _row(db: sqlite3.Connection, name: str, version: int | None) -> sqlite3.Row:
+def _row(db: Db, name: str, version: int | None) -> Any:
     """``getAnalysisSchema(name, version)``: the latest when ``version`` is None."""
     if version is None:
         version = latest_version(db, name)
@@ -110,7 +99,7 @@ def _row(db: sqlite3.Connection, name: str, version: int | None) -> sqlite3.Row:
     return row
 
 
-def _wire(row: sqlite3.Row, *, schema: Any, options: Any) -> dict[str, Any]:
+def _wire(row: Any, *, schema: Any, options: Any) -> dict[str, Any]:
     """Song's ``AnalysisType`` JSON; ``schema`` is left out when hidden (``@JsonInclude(NON_NULL)``)."""
     out: dict[str, Any] = {
         "name": row["name"],
@@ -123,24 +112,24 @@ def _wire(row: sqlite3.Row, *, schema: Any, options: Any) -> dict[str, Any]:
     return out
 
 
-def _schema_view(row: sqlite3.Row, unrendered_only: bool, hide: bool = False) -> Any:
+def _schema_view(row: Any, unrendered_only: bool, hide: bool = False) -> Any:
     if hide:
         return None
     schema = json.loads(row["schema"])
     return schema if unrendered_only else render(schema)
 
 
-def _file_types(row: sqlite3.Row) -> list[str]:
+def _file_types(row: Any) -> list[str]:
     return json.loads(row["file_types"]) if row["file_types"] else []
 
 
-def get(db: sqlite3.Connection, name: str, version: int | None, unrendered_only: bool) -> dict[str, Any]:
+def get(db: Db, name: str, version: int | None, unrendered_only: bool) -> dict[str, Any]:
     """GET /schemas/{name}[?version=N]: ``options`` is null here, as Song's first ``getAnalysisType``."""
     row = _row(db, name, version)
     return _wire(row, schema=_schema_view(row, unrendered_only), options=None)
 
 
-def register(db: sqlite3.Connection, name: Any, schema: Any, options: Any) -> dict[str, Any]:
+def register(db: Db, name: Any, schema: Any, options: Any) -> dict[str, Any]:
     """POST /schemas: a new version of ``name`` (``register`` + ``commitAnalysisType``)."""
     check_name(name)
     if schema is None:
@@ -181,7 +170,7 @@ def _string_list(value: Any) -> bool:
 
 
 def list_page(
-    db: sqlite3.Connection,
+    db: Db,
     *,
     names: Collection[str] | None,
     versions: Collection[int] | None,
@@ -218,7 +207,7 @@ def list_page(
     return {"limit": limit, "offset": offset, "count": count, "resultSet": result}
 
 
-def resolve_for_submit(db: sqlite3.Connection, analysis_type: Mapping[str, Any], payload: Any) -> dict[str, Any]:
+def resolve_for_submit(db: Db, analysis_type: Mapping[str, Any], payload: Any) -> dict[str, Any]:
     """Validate a payload as Song's ``ValidationService.validate`` does; returns ``{name, version}``.
 
     Unknown name or version: ANALYSIS_TYPE_NOT_FOUND (404); no version: the latest; a file type outside
@@ -239,7 +228,7 @@ def resolve_for_submit(db: sqlite3.Connection, analysis_type: Mapping[str, Any],
     return {"name": row["name"], "version": row["version"]}
 
 
-def validate_update(db: sqlite3.Connection, request: Mapping[str, Any]) -> dict[str, Any]:
+def validate_update(db: Db, request: Mapping[str, Any]) -> dict[str, Any]:
     """``validateUpdateRequest``: the request against the type's schema rendered into analysisUpdate.json."""
     raw = request.get("analysisType")
     if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):

@@ -1,4 +1,5 @@
-"""The embedded metadata registry: Song's data model (studies, analyses, files) in one SQLite file.
+"""The embedded metadata registry: Song's data model (studies, analyses, files) in one SQLite file, or in a
+PostgreSQL database that several replicas share (``registry_url``).
 
 It lets a laptop or a small site run Score without a separate Song deployment, while answering the same
 questions Score asks Song (``MetadataSource``) and backing a Song-compatible REST subset
@@ -14,16 +15,16 @@ questions Score asks Song (``MetadataSource``) and backing a Song-compatible RES
   registered (``analysis_types``); updates, search, export and the study tree follow Song's services
   (``registry_views``); the payload rules and Song's id derivation live in ``payload``.
 
-Concurrency: FastAPI runs handlers in a thread pool and several server processes may share the file, so
-every call opens its own connection (cheap for SQLite), the database runs in WAL mode (readers never
-block the writer), and every write is one ``BEGIN IMMEDIATE`` transaction so two writers queue on the
-lock instead of deadlocking on a read-to-write upgrade.
+Concurrency: FastAPI runs handlers in a thread pool and several server processes may share the database,
+so every call is one transaction on a connection of its own: a read is one snapshot, and writes queue one
+at a time (SQLite: WAL mode and ``BEGIN IMMEDIATE``; PostgreSQL: a pooled connection and an advisory lock).
+The queries are written once, in SQLite's SQL; ``dialect`` adapts them to PostgreSQL and maps both
+drivers' errors to the registry's own. The schema is versioned: ``migrations`` runs at start-up.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from score.core.ids import is_safe_id
-from score.server.metadata import analysis_types, registry_views
+from score.server.metadata import analysis_types, migrations, registry_views
 from score.server.metadata.base import (
     PUBLISHED,
     SUPPRESSED,
@@ -43,6 +44,7 @@ from score.server.metadata.base import (
     ObjectCatalog,
     StoredObject,
 )
+from score.server.metadata.dialect import Db, Dialect, open_dialect
 from score.server.metadata.payload import ACCESS_LEVELS as ACCESS_LEVELS
 from score.server.metadata.payload import MAX_FILE_SIZE as MAX_FILE_SIZE
 from score.server.metadata.payload import RESERVED_ANALYSIS_FIELDS as RESERVED_ANALYSIS_FIELDS
@@ -81,55 +83,6 @@ ENTITY_FILTERS = {  # legacy entity field -> file column
     "projectCode": "study_id",
     "access": "file_access",
 }
-_BUSY_TIMEOUT_SECONDS = 30.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS study (
-    study_id     TEXT PRIMARY KEY,
-    name         TEXT,
-    organization TEXT,
-    description  TEXT,
-    info         TEXT,
-    created_at   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS analysis (
-    analysis_id        TEXT PRIMARY KEY,
-    study_id           TEXT NOT NULL REFERENCES study(study_id),
-    state              TEXT NOT NULL,
-    analysis_type      TEXT NOT NULL,
-    data               TEXT NOT NULL,
-    created_at         TEXT NOT NULL,
-    updated_at         TEXT NOT NULL,
-    first_published_at TEXT,
-    published_at       TEXT
-);
-CREATE INDEX IF NOT EXISTS analysis_by_study ON analysis(study_id, state);
-CREATE TABLE IF NOT EXISTS state_change (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    analysis_id   TEXT NOT NULL REFERENCES analysis(analysis_id),
-    initial_state TEXT NOT NULL,
-    updated_state TEXT NOT NULL,
-    updated_at    TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS state_change_by_analysis ON state_change(analysis_id, id);
-CREATE TABLE IF NOT EXISTS file (
-    object_id   TEXT PRIMARY KEY,
-    analysis_id TEXT NOT NULL REFERENCES analysis(analysis_id),
-    study_id    TEXT NOT NULL,
-    position    INTEGER NOT NULL,
-    file_name   TEXT NOT NULL,
-    file_size   INTEGER NOT NULL,
-    file_md5sum TEXT NOT NULL,
-    file_type   TEXT NOT NULL,
-    file_access TEXT NOT NULL,
-    data_type   TEXT NOT NULL,
-    info        TEXT,
-    UNIQUE (analysis_id, file_name)
-);
-CREATE INDEX IF NOT EXISTS file_by_analysis ON file(analysis_id, position);
-CREATE INDEX IF NOT EXISTS file_by_study ON file(study_id);
-CREATE INDEX IF NOT EXISTS file_by_name ON file(file_name);
-"""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -252,96 +205,54 @@ def _publish_refusal(analysis_id: str, problems: dict[SongErrorCode, list[str]])
 # The registry
 
 
-_IDLE_CONNECTIONS = 16  # kept open between transactions: about the threads that query at once
-
-
 class Registry:
-    """Song's metadata model in SQLite; implements ``MetadataSource`` for Score's own checks."""
+    """Song's metadata model in SQLite or PostgreSQL; implements ``MetadataSource`` for Score's own checks."""
 
-    def __init__(self, db_path: Path, catalog: ObjectCatalog | None = None) -> None:
-        self.db_path = Path(db_path)
+    def __init__(self, location: Path | str, catalog: ObjectCatalog | None = None) -> None:
+        """``location``: the SQLite file's path, or a ``postgresql://user:pass@host:port/db`` URL."""
         self.catalog = catalog  # set later by the app: the upload service is built after the registry
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._init_schema()
-        self._keeper = self._keep_files_open()
-        self._idle: list[sqlite3.Connection] = []  # connections between transactions (see ``_transaction``)
-
-    # ---- connections -----------------------------------------------------------------------------
-
-    def _keep_files_open(self) -> sqlite3.Connection:
-        """One connection held for the registry's lifetime, so SQLite's ``-wal`` and ``-shm`` files stay
-        allocated. Every call opens its own connection; without this one, the last of them to close removes
-        both files, and the next must create them again: on a full disk that fails and every read of the
-        registry answers "disk I/O error" (seen: a full data disk took all of /song and every download down).
-        """
-        keeper = self._connect()
-        keeper.execute("SELECT 1 FROM study LIMIT 1").fetchall()  # maps the WAL index
-        return keeper
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint; safe with WAL
-        return db
-
-    def _init_schema(self) -> None:
-        """Create the tables if missing; an existing registry is only read (a start on a full disk works)."""
-        db = self._connect()
+        self._db: Dialect = open_dialect(location)
         try:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode = WAL")  # persistent: recorded in the database file
-            present = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not {"study", "analysis", "state_change", "file"} <= present:
-                db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-            if "analysis_type" not in present:  # registries made before /schemas existed gain the table
-                db.executescript("BEGIN IMMEDIATE;" + analysis_types.TABLE + "COMMIT;")
-        finally:
-            db.close()
+            self.migrations_applied = migrations.migrate(self._db)
+            self._db.keep_files_open()
+        except BaseException:
+            self._db.close()
+            raise
 
-    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._db.name
+
+    def describe(self) -> str:
+        return self._db.describe()
+
+    def schema_version(self) -> int | None:
+        """The schema's version (``migrations``)."""
+        with self._read() as db:
+            return migrations.current_version(self._db, db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ---- transactions ----------------------------------------------------------------------------
+
+    def _read(self) -> AbstractContextManager[Db]:
         """A read transaction: one consistent snapshot for all the queries inside it."""
-        return self._transaction("BEGIN")
+        return self._db.transaction(write=False)
 
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A write transaction taken up front (IMMEDIATE) so concurrent writers queue, not deadlock."""
-        return self._transaction("BEGIN IMMEDIATE")
-
-    @contextmanager
-    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
-        """One transaction on a connection kept from an earlier one (opening a connection, with its pragmas
-        and schema read, was a third of the server's CPU for a download specification). A connection is
-        kept only after a clean end, at most ``_IDLE_CONNECTIONS`` of them; list ``pop``/``append`` are
-        atomic, so threads need no lock to share them."""
-        try:
-            db = self._idle.pop()
-        except IndexError:
-            db = self._connect()
-        clean = False
-        try:
-            db.execute(begin)
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            clean = True
-        finally:
-            if clean and len(self._idle) < _IDLE_CONNECTIONS:
-                self._idle.append(db)
-            else:
-                db.close()
+    def _write(self) -> AbstractContextManager[Db]:
+        """A write transaction taken up front, so concurrent writers queue instead of deadlocking."""
+        return self._db.transaction(write=True)
 
     # ---- MetadataSource ---------------------------------------------------------------------------
 
-    @staticmethod
     @contextmanager
-    def _source_errors() -> Iterator[None]:
+    def _source_errors(self) -> Iterator[None]:
         """Score's guards expect MetadataUnavailable (-> 503) when the metadata cannot be read."""
         try:
             yield
-        except sqlite3.Error as exc:
+        except self._db.errors as exc:
             raise MetadataUnavailable(f"the metadata registry database cannot be read ({exc})") from exc
 
     def check(self) -> None:
@@ -591,15 +502,13 @@ class Registry:
             self._store_update(db, row, current_type, merged)
 
     @staticmethod
-    def _validated_update(db: sqlite3.Connection, request: Mapping[str, Any]) -> dict[str, Any]:
+    def _validated_update(db: Db, request: Mapping[str, Any]) -> dict[str, Any]:
         if analysis_types.is_enforcing(db):
             return analysis_types.validate_update(db, request)
         return analysis_types.validate_update_open(request)
 
     @staticmethod
-    def _store_update(
-        db: sqlite3.Connection, row: sqlite3.Row, type_id: Mapping[str, Any], request: Mapping[str, Any]
-    ) -> None:
+    def _store_update(db: Db, row: Any, type_id: Mapping[str, Any], request: Mapping[str, Any]) -> None:
         old = _loads(row["data"]) or {}
         data = {k: v for k, v in request.items() if k not in RESERVED_ANALYSIS_FIELDS}
         if "samples" in old:
@@ -790,7 +699,7 @@ class Registry:
 # Row helpers (run inside a transaction)
 
 
-def _study_exists(db: sqlite3.Connection, study_id: str) -> bool:
+def _study_exists(db: Db, study_id: str) -> bool:
     return db.execute("SELECT 1 FROM study WHERE study_id = ?", (study_id,)).fetchone() is not None
 
 
@@ -801,7 +710,7 @@ def _no_study(study_id: str) -> RegistryError:
     )
 
 
-def _related_analysis(db: sqlite3.Connection, study_id: str, analysis_id: str) -> sqlite3.Row:
+def _related_analysis(db: Db, study_id: str, analysis_id: str) -> Any:
     """The analysis row, checked the way Song checks it: study exists, analysis exists, they belong."""
     _require_id(study_id, "studyId")
     _require_id(analysis_id, "analysisId")
@@ -836,7 +745,7 @@ def _check_states(states: Iterable[str]) -> list[str]:
 _FILE_UPDATE_COLUMNS = ("fileSize", "fileMd5sum", "fileAccess", "dataType", "info")
 
 
-def _related_file(db: sqlite3.Connection, study_id: str, object_id: str) -> FileRecord:
+def _related_file(db: Db, study_id: str, object_id: str) -> FileRecord:
     """``FileService.checkFileAndStudyRelated`` + ``unsecuredRead``: study, then file, then that they belong."""
     _require_id(study_id, "studyId")
     _require_id(object_id, "objectId")
@@ -863,7 +772,7 @@ def _refuse_if_suppressed(analysis_id: str, current: str, target: str) -> None:
         )
 
 
-def _file_from_row(row: sqlite3.Row) -> FileRecord:
+def _file_from_row(row: Any) -> FileRecord:
     return FileRecord(
         objectId=row["object_id"],
         studyId=row["study_id"],
@@ -878,12 +787,12 @@ def _file_from_row(row: sqlite3.Row) -> FileRecord:
     )
 
 
-def _files_of(db: sqlite3.Connection, analysis_id: str) -> list[FileRecord]:
+def _files_of(db: Db, analysis_id: str) -> list[FileRecord]:
     rows = db.execute("SELECT * FROM file WHERE analysis_id = ? ORDER BY position", (analysis_id,))
     return [_file_from_row(r) for r in rows]
 
 
-def _state_history(db: sqlite3.Connection, analysis_id: str) -> list[dict[str, str]]:
+def _state_history(db: Db, analysis_id: str) -> list[dict[str, str]]:
     rows = db.execute(
         "SELECT initial_state, updated_state, updated_at FROM state_change WHERE analysis_id = ? ORDER BY id",
         (analysis_id,),
@@ -894,7 +803,7 @@ def _state_history(db: sqlite3.Connection, analysis_id: str) -> list[dict[str, s
     ]
 
 
-def _analysis_json(db: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
+def _analysis_json(db: Db, row: Any) -> dict[str, Any]:
     """Registry-owned fields first, then the other payload fields as submitted, then the files."""
     analysis_id = row["analysis_id"]
     core = {
