@@ -65,7 +65,7 @@ def test_swagger_ui_and_openapi_work_offline(server: ScoreServer) -> None:
 
 _TOKEN_REQUIRED = [{"bearerAuth": []}]
 _TOKEN_OPTIONAL = [{"bearerAuth": []}, {}]
-_ERROR_SHAPES = [("/song", "SongError"), ("/htsget", "HtsgetError")]
+_ERROR_SHAPES = [("/song", "SongError"), ("/htsget", "HtsgetError"), ("/ga4gh/drs", "DrsError")]
 
 
 def test_the_openapi_document_declares_bearer_auth_error_bodies_and_examples(server: ScoreServer) -> None:
@@ -103,6 +103,13 @@ def test_the_openapi_document_declares_bearer_auth_error_bodies_and_examples(ser
         ("POST", "/batch/upload/initiate"),
         ("POST", "/batch/upload/finalize"),
         *((method, f"/htsget/{kind}/{{object_id}}") for method in ("GET", "POST") for kind in ("reads", "variants")),
+        *(
+            (method, f"/ga4gh/drs/v1/objects{path}")
+            for method in ("GET", "POST")
+            for path in ("/{object_id}", "/{object_id}/access/{access_id}")
+        ),
+        ("POST", "/ga4gh/drs/v1/objects"),
+        ("POST", "/ga4gh/drs/v1/objects/access"),
     }
     for key in [("GET", "/download/ping"), ("GET", "/actuator/health"), ("GET", "/song/studies/{studyId}")]:
         assert "security" not in operations[key], key

@@ -60,6 +60,17 @@ def test_entity_carries_song_file_record(song_server: ScoreServer, song_registry
             ]
 
 
+def test_analysis_entities_find_the_study(song_server: ScoreServer, song_registry: Registry, tmp_path: Path) -> None:
+    """A DRS bundle id is an analysis id alone: Song's entity search names its study, the analysis its files."""
+    analysis_id, oids, _ = _submit(song_registry, tmp_path)
+    with SongMetadata(f"{song_server.url}/song") as song:
+        found = song.analysis_entities(analysis_id)
+        assert sorted(e.id for e in found) == sorted(oids.values())
+        assert {(e.projectCode, e.gnosId, e.access) for e in found} == {("S1", analysis_id, "open")}
+        assert song.analysis_entities(str(uuid.uuid4())) == []
+        assert song.analysis_entities("../x") == []
+
+
 def test_unknown_and_invalid_ids_are_none(song_server: ScoreServer, song_registry: Registry, tmp_path: Path) -> None:
     analysis_id, _, _ = _submit(song_registry, tmp_path)
     with SongMetadata(f"{song_server.url}/song") as song:

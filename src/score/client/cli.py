@@ -16,6 +16,7 @@ import click
 import httpx
 
 from score import __version__
+from score.client import drs
 from score.client.api import token_claims, token_expiry, unreachable_reason
 from score.client.config import ClientConfig
 from score.client.errors import ClientError
@@ -199,8 +200,18 @@ def download(
 ) -> None:
     """Download objects: parallel parts, MD5-verified, resumable; files appear only when complete.
 
-    Object ids may be given as arguments (score-client download ID ... --output-dir DIR) or with --object-id."""
-    selection = Selection.of(object_ids + more_object_ids, manifest, analysis_id, study_id)
+    Object ids may be given as arguments (score-client download ID ... --output-dir DIR) or with --object-id,
+    also as drs://HOST/ID URIs (another DRS server's are fetched through DRS, MD5-verified)."""
+    ids, remote = drs.split_targets(object_ids + more_object_ids, session.config.storage_url)
+    if remote:
+        if output_dir is None or archive is not None or (offset, length) != (0, -1):
+            raise click.UsageError("another server's drs:// URIs are downloaded whole, with --output-dir")
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for uri in remote:
+            session.say(f"downloaded {drs.download(uri, session.config.access_token, output_dir, force)}")
+        if not (ids or manifest or analysis_id):
+            return
+    selection = Selection.of(ids, manifest, analysis_id, study_id)
     if length < -1 or length == 0:
         raise click.UsageError("--length must be -1 (to the end) or a positive byte count")
     if archive is not None:
@@ -354,8 +365,12 @@ def _count(n: int, noun: str) -> str:
 @click.option("--object-id", required=True, help="Object to get a URL for.")
 @pass_session
 def url(session: Session, object_id: str) -> None:
-    """Print a signed URL of the whole object (usable with curl, samtools, any Range)."""
-    spec = session.score.download_spec(object_id_of(object_id), external=True)
+    """Print a signed URL of the whole object (usable with curl, samtools, any Range); also of a drs:// URI."""
+    ids, remote = drs.split_targets((object_id,), session.config.storage_url)
+    if remote:
+        click.echo(drs.resolve(remote[0], session.config.access_token)[1])
+        return
+    spec = session.score.download_spec(object_id_of(ids[0]), external=True)
     click.echo(spec.parts[0].url)
 
 

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from score import __version__
-from score.server.api import batch, download, health, htsget, listing, upload
+from score.server.api import batch, download, drs, health, htsget, listing, upload
 from score.server.api.bodies import BodyLimit
 from score.server.api.openapi import install_openapi
 from score.server.api.song import build_song_router
@@ -114,6 +114,7 @@ def build_app(settings: ServerSettings) -> FastAPI:
             "/song/": settings.max_json_body,
             "/htsget/": htsget.MAX_BODY,
             "/batch/": batch.MAX_BODY,
+            drs.PREFIX + "/": drs.MAX_BODY,
         },
     )
     app.add_middleware(MetricsMiddleware)
@@ -121,7 +122,15 @@ def build_app(settings: ServerSettings) -> FastAPI:
     if settings.metrics:
         endpoint = metrics_endpoint(UploadsOpen(lambda: _uploads_open(context.store)))
         app.add_api_route("/metrics", endpoint, methods=["GET"], include_in_schema=False)
-    for router in (upload.router, download.router, batch.router, listing.router, health.router, htsget.router):
+    for router in (
+        upload.router,
+        download.router,
+        batch.router,
+        listing.router,
+        health.router,
+        htsget.router,
+        drs.router,
+    ):
         app.include_router(router)
     if not settings.metadata_url:  # the embedded registry's Song API; a remote Song serves its own
         app.include_router(build_song_router(), prefix="/song")

@@ -148,6 +148,11 @@ class MetadataSource(Protocol):
         """Every file of ``entity``'s analysis (itself included): how an object's index file is found."""
         ...
 
+    def analysis_entities(self, analysis_id: str) -> list[Entity]:
+        """Every file of the analysis ``analysis_id`` in whichever study holds it (empty when unknown): how a
+        DRS bundle id, which names no study, is resolved."""
+        ...
+
 
 @dataclass(frozen=True)
 class StoredObject:

@@ -271,6 +271,11 @@ class Registry:
             records = _files_of(db, entity.gnosId)
         return [record.to_entity() for record in records if record.studyId == entity.projectCode]
 
+    def analysis_entities(self, analysis_id: str) -> list[Entity]:
+        with self._source_errors(), self._read() as db:
+            records = _files_of(db, analysis_id)
+        return [record.to_entity() for record in records]
+
     def analysis_state(self, study_id: str, analysis_id: str) -> str | None:
         """The analysis state, or None when the analysis is unknown or belongs to another study."""
         with self._source_errors(), self._read() as db:

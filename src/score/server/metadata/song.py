@@ -115,6 +115,20 @@ class SongMetadata:
         analysis = self._analysis(entity.projectCode, entity.gnosId)
         return list(analysis.files.values()) if analysis else []
 
+    def analysis_entities(self, analysis_id: str) -> list[Entity]:
+        """Song's legacy entity search (``GET /entities?gnosId=``) names the study; the analysis JSON then gives
+        every file with its current access."""
+        if not is_safe_id(analysis_id):
+            return []
+        page = self._get_json(f"/entities?gnosId={quote(analysis_id)}&size=1", missing=(400, 404))
+        content = page.get("content") if page else None
+        first = content[0] if isinstance(content, list) and content and isinstance(content[0], dict) else None
+        study = first.get("projectCode") if first else None
+        if not isinstance(study, str):
+            return []
+        analysis = self._analysis(study, analysis_id)
+        return list(analysis.files.values()) if analysis else []
+
     def analysis_state(self, study_id: str, analysis_id: str) -> str | None:
         """Song's ``analysisState``; None when Song answers 404 or 400 (unknown / other study), as Score does."""
         analysis = self._analysis(study_id, analysis_id)
