@@ -1,10 +1,11 @@
-"""Two score-server replicas on one SeaweedFS bucket behind HAProxy (deploy/haproxy.cfg, as shipped), with a
-replica killed with -9 in the middle of an upload job and of a download job, and restarted: every file
-arrives with its MD5, nothing is lost or stored twice.
+"""Two score-server replicas on one SeaweedFS bucket and one PostgreSQL registry behind HAProxy
+(deploy/haproxy.cfg, as shipped), with a replica killed with -9 in the middle of an upload job and of a
+download job, and restarted: every file arrives with its MD5, nothing is lost or stored twice.
 
-The replicas share one data directory (signing keys and the embedded registry, SQLite in WAL mode, which
-processes on one machine may share); the data goes straight to SeaweedFS through signed URLs, so a replica
-that dies only drops API calls, which HAProxy sends to the other one or the client repeats.
+The replicas share the registry's database (``registry_url``) and a data directory for the token signing
+keys (what a deployment shares through its identity provider); the data goes straight to SeaweedFS through
+signed URLs, so a replica that dies only drops API calls, which HAProxy sends to the other one or the client
+repeats.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -43,11 +45,15 @@ def _kill_then_restart(replica: ScoreServer, job: subprocess.Popen[str], after: 
     replica.start()  # on its own port: HAProxy's health check takes it in again
 
 
-def test_a_job_survives_a_replica_killed_and_restarted(seaweed: SeaweedS3, tmp_path: Path) -> None:
+def test_a_job_survives_a_replica_killed_and_restarted(seaweed: SeaweedS3, postgres: Any, tmp_path: Path) -> None:
     bucket = seaweed.fresh_bucket()
     data_dir = tmp_path / "shared-data"
     balancer_port = free_port()  # the replicas sign URLs for the balancer's address, so it is known first
-    env = {**seaweed.score_env(bucket), "SCORE_PUBLIC_URL": f"http://127.0.0.1:{balancer_port}"}
+    env = {
+        **seaweed.score_env(bucket),
+        "SCORE_PUBLIC_URL": f"http://127.0.0.1:{balancer_port}",
+        "SCORE_REGISTRY_URL": postgres.create_database(),
+    }
     first = ScoreServer(data_dir, part_size=5 * MiB, extra_env=env).start()
     second = ScoreServer(data_dir, part_size=5 * MiB, extra_env=env).start()
     replicas = [first, second]
@@ -100,6 +106,7 @@ def test_a_job_survives_a_replica_killed_and_restarted(seaweed: SeaweedS3, tmp_p
         assert set(keys) - {"data/heliograph"} == expected
         assert len(keys) == len(expected) + 1
         assert not [k for k in keys if k.startswith("upload/")]
+        assert not list(data_dir.glob("registry.sqlite*"))  # the registry was PostgreSQL's alone
     finally:
         if balancer is not None:
             balancer.stop()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """htsget ticket latency: a region ticket against a header ticket of the same file (issue 18).
 
-    .venv/bin/python bench/htsget.py [--requests 200] [--quick]
+    .venv/bin/python bench/htsget_latency.py [--requests 200] [--quick]
 
 One score-server on its embedded default store; a sorted BAM (40,000 reads, with .bai), the same reads as
 CRAM (.crai) and a synthetic VCF.gz of 150,000 records (.tbi) are registered, uploaded with score-client and
