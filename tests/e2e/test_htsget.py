@@ -409,3 +409,28 @@ def test_byte_economy_on_a_big_bam(hts: Hts, tmp_path: Path) -> None:
     fetched = sent() - before
     print(f"score-client view fetched {fetched} B of {size} B ({fetched / size:.2%})")
     assert fetched / size < 0.02
+
+
+def test_view_takes_this_servers_drs_uri_and_refuses_another_servers(hts: Hts, tmp_path: Path) -> None:
+    """``score-client view --object-id drs://HOST/ID`` slices the object as its id would; another DRS server's
+    URI is refused with what to do (view reads through this server's signed ranges)."""
+    host = hts.server.url.split("://", 1)[1]
+    client = Client(hts.server, hts.admin, tmp_path)
+    region = "CHROMOSOME_I:1000-60000"
+    out = tmp_path / "slice.sam"
+    sliced = client.run(
+        "view",
+        "--object-id",
+        f"drs://{host}/{hts.ids['sampled.bam']}",
+        "--query",
+        region,
+        "--output-format",
+        "sam",
+        "--no-header",
+        "--output-file",
+        str(out),
+    )
+    assert sliced.returncode == 0, sliced.stderr
+    assert out.read_text().splitlines() == _run("samtools", "view", str(hts.local["sampled.bam"]), region).splitlines()
+    elsewhere = client.run("view", "--object-id", f"drs://elsewhere.example.org/{hts.ids['sampled.bam']}")
+    assert elsewhere.returncode != 0 and "download it" in elsewhere.stderr, elsewhere.stderr

@@ -128,14 +128,23 @@ def view_command(
 ) -> None:
     """Slice SAM/BAM/CRAM or VCF/BCF objects by region, streaming only the blocks the index points at.
 
+    The object may be given as this server's drs://HOST/ID URI too.
+
     Regions are 1-based and inclusive like samtools': chr1, chr1:100 (to the end), chr1:100-200; a contig
     whose name contains ':' is written verbatim or in braces ({HLA-A*01:01}:1-100). Several regions
     (--query, extra arguments, --bed-query) are sorted and merged like `samtools view -M`: records come
     out once each, in file order.
     """
+    from score.client import drs
     from score.client.session import Selection, download_manifest_entries
 
-    selection = Selection.of((object_id,) if object_id else (), manifest, others={"--input-file": input_file})
+    ids, remote = drs.split_targets((object_id,) if object_id else (), session.config.storage_url)
+    if remote:  # a slice reads the blocks an index points at, through this server's signed ranges
+        raise click.UsageError(
+            f"view reads objects of the configured server ({session.config.storage_url}); "
+            "download it (score-client download drs://...) first to slice another server's objects"
+        )
+    selection = Selection.of(ids, manifest, others={"--input-file": input_file})
     if output_type != "trimmed":
         raise click.UsageError(f"--output-type {output_type} is not implemented (nor is it in Score); use trimmed")
     if to_stdout and (output_dir or output_file):
