@@ -103,10 +103,10 @@ def inflate_block(block: bytes | memoryview, offset: int = 0) -> bytes:
     total, header_size = parsed
     crc, isize = struct.unpack_from("<II", block, total - 8)
     try:
-        data = zlib.decompress(bytes(block[header_size : total - 8]), -15)
-    except zlib.error as exc:
+        data = isal_zlib.decompress(block[header_size : total - 8], -15)
+    except isal_zlib.error as exc:
         raise MalformedData(f"corrupt deflate data in BGZF block at offset {offset}: {exc}") from exc
-    if len(data) != isize or zlib.crc32(data) != crc:
+    if len(data) != isize or isal_zlib.crc32(data) != crc:
         raise MalformedData(f"BGZF block at offset {offset} fails its CRC/size check")
     return data
 

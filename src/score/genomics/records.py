@@ -32,34 +32,49 @@ RecordIterator = Callable[[BgzfStream], Iterator[RecordSpan]]
 _REF_CONSUMING = frozenset({0, 2, 3, 7, 8})  # M, D, N, =, X
 _BAM_CORE = struct.Struct("<iiBBHHHi")
 _I32 = struct.Struct("<i")
+_U32 = struct.Struct("<I")
+
+
+def _bam_reference_length(data: bytes, off: int, n_cigar: int, stop: int) -> int:
+    """Reference bases a CIGAR consumes (htslib's ``bam_cigar2rlen``), the CIGAR at ``data[off:]``."""
+    if off + 4 * n_cigar > stop:
+        raise MalformedData("BAM record CIGAR runs past the record")
+    rlen = 0
+    for op in struct.unpack_from(f"<{n_cigar}I", data, off):
+        if op & 0xF in _REF_CONSUMING:
+            rlen += op >> 4
+    return rlen
 
 
 def iter_bam_records(stream: BgzfStream) -> Iterator[RecordSpan]:
     """BAM alignment records from the stream's position; end follows htslib's ``bam_endpos``.
 
-    A record inside one block (all of them in htslib's BAMs) is decoded in place; one that straddles blocks is
-    read through the stream. Ticket planning decodes thousands per region, so this is its hot loop."""
+    Records inside one block (all of them in htslib's BAMs) are decoded in place, block by block; one that
+    straddles blocks is read through the stream. Ticket planning decodes thousands per region: its hot loop."""
     while True:
         current = stream.block()
         if current is None:
             return
         coffset, data, pos = current
-        if pos + 36 <= len(data):
+        size, base, first = len(data), coffset << 16, pos
+        while pos + 36 <= size:
             (block_size,) = _I32.unpack_from(data, pos)
             stop = pos + 4 + block_size
-            if block_size >= 32 and stop <= len(data):
-                tid, beg, l_read_name, _mapq, _bin, n_cigar, flag, _l_seq = _BAM_CORE.unpack_from(data, pos + 4)
+            if block_size < 32 or stop > size:
+                break
+            tid, beg, l_read_name, _mapq, _bin, n_cigar, flag, _l_seq = _BAM_CORE.unpack_from(data, pos + 4)
+            if n_cigar == 1 and not flag & 4 and pos + 40 + l_read_name <= stop:  # one CIGAR op: most reads
+                (op,) = _U32.unpack_from(data, pos + 36 + l_read_name)
+                rlen = op >> 4 if op & 0xF in _REF_CONSUMING else 0
+            elif n_cigar and not flag & 4:
+                rlen = _bam_reference_length(data, pos + 36 + l_read_name, n_cigar, stop)
+            else:
                 rlen = 0
-                if not flag & 4 and n_cigar:
-                    off = pos + 36 + l_read_name
-                    if off + 4 * n_cigar > stop:
-                        raise MalformedData("BAM record CIGAR runs past the record")
-                    for op in struct.unpack_from(f"<{n_cigar}I", data, off):
-                        if op & 0xF in _REF_CONSUMING:
-                            rlen += op >> 4
-                stream.consume(4 + block_size)
-                yield RecordSpan(coffset << 16 | pos, stream.tell(), tid, beg, beg + (rlen or 1))
-                continue
+            stream.consume(stop - pos)
+            yield RecordSpan(base | pos, base | stop if stop < size else stream.tell(), tid, beg, beg + (rlen or 1))
+            pos = stop
+        if pos != first:
+            continue  # the block's whole records are done: on to the next block, or a straddling record
         vstart = stream.tell()
         head = stream.read(4)
         if not head:
@@ -70,16 +85,9 @@ def iter_bam_records(stream: BgzfStream) -> Iterator[RecordSpan]:
         if block_size < 32:
             raise MalformedData(f"impossible BAM record size {block_size}")
         body = stream.read_exact(block_size, "BAM record")
-        tid, pos, l_read_name, _mapq, _bin, n_cigar, flag, _l_seq = _BAM_CORE.unpack_from(body)
-        rlen = 0
-        if not flag & 4 and n_cigar:
-            off = 32 + l_read_name
-            if off + 4 * n_cigar > block_size:
-                raise MalformedData("BAM record CIGAR runs past the record")
-            for op in struct.unpack_from(f"<{n_cigar}I", body, off):
-                if op & 0xF in _REF_CONSUMING:
-                    rlen += op >> 4
-        yield RecordSpan(vstart, stream.tell(), tid, pos, pos + (rlen or 1))
+        tid, beg, l_read_name, _mapq, _bin, n_cigar, flag, _l_seq = _BAM_CORE.unpack_from(body)
+        rlen = _bam_reference_length(body, 32 + l_read_name, n_cigar, block_size) if n_cigar and not flag & 4 else 0
+        yield RecordSpan(vstart, stream.tell(), tid, beg, beg + (rlen or 1))
 
 
 def iter_bcf_records(stream: BgzfStream) -> Iterator[RecordSpan]:
