@@ -47,3 +47,19 @@ def test_data_keys_name_their_object() -> None:
     assert layout.data_name(layout.meta_key(OID)) is None
     assert layout.data_name(f"data/{OID}/deeper") is None
     assert layout.object_id_of(layout.meta_key(OID)) == layout.object_id_of(layout.state_prefix(OID, UPLOAD) + ".meta")
+
+
+def test_data_entries_pair_bytes_with_their_meta_in_key_order() -> None:
+    from score.server.storage.base import ObjectHead
+    from score.server.storage.layout import DataEntry, data_entries
+
+    keys = ["data/a", "data/a-copy", "data/a.meta", "data/b", "data/c.meta", "data/d/deeper", "data/e"]
+    heads = [ObjectHead(k, n, 0) for n, k in enumerate(keys)]
+    by = {h.key: h for h in heads}
+    assert list(data_entries(heads)) == [
+        DataEntry("a-copy", by["data/a-copy"], has_meta=False),
+        DataEntry("a", by["data/a"], has_meta=True),
+        DataEntry("b", by["data/b"], has_meta=False),
+        DataEntry("c", None, has_meta=True),
+        DataEntry("e", by["data/e"], has_meta=False),
+    ]

@@ -48,7 +48,7 @@ from score.core import md5 as md5s
 from score.core.ids import is_safe_id
 from score.core.models import ObjectSpecification
 from score.server.storage.base import HoldsLegacyObjects, ObjectHead, ObjectStore, StoreError
-from score.server.storage.layout import DATA_PREFIX, META_SUFFIX, data_key, meta_key
+from score.server.storage.layout import DATA_PREFIX, data_entries, data_key, meta_key
 
 if TYPE_CHECKING:
     from score.server.audit import AuditLog
@@ -303,23 +303,9 @@ def stored_object_ids(store: ObjectStore, after: str | None = None, exclude: Col
 
 
 def _stored_ids(store: ObjectStore) -> Iterator[str]:
-    pending: list[str] = []  # data blobs whose .meta may still come: each a prefix of the next
-    for head in store.list(DATA_PREFIX):
-        name = head.key[len(DATA_PREFIX) :]
-        if "/" in name:
-            continue
-        while pending and not name.startswith(pending[-1]):
-            yield pending.pop()
-        if name.endswith(META_SUFFIX):
-            object_id = name[: -len(META_SUFFIX)]
-            if object_id in pending:
-                pending.remove(object_id)
-            if is_safe_id(object_id):
-                yield object_id
-        elif is_safe_id(name):
-            pending.append(name)
-    while pending:
-        yield pending.pop()
+    for entry in data_entries(store.list(DATA_PREFIX)):
+        if is_safe_id(entry.name):
+            yield entry.name
     if isinstance(store, HoldsLegacyObjects):
         for head in store.list_legacy_objects():
             shadowed = store.head(data_key(head.key)) is not None or store.head(meta_key(head.key)) is not None

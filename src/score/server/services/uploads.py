@@ -80,7 +80,9 @@ from score.server.storage.layout import (
     COMMITTED,
     DATA_PREFIX,
     MARKER_PREFIX,
+    META_SUFFIX,
     STATE_DOCUMENT,
+    data_entries,
     data_key,
     marker_prefix,
     meta_key,
@@ -276,28 +278,14 @@ class UploadService:
         return list(pages if limit is None else islice(pages, limit))
 
     def _listed_data(self, after: str) -> Iterator[ObjectHead]:
-        """Objects under ``data/``: a UUID-named blob with its ``.meta`` right after it in key order (no key of
-        a UUID-named object sorts between the two), or a blob upload's blob that checks out."""
-        pending: ObjectHead | None = None
-
-        def settled(head: ObjectHead | None, has_meta: bool) -> ObjectHead | None:
-            if head is None or not (has_meta or self._blob_visible(head.key)):
-                return None  # a blob upload not (or not rightly) written: not an object yet
-            return head
-
-        start = data_key(after) + ".meta" if after else ""
-        for head in guard(lambda: self._store.list(DATA_PREFIX, start_after=start)):
-            name = head.key[len(DATA_PREFIX) :]
-            if pending is not None and name <= f"{pending.key}.meta":
-                if name == f"{pending.key}.meta":
-                    yield pending
-                    pending = None
-                continue  # (some other key of that id, e.g. data/{id}-copy: the .meta is still to come)
-            if (done := settled(pending, has_meta=False)) is not None:
-                yield done
-            pending = ObjectHead(name, head.size, head.last_modified_ms, head.md5) if is_uuid(name) else None
-        if (done := settled(pending, has_meta=False)) is not None:
-            yield done
+        """UUID-named objects under ``data/`` with their ``.meta``, or a blob upload's blob that checks out."""
+        start = data_key(after) + META_SUFFIX if after else ""
+        for entry in data_entries(guard(lambda: self._store.list(DATA_PREFIX, start_after=start))):
+            head = entry.data
+            if head is None or not is_uuid(entry.name):
+                continue
+            if entry.has_meta or self._blob_visible(entry.name):  # else not (or not rightly) written yet
+                yield ObjectHead(entry.name, head.size, head.last_modified_ms, head.md5)
 
     def _listed_legacy(self, after: str) -> Iterator[ObjectHead]:
         """Objects the Java server kept elsewhere (Azure: the container root), in id order (that listing comes

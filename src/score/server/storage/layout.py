@@ -16,9 +16,11 @@ with ``object_id_of`` and ``is_data_blob``; the sweep groups state keys with ``p
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from score.core.models import CompletedPart
+from score.server.storage.base import ObjectHead
 
 DATA_PREFIX = "data/"
 UPLOAD_PREFIX = "upload/"
@@ -131,3 +133,36 @@ def is_data_blob(key: str) -> bool:
 def data_name(key: str) -> str | None:
     """``{id}`` of a ``data/{id}`` key (None for keys elsewhere or deeper)."""
     return key[len(DATA_PREFIX) :] if is_data_blob(key) else None
+
+
+@dataclass(frozen=True)
+class DataEntry:
+    """One name under ``data/``: the head of its bytes (``data/{name}``) if any, and whether it has a ``.meta``."""
+
+    name: str
+    data: ObjectHead | None
+    has_meta: bool
+
+
+def data_entries(heads: Iterable[ObjectHead]) -> Iterator[DataEntry]:
+    """A key-ordered listing of ``data/`` read back as objects: each name once, with its bytes and ``.meta``
+    paired. ``data/{id}`` sorts before ``data/{id}.meta``, but other keys extending ``{id}`` (``{id}-copy``)
+    may sort between them, so the names still waiting for their ``.meta`` are kept while they are prefixes of
+    the current key: a stack as deep as such names nest, not the listing. Names of one length (UUIDs) come
+    out in key order."""
+    pending: list[tuple[str, ObjectHead]] = []
+    for head in heads:
+        name = head.key[len(DATA_PREFIX) :] if head.key.startswith(DATA_PREFIX) else "/"
+        if "/" in name:
+            continue
+        while pending and not name.startswith(pending[-1][0]):
+            yield DataEntry(*pending.pop(), has_meta=False)
+        if name.endswith(META_SUFFIX):
+            object_id = name[: -len(META_SUFFIX)]
+            data = next((h for n, h in pending if n == object_id), None)
+            pending = [(n, h) for n, h in pending if n != object_id]
+            yield DataEntry(object_id, data, has_meta=True)
+        else:
+            pending.append((name, head))
+    while pending:
+        yield DataEntry(*pending.pop(), has_meta=False)
