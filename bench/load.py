@@ -57,11 +57,12 @@ import psutil  # noqa: E402
 from tests.conftest import Client, Registry, ScoreServer, make_file  # noqa: E402
 from tests.genomics_data import make_bam_and_cram  # noqa: E402
 from tests.services.haproxy import HAPROXY, HAProxy  # noqa: E402
+from tests.services.postgres import Postgres  # noqa: E402
 from tests.services.process import free_port  # noqa: E402
 from tests.services.seaweed import SeaweedS3  # noqa: E402
 
 MiB = 1024 * 1024
-BACKENDS = ("local", "s3")
+BACKENDS = ("local", "s3", "s3-pg")
 WORKLOADS = ("specs", "htsget", "upload")
 STUDY = "LOAD"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -530,6 +531,7 @@ class Bench:
     args: argparse.Namespace
     work: Path
     seaweed: SeaweedS3 | None = None
+    postgres: Postgres | None = None
     deployments: list[Deployment] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     soak: Result | None = None
@@ -567,8 +569,22 @@ class Bench:
         self.deployments.remove(deployment)
 
     def backend_env(self, backend: str) -> dict[str, str]:
+        """``local``: the embedded default; ``s3``: a SeaweedFS bucket, the registry in SQLite; ``s3-pg``: a
+        bucket and the registry on PostgreSQL, the topology of replicas on several machines."""
         if backend == "local":
             return {}
+        env = self.s3_env()
+        if backend == "s3-pg":
+            if self.postgres is None:
+                say("starting PostgreSQL ...")
+                try:
+                    self.postgres = Postgres(self.work).start()
+                except Exception as exc:
+                    raise ToolFailed(f"PostgreSQL did not start: {exc}") from exc
+            env["SCORE_REGISTRY_URL"] = self.postgres.create_database()
+        return env
+
+    def s3_env(self) -> dict[str, str]:
         if self.seaweed is None:
             say("starting SeaweedFS ...")
             self.seaweed = SeaweedS3(self.work / "seaweed")
@@ -663,9 +679,10 @@ class Bench:
             with suppress(Exception):
                 deployment.stop()
         self.deployments.clear()
-        if self.seaweed is not None:
-            with suppress(Exception):
-                self.seaweed.stop()
+        for service in (self.seaweed, self.postgres):
+            if service is not None:
+                with suppress(Exception):
+                    service.stop()
 
 
 # -- report ----------------------------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -302,6 +304,63 @@ def test_a_full_disk_is_reported_and_the_server_stays_usable(small_disk: Path, t
         filler.unlink()
         assert httpx.get(f"{server.url}/actuator/health").json()["status"] == "UP"
         assert song.post("/submit/FULL", json=_payload("FULL", {}, name="later.txt")).status_code == 200
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_small_disk(postgres: Any) -> Iterator[tuple[str, Path]]:
+    """A database of the tests' PostgreSQL whose tables live on a 32 MiB tmpfs (a tablespace; the WAL stays on
+    the cluster's disk): (its URL, the tmpfs). The mount point is outside pytest's root-only folders so that the
+    cluster's own user can reach it."""
+    mount_point = Path(tempfile.mkdtemp(prefix="score-pg-disk-"))
+    mount_point.chmod(0o755)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount_point)], capture_output=True)
+    assert done.returncode == 0, f"mounting a tmpfs needs root (run the suite as CI does): {done.stderr!r}"
+    space = mount_point / "tablespace"
+    space.mkdir()
+    os.chown(space, postgres.user.pw_uid, postgres.user.pw_gid)
+    name = f"tiny_{os.getpid()}_{int(time.time() * 1000)}"
+    postgres.admin(f"CREATE TABLESPACE {name} LOCATION '{space}'")
+    postgres.admin(f'CREATE DATABASE "{name}" TABLESPACE {name}')
+    try:
+        yield postgres.url(name), mount_point
+    finally:
+        postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        postgres.admin(f"DROP TABLESPACE IF EXISTS {name}")
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        shutil.rmtree(mount_point, ignore_errors=True)
+
+
+def test_a_full_postgres_disk_is_507_and_reads_still_work(
+    postgres_small_disk: tuple[str, Path], tmp_path: Path
+) -> None:
+    database, disk = postgres_small_disk
+    server = ScoreServer(tmp_path / "data", extra_env={"SCORE_REGISTRY_URL": database}).start()
+    try:
+        token = server.token("song.WRITE")
+        song = httpx.Client(base_url=f"{server.url}/song", headers=_auth(token), timeout=30)
+        assert song.post("/studies/PGFULL/", json={}).status_code == 200
+        first = song.post("/submit/PGFULL", json=_payload("PGFULL", {}, name="first.txt"))
+        assert first.status_code == 200, first.text
+        filler = disk / "filler"
+        with open(filler, "wb") as handle:  # take every byte left, as another program filling the disk would
+            try:
+                while True:
+                    handle.write(b"\0" * MiB)
+                    handle.flush()
+            except OSError:
+                pass
+        # incompressible, so PostgreSQL needs new pages for it whatever room its existing pages have
+        bulky = {"info": {"notes": os.urandom(400_000).hex()}}
+        full = song.post("/submit/PGFULL", json=_payload("PGFULL", bulky, name="bulky.txt"))
+        assert full.status_code == 507, full.text
+        assert full.json()["errorId"] == "insufficient.storage"
+        assert "disk is full" in full.json()["message"] and "reads still work" in full.json()["message"]
+        assert song.get(f"/studies/PGFULL/analysis/{first.json()['analysisId']}").status_code == 200
+        filler.unlink()
+        again = song.post("/submit/PGFULL", json=_payload("PGFULL", bulky, name="bulky.txt"))
+        assert again.status_code == 200, again.text
     finally:
         server.stop()
 

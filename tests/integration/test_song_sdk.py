@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -179,3 +181,37 @@ def test_an_unreachable_postgres_is_503_and_readiness_down_never_500(
         timeout=30,
     )
     assert download.status_code == 503, download.text
+
+
+def test_the_postgres_pool_is_bounded_and_an_outage_answers_within_its_timeout(postgres: Any, tmp_path: Path) -> None:
+    """``registry_pool_size`` caps the connections one server process opens, however many calls come at once;
+    ``registry_pool_timeout`` is how long a call waits for one before its 503, and readiness waits at most 1 s."""
+    import psycopg
+
+    database = postgres.create_database()
+    env = {"SCORE_REGISTRY_URL": database, "SCORE_REGISTRY_POOL_SIZE": "2", "SCORE_REGISTRY_POOL_TIMEOUT": "3"}
+    server = ScoreServer(tmp_path / "data", extra_env=env).start()
+    try:
+        token = server.token("song.WRITE")
+        song = httpx.Client(base_url=f"{server.url}/song", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert song.post("/studies/POOL/", json={"name": "pool"}).status_code == 200
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(lambda _: song.get("/studies/POOL").status_code, range(96)))
+        assert answers == [200] * 96
+        name = database.rsplit("/", 1)[1]
+        with psycopg.connect(postgres.url(), autocommit=True) as admin:
+            (opened,) = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()
+        assert 1 <= opened <= 2, f"{opened} connections for a pool of 2"
+
+        postgres.drop_database(database)
+        started = time.monotonic()
+        ready = httpx.get(f"{server.url}/actuator/health/readiness", timeout=30)
+        assert ready.status_code == 503 and ready.json()["details"]["registry"]["status"] == "DOWN"
+        assert time.monotonic() - started < 2.5, "readiness must not wait the pool's timeout"
+        started = time.monotonic()
+        refused = song.get("/studies/POOL")
+        waited = time.monotonic() - started
+        assert refused.status_code == 503 and "registry database" in refused.json()["message"], refused.text
+        assert 2.5 < waited < 6, f"a call waited {waited:.1f} s for a connection (registry_pool_timeout = 3)"
+    finally:
+        server.stop()

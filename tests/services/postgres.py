@@ -123,7 +123,8 @@ class Postgres:
             conn.execute("SELECT 1")
         return True
 
-    def _admin(self, sql: str) -> None:
+    def admin(self, sql: str) -> None:
+        """Run one statement as the cluster's superuser, outside any transaction."""
         import psycopg
 
         with psycopg.connect(self.url(), autocommit=True, connect_timeout=5) as conn:
@@ -132,12 +133,12 @@ class Postgres:
     def create_database(self) -> str:
         """A new empty database; returns its URL."""
         name = "registry_" + uuid.uuid4().hex[:12]
-        self._admin(f'CREATE DATABASE "{name}"')
+        self.admin(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
-        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # ends any session left on it
+        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # ends any session left on it
 
     def stop(self) -> None:
         if self.service is not None:

@@ -30,3 +30,6 @@ class ServerContext:
     downloads: DownloadService
     audit: AuditLog
     htsget: HtsgetService
+    # Every call a request makes is a local file or SQLite read (see ``app.answers_in_process``): cheap routes
+    # then answer on the event loop instead of a worker thread (``api.deps.run_blocking``).
+    in_process: bool = False

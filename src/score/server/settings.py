@@ -133,6 +133,24 @@ class ServerSettings(backend_settings()):  # type: ignore[misc]  (one settings t
             "every replica); unset = the SQLite file registry.sqlite in data_dir. Secret: it holds a password"
         ),
     )
+    registry_pool_size: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description=(
+            "PostgreSQL registry: connections each server process (each --workers child) keeps at most; "
+            "replicas x workers x this must stay under the database's max_connections"
+        ),
+    )
+    registry_pool_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description=(
+            "PostgreSQL registry: seconds an API call waits for a free connection (every one busy, or the "
+            "database unreachable) before it answers 503; the readiness probe waits at most 1 s"
+        ),
+    )
     metadata_cache_ttl: float = Field(
         30.0,
         ge=0,

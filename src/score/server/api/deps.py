@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from score.server.auth.policy import Action, Decision, decide
 from score.server.auth.principal import ANONYMOUS, InvalidToken, Principal, ProviderUnavailable, token_fingerprint
 from score.server.context import ServerContext
 from score.server.errors import ApiError, Unauthorized, Unavailable
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 def get_context(request: Request) -> ServerContext:
     return request.app.state.context
+
+
+async def run_blocking(request: Request, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``call`` on the event loop when every call it can make is in-process and brief (``ServerContext.in_process``,
+    the embedded default), else on the thread pool as a plain ``def`` route would run. For routes whose work is
+    a handful of reads; anything that can hash, copy or wait stays a ``def`` route."""
+    if get_context(request).in_process:
+        return call(*args, **kwargs)
+    return await run_in_threadpool(call, *args, **kwargs)
 
 
 def bearer_token(request: Request) -> str | None:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from score.core.models import ObjectSpecification
-from score.server.api.deps import get_context
+from score.server.api.deps import get_context, run_blocking
 from score.server.api.guards import authorize_object, require_state
 from score.server.api.openapi import (
     DOWNLOAD_SCOPES,
@@ -51,7 +51,7 @@ def ping(request: Request) -> str:
     },
     openapi_extra=token_optional(DOWNLOAD_SCOPES),
 )
-def download(
+async def download(
     request: Request,
     object_id: str,
     offset: int = Query(0, ge=0, le=MAX_OFFSET, description="First byte of the range"),
@@ -59,9 +59,16 @@ def download(
     external: bool = Query(False, description="One unranged URL usable with any Range (curl, htslib)"),
     exclude_urls: bool = Query(False, alias="exclude-urls", description="Sizes and MD5s only, no URLs"),
 ) -> Response:
+    spec = await run_blocking(request, _specification, request, object_id, offset, length, external, exclude_urls)
+    return JSONResponse(counted("download", spec).to_wire())
+
+
+def _specification(
+    request: Request, object_id: str, offset: int, length: int, external: bool, exclude_urls: bool
+) -> ObjectSpecification:
+    """The checks and the signed URLs of a download specification: a few reads of the registry and the store."""
     byte_range = None if (offset == 0 and length == -1) else f"{offset}+{length}"
     _, entity = authorize_object(request, Action.DOWNLOAD, object_id, audit=not exclude_urls, byte_range=byte_range)
     if not exclude_urls:
         require_state(request, entity, PUBLISHED)
-    spec = get_context(request).downloads.specification(object_id, offset, length, external, exclude_urls)
-    return JSONResponse(counted("download", spec).to_wire())
+    return get_context(request).downloads.specification(object_id, offset, length, external, exclude_urls)

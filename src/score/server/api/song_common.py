@@ -27,7 +27,6 @@ from score.server.metadata.base import MetadataUnavailable
 from score.server.metadata.registry import (
     FORBIDDEN_TOKEN,
     ID_NOT_FOUND,
-    INSUFFICIENT_STORAGE,
     MALFORMED_PARAMETER,
     NOT_IMPLEMENTED_YET,
     PAYLOAD_PARSING,
@@ -147,15 +146,7 @@ class SongRoute(APIRoute):
                 return song_error_response(request, api_error_id(exc.status), exc.status, exc.message, exc.headers)
             except RequestValidationError as exc:
                 return song_error_response(request, MALFORMED_PARAMETER.error_id, 400, _validation_message(exc))
-            except sqlite3.OperationalError as exc:
-                if "full" in str(exc):  # SQLITE_FULL: "database or disk is full"
-                    return song_error_response(
-                        request,
-                        INSUFFICIENT_STORAGE.error_id,
-                        507,
-                        "the registry's disk is full, so nothing can be changed; reads still work. Free space "
-                        "on the server (or ask its operator), then retry",
-                    )
+            except sqlite3.OperationalError as exc:  # a disk-full one is the dialect's RegistryError (507)
                 return song_error_response(
                     request,
                     SERVICE_UNAVAILABLE.error_id,

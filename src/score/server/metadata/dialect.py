@@ -28,18 +28,30 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from score.server.metadata.base import MetadataUnavailable
-from score.server.metadata.song_errors import MALFORMED_PARAMETER, RegistryError
+from score.server.metadata.song_errors import INSUFFICIENT_STORAGE, MALFORMED_PARAMETER, RegistryError
 
 _BUSY_TIMEOUT_SECONDS = 30.0
 _IDLE_CONNECTIONS = 16  # kept open between transactions: about the threads that query at once
 _PG_CONNECT_TIMEOUT_SECONDS = 5
-# How long a call waits for a pooled connection (all busy, or the server unreachable) before it answers 503:
-# as long as SQLite's busy timeout would be too long for a readiness probe, so a third of it.
-_PG_POOL_TIMEOUT_SECONDS = 10.0
+# The readiness probe waits at most this long for a connection: a balancer's check times out in about a second,
+# and an unreachable database must read as DOWN, not as a probe that never answered.
+PROBE_WAIT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """PostgreSQL connections per server process (``registry_pool_size``) and how long an API call waits for
+    one, all busy or the database unreachable, before it answers 503 (``registry_pool_timeout``)."""
+
+    size: int = 16
+    timeout: float = 10.0
+
+
 # Advisory lock keys (any 64-bit numbers, fixed): one for writes, one for migrations.
 WRITE_LOCK = 0x53636F7265_01  # "Score" 1
 MIGRATE_LOCK = 0x53636F7265_02
@@ -64,6 +76,15 @@ def shown_url(url: str) -> str:
 
 def _integrity(exc: Exception) -> RegistryError:
     return RegistryError(MALFORMED_PARAMETER, f"the request conflicts with data already in the registry ({exc})")
+
+
+def _disk_full() -> RegistryError:
+    """The database's disk is full (SQLITE_FULL, PostgreSQL's 53100): a 507 that says reads still work."""
+    return RegistryError(
+        INSUFFICIENT_STORAGE,
+        "the registry's disk is full, so nothing can be changed; reads still work. Free space on the database's "
+        "disk (or ask its operator), then retry",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -112,6 +133,11 @@ class SqliteDialect:
     def tables(self, db: Db) -> set[str]:
         return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
+    def probe(self) -> None:
+        """Raise if the registry cannot be read (the readiness probe)."""
+        with self.transaction(write=False) as db:
+            db.execute("SELECT 1 FROM study LIMIT 1").fetchall()
+
     @contextmanager
     def migration_lock(self) -> Iterator[Db]:
         """Migrations in one ``BEGIN IMMEDIATE`` transaction: a second process starting at once waits."""
@@ -150,6 +176,10 @@ class SqliteDialect:
             clean = True
         except sqlite3.IntegrityError as exc:
             raise _integrity(exc) from exc
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):  # "database or disk is full"
+                raise _disk_full() from exc
+            raise
         finally:
             if clean and len(self._idle) < _IDLE_CONNECTIONS:
                 self._idle.append(db)
@@ -218,7 +248,7 @@ class PostgresDialect:
 
     name = "postgresql"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool: PoolLimits) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool
 
@@ -228,9 +258,9 @@ class PostgresDialect:
         self._pool = ConnectionPool(
             url,
             min_size=1,
-            max_size=_IDLE_CONNECTIONS,
+            max_size=pool.size,
             kwargs={"autocommit": True, "row_factory": _row_factory, "connect_timeout": _PG_CONNECT_TIMEOUT_SECONDS},
-            timeout=_PG_POOL_TIMEOUT_SECONDS,
+            timeout=pool.timeout,
             check=ConnectionPool.check_connection,
             name="score-registry",
             open=False,
@@ -250,11 +280,17 @@ class PostgresDialect:
     def _unavailable(self, exc: Exception) -> MetadataUnavailable:
         return MetadataUnavailable(f"the metadata registry database ({shown_url(self.url)}) is unavailable ({exc})")
 
+    def probe(self) -> None:
+        """Raise if the registry cannot be read (the readiness probe), within ``PROBE_WAIT_SECONDS``."""
+        with self._connection(wait=PROBE_WAIT_SECONDS) as conn, self._begin(conn, "BEGIN READ ONLY", None) as db:
+            db.execute("SELECT 1 FROM study LIMIT 1").fetchall()
+
     @contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def _connection(self, wait: float | None = None) -> Iterator[Any]:
+        """A pooled connection, waiting at most ``wait`` seconds (default: the pool's timeout)."""
         psycopg = self._psycopg
         try:
-            conn = self._pool.getconn()
+            conn = self._pool.getconn(timeout=wait)
         except psycopg.Error as exc:  # PoolTimeout: the server is down or every connection is busy
             raise self._unavailable(exc) from exc
         try:
@@ -285,6 +321,8 @@ class PostgresDialect:
             db.execute("COMMIT")
         except psycopg.IntegrityError as exc:
             raise _integrity(exc) from exc
+        except psycopg.errors.DiskFull as exc:
+            raise _disk_full() from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise self._unavailable(exc) from exc
 
@@ -321,8 +359,8 @@ class PostgresDialect:
 Dialect = SqliteDialect | PostgresDialect
 
 
-def open_dialect(location: str | Path) -> Dialect:
-    """PostgreSQL for a ``postgresql://`` URL, else the SQLite file at that path."""
+def open_dialect(location: str | Path, pool: PoolLimits | None = None) -> Dialect:
+    """PostgreSQL for a ``postgresql://`` URL (``pool``: its connection limits), else the SQLite file at that path."""
     if is_postgres_url(location):
-        return PostgresDialect(str(location))
+        return PostgresDialect(str(location), pool or PoolLimits())
     return SqliteDialect(Path(location))

@@ -44,7 +44,7 @@ from score.server.metadata.base import (
     ObjectCatalog,
     StoredObject,
 )
-from score.server.metadata.dialect import Db, Dialect, open_dialect
+from score.server.metadata.dialect import Db, Dialect, PoolLimits, open_dialect
 from score.server.metadata.payload import ACCESS_LEVELS as ACCESS_LEVELS
 from score.server.metadata.payload import MAX_FILE_SIZE as MAX_FILE_SIZE
 from score.server.metadata.payload import RESERVED_ANALYSIS_FIELDS as RESERVED_ANALYSIS_FIELDS
@@ -208,10 +208,13 @@ def _publish_refusal(analysis_id: str, problems: dict[SongErrorCode, list[str]])
 class Registry:
     """Song's metadata model in SQLite or PostgreSQL; implements ``MetadataSource`` for Score's own checks."""
 
-    def __init__(self, location: Path | str, catalog: ObjectCatalog | None = None) -> None:
-        """``location``: the SQLite file's path, or a ``postgresql://user:pass@host:port/db`` URL."""
+    def __init__(
+        self, location: Path | str, catalog: ObjectCatalog | None = None, pool: PoolLimits | None = None
+    ) -> None:
+        """``location``: the SQLite file's path, or a ``postgresql://user:pass@host:port/db`` URL (``pool``: its
+        connection limits)."""
         self.catalog = catalog  # set later by the app: the upload service is built after the registry
-        self._db: Dialect = open_dialect(location)
+        self._db: Dialect = open_dialect(location, pool)
         try:
             self.migrations_applied = migrations.migrate(self._db)
             self._db.keep_files_open()
@@ -256,9 +259,9 @@ class Registry:
             raise MetadataUnavailable(f"the metadata registry database cannot be read ({exc})") from exc
 
     def check(self) -> None:
-        """Raise if the registry cannot be read (the health endpoint's probe)."""
-        with self._source_errors(), self._read() as db:
-            db.execute("SELECT 1 FROM study LIMIT 1").fetchall()
+        """Raise if the registry cannot be read (the health endpoint's probe; on PostgreSQL within a second)."""
+        with self._source_errors():
+            self._db.probe()
 
     def entity(self, object_id: str) -> Entity | None:
         """The file entity for an object id (with registered size and MD5), or None."""
