@@ -267,15 +267,15 @@ def registry_db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyt
     if request.param == "sqlite":
         yield str(tmp_path / "registry" / "song.db")
         return
-    from score.server.metadata.dialect import PostgresDialect
+    from score.server.metadata.dialect import PoolLimits, PostgresDialect
 
     service = request.getfixturevalue("postgres")
     url = service.create_database()
     opened: list[PostgresDialect] = []
     original = PostgresDialect.__init__
 
-    def tracked(self: PostgresDialect, location: str) -> None:
-        original(self, location)
+    def tracked(self: PostgresDialect, location: str, pool: PoolLimits) -> None:
+        original(self, location, pool)
         opened.append(self)
 
     monkeypatch.setattr(PostgresDialect, "__init__", tracked)

@@ -160,10 +160,7 @@ class SqliteDialect:
         kept only after a clean end, at most ``_IDLE_CONNECTIONS`` of them; list ``pop``/``append`` are
         atomic, so threads need no lock to share them. A write is taken up front (IMMEDIATE) so concurrent
         writers queue instead of deadlocking on a read-to-write upgrade."""
-        try:
-            db = self._idle.pop()
-        except IndexError:
-            db = self.connect()
+        db = self._take()
         clean = False
         try:
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -181,10 +178,31 @@ class SqliteDialect:
                 raise _disk_full() from exc
             raise
         finally:
-            if clean and len(self._idle) < _IDLE_CONNECTIONS:
-                self._idle.append(db)
-            else:
-                db.close()
+            self._give_back(db, clean)
+
+    def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of one read statement, or None: a lone SELECT is its own read transaction, so it needs
+        no BEGIN and COMMIT around it (a download specification makes two such reads)."""
+        db = self._take()
+        clean = False
+        try:
+            row = db.execute(sql, params).fetchone()
+            clean = True
+        finally:
+            self._give_back(db, clean)
+        return row
+
+    def _take(self) -> sqlite3.Connection:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self.connect()
+
+    def _give_back(self, db: sqlite3.Connection, clean: bool) -> None:
+        if clean and len(self._idle) < _IDLE_CONNECTIONS:
+            self._idle.append(db)
+        else:
+            db.close()
 
     def close(self) -> None:
         for db in [*self._idle, *([self._keeper] if self._keeper else [])]:
@@ -279,6 +297,16 @@ class PostgresDialect:
 
     def _unavailable(self, exc: Exception) -> MetadataUnavailable:
         return MetadataUnavailable(f"the metadata registry database ({shown_url(self.url)}) is unavailable ({exc})")
+
+    def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of one read statement, or None, in one round trip: on an autocommit connection a lone
+        SELECT is its own transaction (BEGIN, SELECT, COMMIT would be three)."""
+        psycopg = self._psycopg
+        with self._connection() as conn:
+            try:
+                return _PgDb(conn).execute(sql, params).fetchone()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                raise self._unavailable(exc) from exc
 
     def probe(self) -> None:
         """Raise if the registry cannot be read (the readiness probe), within ``PROBE_WAIT_SECONDS``."""

@@ -265,8 +265,8 @@ class Registry:
 
     def entity(self, object_id: str) -> Entity | None:
         """The file entity for an object id (with registered size and MD5), or None."""
-        with self._source_errors(), self._read() as db:
-            row = db.execute("SELECT * FROM file WHERE object_id = ?", (object_id,)).fetchone()
+        with self._source_errors():
+            row = self._db.fetch_one("SELECT * FROM file WHERE object_id = ?", (object_id,))
         return None if row is None else _file_from_row(row).to_entity()
 
     def sibling_files(self, entity: Entity) -> list[Entity]:
@@ -281,10 +281,10 @@ class Registry:
 
     def analysis_state(self, study_id: str, analysis_id: str) -> str | None:
         """The analysis state, or None when the analysis is unknown or belongs to another study."""
-        with self._source_errors(), self._read() as db:
-            row = db.execute(
+        with self._source_errors():
+            row = self._db.fetch_one(
                 "SELECT state FROM analysis WHERE analysis_id = ? AND study_id = ?", (analysis_id, study_id)
-            ).fetchone()
+            )
         return None if row is None else str(row["state"])
 
     # ---- studies ----------------------------------------------------------------------------------
