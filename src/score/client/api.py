@@ -18,6 +18,7 @@ import httpx
 from score import __version__
 from score.client.config import ClientConfig
 from score.client.errors import ServerError
+from score.client.tls import api_context
 from score.core.models import ObjectInfo, ObjectSpecification, UploadProgress
 
 log = logging.getLogger("score.client")
@@ -133,7 +134,9 @@ class _Service:
         self._notify = notify or log.warning
         # Idle connections are dropped before the server's 5 s keep-alive ends, not raced against its close.
         limits = httpx.Limits(keepalive_expiry=4.0)
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=config.timeout, limits=limits)
+        self._http = httpx.Client(
+            base_url=base_url, headers=headers, timeout=config.timeout, limits=limits, verify=api_context()
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -31,6 +31,7 @@ from score.client.session import (
     upload_items,
 )
 from score.client.session import object_id as object_id_of
+from score.client.tls import api_context
 from score.client.transfer.download import DownloadJob, DownloadTarget, missing_dirs, remove_empty_dirs
 from score.client.transfer.jobs import FileOutcome, JobProgress, JobReport
 from score.client.transfer.upload import UploadItem, UploadJob
@@ -436,7 +437,7 @@ def _answers(base_url: str, paths: tuple[str, ...]) -> str:
     token is sent (these calls are open) and no retry is made: this is a look, not a transfer."""
     status = 0
     try:
-        with httpx.Client(base_url=base_url, timeout=PROBE_SECONDS) as http:
+        with httpx.Client(base_url=base_url, timeout=PROBE_SECONDS, verify=api_context()) as http:
             for path in paths:
                 response = http.get(path)
                 status = response.status_code

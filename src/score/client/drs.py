@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from score.client.errors import ClientError
+from score.client.tls import api_context
 
 SCHEME = "drs://"
 _CHUNK = 1024 * 1024
@@ -85,7 +86,7 @@ def _json(response: httpx.Response, what: str) -> dict[str, Any]:
 def resolve(uri: DrsUri, token: str, timeout: float = 60) -> tuple[dict[str, Any], str, list[str]]:
     """The DrsObject, a URL of its bytes and the headers that URL needs."""
     base = f"{uri.base_url}/objects/{quote(uri.object_id, safe='')}"
-    with httpx.Client(headers=_headers(token), timeout=timeout) as http:
+    with httpx.Client(headers=_headers(token), timeout=timeout, verify=api_context()) as http:
         drs_object = _json(http.get(base), f"DRS object {SCHEME}{uri.host}/{uri.object_id}")
         if drs_object.get("contents"):
             raise ClientError(f"{SCHEME}{uri.host}/{uri.object_id} is a bundle: download its contents' URIs")

@@ -30,6 +30,7 @@ from typing import IO
 import httpx
 
 from score.client.errors import ClientError
+from score.client.tls import api_context
 
 log = logging.getLogger("score.client")
 
@@ -64,7 +65,7 @@ class RangedReader:
         transport: httpx.BaseTransport | None = None,  # tests: httpx.MockTransport
     ) -> None:
         self._url = url
-        self._client = httpx.Client(follow_redirects=True, timeout=timeout, transport=transport)
+        self._client = httpx.Client(follow_redirects=True, timeout=timeout, transport=transport, verify=api_context())
         self._size = size
         self._cache_limit = cache_limit
         self._spans: dict[int, bytes] = {}  # start -> bytes; never overlapping; insertion order = age

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import http.client
-import ssl
 import urllib.request
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit
+
+from score.client.tls import store_context
 
 
 def proxy_for(url: SplitResult) -> SplitResult | None:
@@ -70,16 +71,14 @@ def open_route(url: str, timeout: float) -> Route:
     proxy = proxy_for(parts)
     if proxy is None:
         if parts.scheme == "https":
-            context = ssl.create_default_context()
-            return Route(http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=context), False, {})
+            connection = http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=store_context())
+            return Route(connection, False, {})
         return Route(http.client.HTTPConnection(parts.netloc, timeout=timeout), False, {})
     proxy_address = proxy.hostname or ""
     proxy_port = proxy.port or (443 if proxy.scheme == "https" else 80)
     if parts.scheme == "http":  # absolute form: the proxy forwards it
         proxy_class = http.client.HTTPSConnection if proxy.scheme == "https" else http.client.HTTPConnection
         return Route(proxy_class(proxy_address, proxy_port, timeout=timeout), True, _proxy_headers(proxy))
-    tunnel = http.client.HTTPSConnection(
-        proxy_address, proxy_port, timeout=timeout, context=ssl.create_default_context()
-    )
+    tunnel = http.client.HTTPSConnection(proxy_address, proxy_port, timeout=timeout, context=store_context())
     tunnel.set_tunnel(parts.hostname or "", parts.port or 443, headers=_proxy_headers(proxy))
     return Route(tunnel, False, {})

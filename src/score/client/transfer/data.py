@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from score.client.errors import IntegrityError, ServerError
+from score.client.tls import api_context
 from score.client.transfer.connections import Route, open_route
 
 
@@ -111,10 +112,6 @@ class DataClient:
     ) -> None:
         """``connect`` opens the route to a store host (``open_route``); unit tests pass one whose connection
         plays the store's answers from a script (short bodies, 403s, broken connections), with no server."""
-        limits = httpx.Limits(
-            max_connections=parallel * 2, max_keepalive_connections=parallel * 2, keepalive_expiry=KEEPALIVE_EXPIRY
-        )
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=15.0), limits=limits)
         self._chunk = chunk_size
         self._parallel = max(parallel, 1)
         self._timeout = timeout
@@ -124,7 +121,6 @@ class DataClient:
         self._open_lock = threading.Lock()
 
     def close(self) -> None:
-        self._http.close()
         with self._open_lock:
             routes, self._open = self._open, set()
         for route in routes:
@@ -325,7 +321,7 @@ class DataClient:
     def get_text(self, url: str, timeout: float = 5.0) -> int:
         """Status of a plain GET (used to check that the store is reachable)."""
         try:
-            return self._http.get(url, timeout=timeout).status_code
+            return httpx.get(url, timeout=timeout, verify=api_context()).status_code
         except httpx.TransportError:
             return 0
 

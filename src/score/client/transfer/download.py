@@ -30,7 +30,7 @@ import os
 import shutil
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -160,7 +160,9 @@ class Committer:
 
     A file may only appear under its final name once its bytes are on disk. One ``fsync`` per file costs a
     disk flush each (thousands for a job of small files); ``syncfs`` flushes the file system once for a
-    whole batch of files, which are then renamed, and each folder they went into is fsynced once.
+    whole batch of files, which are then renamed, and each folder they went into is fsynced once. Batches are
+    committed one after another on a thread of their own: a worker that finishes a file queues it and goes on
+    fetching, instead of waiting for the disk (a ``syncfs`` of a 16 MiB batch held every worker before).
     """
 
     def __init__(self) -> None:
@@ -168,10 +170,14 @@ class Committer:
         self._bytes = 0
         self._since = 0.0
         self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="commit")
+        self._committing: list[Future[None]] = []
+        self._flushed = False
 
     def add(self, partial: Path, final: Path, size: int = 0) -> None:
         """Queue a verified file; the batch is committed when it is big or old enough, so a kill costs at
-        most ``COMMIT_BATCH`` files, ``COMMIT_BYTES`` or ``COMMIT_WAIT`` of fetching again."""
+        most ``COMMIT_BATCH`` files, ``COMMIT_BYTES`` or ``COMMIT_WAIT`` of fetching again (twice that while
+        the previous batch is being committed)."""
         with self._lock:
             if not self._pending:
                 self._since = time.monotonic()
@@ -182,21 +188,43 @@ class Committer:
                 or self._bytes >= COMMIT_BYTES
                 or time.monotonic() - self._since >= COMMIT_WAIT
             )
-        if due:
-            self.flush()
+            if due and not self._flushed:
+                self._committing.append(self._writer.submit(_commit, self._take()))
 
     def flush(self) -> None:
+        """Wait for the batches being committed, then commit what is queued, here; the first failure raises.
+        Called again (after Ctrl-C), it commits what finished since."""
         with self._lock:
-            batch, self._pending, self._bytes = self._pending, [], 0
-            if not batch:
-                return
-            sync_file_system(batch[0][0])
-            folders = set()
-            for partial, final in batch:
-                os.replace(partial, final)
-                folders.add(final.parent)
-            for folder in folders:
-                fsync_dir(folder)
+            self._flushed = True  # from now on batches are committed by flush, not by the writer thread
+            committing, self._committing = self._committing, []
+        failure: BaseException | None = None
+        for batch in committing:
+            try:
+                batch.result()
+            except BaseException as exc:  # the first to fail is reported; later batches still commit
+                failure = failure or exc
+        with self._lock:
+            rest = self._take()
+        self._writer.shutdown(wait=False)
+        if rest:
+            _commit(rest)
+        if failure is not None:
+            raise failure
+
+    def _take(self) -> list[tuple[Path, Path]]:
+        batch, self._pending, self._bytes = self._pending, [], 0
+        return batch
+
+
+def _commit(batch: list[tuple[Path, Path]]) -> None:
+    """One ``syncfs``, then the renames, then one fsync per folder that received files."""
+    sync_file_system(batch[0][0])
+    folders = set()
+    for partial, final in batch:
+        os.replace(partial, final)
+        folders.add(final.parent)
+    for folder in folders:
+        fsync_dir(folder)
 
 
 class _SpaceCheck:
