@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from score.client.errors import ClientError
 from score.client.transfer import download
 from score.client.transfer.download import COMMIT_BATCH, Committer
 
@@ -76,7 +77,7 @@ def test_a_failed_batch_is_reported_at_flush_and_later_files_still_commit(tmp_pa
     kept = _partials(tmp_path, 2, start=COMMIT_BATCH)
     for partial, final, content in kept:
         committer.add(partial, final, len(content))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ClientError, match=r"could not be given their final names.*run the same command again"):
         committer.flush()
     for _, final, content in kept:
         assert final.read_bytes() == content

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from score.server.auth.policy import ScopeSettings
+from score.server.metadata.dialect import PoolLimits
 from score.server.storage.backends import (  # noqa: F401  (re-exported: the backends' settings models)
     BACKENDS,
     AzureConfig,
@@ -134,7 +135,7 @@ class ServerSettings(backend_settings()):  # type: ignore[misc]  (one settings t
         ),
     )
     registry_pool_size: int = Field(
-        16,
+        PoolLimits.size,
         ge=1,
         le=1000,
         description=(
@@ -143,7 +144,7 @@ class ServerSettings(backend_settings()):  # type: ignore[misc]  (one settings t
         ),
     )
     registry_pool_timeout: float = Field(
-        10.0,
+        PoolLimits.timeout,
         gt=0,
         le=600,
         description=(

@@ -218,13 +218,19 @@ class Committer:
 
 def _commit(batch: list[tuple[Path, Path]]) -> None:
     """One ``syncfs``, then the renames, then one fsync per folder that received files."""
-    sync_file_system(batch[0][0])
-    folders = set()
-    for partial, final in batch:
-        os.replace(partial, final)
-        folders.add(final.parent)
-    for folder in folders:
-        fsync_dir(folder)
+    try:
+        sync_file_system(batch[0][0])
+        folders = set()
+        for partial, final in batch:
+            os.replace(partial, final)
+            folders.add(final.parent)
+        for folder in folders:
+            fsync_dir(folder)
+    except OSError as exc:
+        raise ClientError(
+            f"verified files could not be given their final names ({exc}); check the output folder, then run the "
+            "same command again: what is missing is fetched again"
+        ) from exc
 
 
 class _SpaceCheck:
@@ -348,7 +354,7 @@ class DownloadJob:
         except KeyboardInterrupt:
             report.cancelled = True
             coordinator.cancel()
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(ClientError):  # what cannot be committed now is fetched again by the re-run
                 committer.flush()  # files verified before the interruption keep their final names
         finally:
             coordinator.shutdown(wait=not report.cancelled)
