@@ -205,6 +205,22 @@ class Client:
         )
 
 
+def upload_analysis(
+    server: ScoreServer, token: str, study: str, files: list[Path], access: str, work: Path, publish: bool = True
+) -> tuple[str, dict[str, str]]:
+    """Register ``files`` as one analysis, upload each with the real ``score-client``, publish it unless told
+    not to: (analysis id, {file name: object id})."""
+    registry = Registry(server, token)
+    analysis, ids = registry.submit(study, files, access=access)
+    client = Client(server, token, work)
+    for path in files:
+        result = client.run("upload", "--file", str(path), "--object-id", ids[path.name])
+        assert result.returncode == 0, result.stderr
+    if publish:
+        assert registry.publish(study, analysis).status_code == 200
+    return analysis, ids
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``score-server serve`` records itself in ``$XDG_STATE_HOME/score/server.json`` (so ``token`` finds its

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from drsclient.client import DrsClient
 
-from tests.conftest import Client, Registry, ScoreServer, make_file
+from tests.conftest import Client, ScoreServer, make_file, upload_analysis
 
 pytestmark = pytest.mark.e2e
 
@@ -64,20 +64,6 @@ class World:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _upload(
-    server: ScoreServer, token: str, study: str, files: list[Path], access: str, work: Path, publish: bool
-) -> tuple[str, dict[str, str]]:
-    registry = Registry(server, token)
-    analysis, ids = registry.submit(study, files, access=access)
-    client = Client(server, token, work)
-    for path in files:
-        result = client.run("upload", "--file", str(path), "--object-id", ids[path.name])
-        assert result.returncode == 0, result.stderr
-    if publish:
-        assert registry.publish(study, analysis).status_code == 200
-    return analysis, ids
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("drs")
@@ -90,11 +76,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "secret.bam": make_file(tmp / "ctrl" / "secret.bam", 200_000, seed=3),
             "draft.txt": make_file(tmp / "draft" / "draft.txt", 1_000, seed=4),
         }
-        analysis, ids = _upload(
-            server, admin, OPEN, [files["reads.bam"], files["notes.txt"]], "open", tmp, publish=True
-        )
-        ids.update(_upload(server, admin, CONTROLLED, [files["secret.bam"]], "controlled", tmp, publish=True)[1])
-        ids.update(_upload(server, admin, OPEN, [files["draft.txt"]], "open", tmp, publish=False)[1])
+        analysis, ids = upload_analysis(server, admin, OPEN, [files["reads.bam"], files["notes.txt"]], "open", tmp)
+        ids.update(upload_analysis(server, admin, CONTROLLED, [files["secret.bam"]], "controlled", tmp)[1])
+        ids.update(upload_analysis(server, admin, OPEN, [files["draft.txt"]], "open", tmp, publish=False)[1])
         yield World(
             server,
             files,

@@ -241,6 +241,19 @@ def test_the_audit_log_believes_x_forwarded_for_only_from_configured_proxies(tmp
 # -- 4. and 12. a full disk, and sizes the store cannot hold --------------------------------------------
 
 
+def fill_up(disk: Path) -> Path:
+    """Take every byte left on ``disk``, as another program filling it would; the file that holds them."""
+    filler = disk / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * MiB)
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 MiB tmpfs: the tests run as root (CI does; README's test command is run as root)."""
@@ -276,14 +289,7 @@ def test_a_full_disk_is_reported_and_the_server_stays_usable(small_disk: Path, t
         )
         assert spec.status_code == 507 and "store is full" in spec.json()["message"]
 
-        filler = small_disk / "filler"
-        with open(filler, "wb") as handle:  # take every byte left, as another program filling the disk would
-            try:
-                while True:
-                    handle.write(b"\0" * MiB)
-                    handle.flush()
-            except OSError:
-                pass
+        filler = fill_up(small_disk)
         assert shutil.disk_usage(small_disk).free < MiB
         song = httpx.Client(base_url=f"{server.url}/song", headers=_auth(token), timeout=30)
         assert song.get(f"/studies/FULL/analysis/{analysis}").status_code == 200  # reads still work
@@ -343,14 +349,7 @@ def test_a_full_postgres_disk_is_507_and_reads_still_work(
         assert song.post("/studies/PGFULL/", json={}).status_code == 200
         first = song.post("/submit/PGFULL", json=_payload("PGFULL", {}, name="first.txt"))
         assert first.status_code == 200, first.text
-        filler = disk / "filler"
-        with open(filler, "wb") as handle:  # take every byte left, as another program filling the disk would
-            try:
-                while True:
-                    handle.write(b"\0" * MiB)
-                    handle.flush()
-            except OSError:
-                pass
+        filler = fill_up(disk)
         # incompressible, so PostgreSQL needs new pages for it whatever room its existing pages have
         bulky = {"info": {"notes": os.urandom(400_000).hex()}}
         full = song.post("/submit/PGFULL", json=_payload("PGFULL", bulky, name="bulky.txt"))

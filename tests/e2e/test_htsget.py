@@ -22,7 +22,7 @@ import httpx
 import pysam
 import pytest
 
-from tests.conftest import Client, Registry, ScoreServer
+from tests.conftest import Client, ScoreServer, upload_analysis
 from tests.genomics_data import REFERENCE, copy_test_file, make_bam_and_cram, make_big_bam, make_vcf_and_bcf
 
 pytestmark = pytest.mark.e2e
@@ -41,19 +41,6 @@ class Hts:
     admin: str
 
 
-def _upload_all(
-    server: ScoreServer, token: str, study: str, files: list[Path], access: str, work: Path
-) -> dict[str, str]:
-    registry = Registry(server, token)
-    analysis, ids = registry.submit(study, files, access=access)
-    client = Client(server, token, work)
-    for path in files:
-        result = client.run("upload", "--file", str(path), "--object-id", ids[path.name])
-        assert result.returncode == 0, result.stderr
-    assert registry.publish(study, analysis).status_code == 200
-    return ids
-
-
 @pytest.fixture(scope="module")
 def hts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hts]:
     tmp = tmp_path_factory.mktemp("htsget")
@@ -66,12 +53,12 @@ def hts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hts]:
     server = ScoreServer(tmp / "data", part_size=16 * 1024 * 1024).start()  # the big BAM: 14 parts, not 3000
     try:
         admin = server.token("score.WRITE score.READ song.WRITE")
-        ids = _upload_all(server, admin, STUDY, files, "open", tmp)
+        _, ids = upload_analysis(server, admin, STUDY, files, "open", tmp)
         private = tmp / "private"
         private.mkdir()
         secret = [Path(os.link(bam, private / bam.name) or private / bam.name)]
         secret.append(Path(os.link(f"{bam}.bai", private / f"{bam.name}.bai") or private / f"{bam.name}.bai"))
-        controlled = _upload_all(server, admin, CONTROLLED, secret, "controlled", tmp)
+        _, controlled = upload_analysis(server, admin, CONTROLLED, secret, "controlled", tmp)
         yield Hts(server, ids, {f.name: f for f in files}, controlled[bam.name], admin)
     finally:
         server.stop()
@@ -367,7 +354,7 @@ def test_byte_economy_on_a_big_bam(hts: Hts, tmp_path: Path) -> None:
     big = make_big_bam(tmp_path / "big.bam", 210_000_000)
     size = big.stat().st_size
     assert size >= 200_000_000
-    ids = _upload_all(hts.server, hts.admin, "HTSBIG", [big, Path(f"{big}.bai")], "open", tmp_path)
+    _, ids = upload_analysis(hts.server, hts.admin, "HTSBIG", [big, Path(f"{big}.bai")], "open", tmp_path)
     start, end = 50_000_000, 51_000_000
     minimal = _minimal_block_bytes(big, "BIG", start, end)
     ticket = httpx.get(

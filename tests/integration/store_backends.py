@@ -15,11 +15,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from score.server.storage.base import ObjectStore
+
+if TYPE_CHECKING:
+    from score.server.storage.azure import AzureStore
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -93,7 +96,8 @@ def _s3(seaweed: Any, _tmp_path: Path) -> ObjectStore:
     return S3Store(config)
 
 
-def _azure(azurite: Any, _tmp_path: Path) -> ObjectStore:
+def azure_store(azurite: Any, _tmp_path: Path | None = None) -> AzureStore:
+    """An AzureStore on a fresh container of the session's Azurite (no sentinel)."""
     from pydantic import SecretStr
 
     from score.server.settings import AzureConfig
@@ -147,7 +151,7 @@ BACKENDS: list[Backend] = [
     Backend(
         "azure",
         "azurite",
-        _azure,
+        azure_store,
         part_size=64 * KiB,
         knows_upload_ids=False,
         knows_upload_size=False,

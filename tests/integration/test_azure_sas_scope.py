@@ -19,14 +19,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from pydantic import SecretStr
 
 from score.server.storage.azure import AzureStore, block_id, encoded_block_id
-from score.server.storage.backends import AzureConfig
 from score.server.storage.base import UploadedPart, UploadNotFound
 from score.server.storage.layout import data_key, meta_key, staging_key
 from tests.conftest import Registry, ScoreServer, make_file, md5_of
-from tests.services.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
+from tests.integration.store_backends import azure_store
+from tests.services.azurite import ACCOUNT_NAME, Azurite
 
 OBJECT_ID = "5d1c1f0e-8a7b-4c2d-9e3f-0a1b2c3d4e5f"
 KEY = data_key(OBJECT_ID)
@@ -47,13 +46,7 @@ def md5_hex(body: bytes) -> str:
 
 @pytest.fixture
 def store(azurite: Azurite) -> AzureStore:
-    config = AzureConfig(
-        account_name=ACCOUNT_NAME,
-        account_key=SecretStr(ACCOUNT_KEY),
-        endpoint=azurite.endpoint,
-        container=azurite.fresh_container(sentinel=False),
-    )
-    return AzureStore(config)
+    return azure_store(azurite)
 
 
 def sas_of(part_url: str) -> dict[str, str]:

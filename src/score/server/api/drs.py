@@ -200,24 +200,23 @@ def _string_list(value: Any, name: str) -> list[str]:
     return value
 
 
-def _bulk(items: list[tuple[str, Callable[[], Any]]]) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Resolve each item; refusals are grouped by status as DRS's ``unresolved_drs_objects``."""
+def _bulk_answer(request: Request, calls: list[tuple[str, Callable[[], Any]]], resolved_key: str) -> dict[str, Any]:
+    """A bulk request's answer. A token that is refused refuses the request whole (401, audited), not item by
+    item; otherwise each item is resolved on its own and the refusals are grouped by status as DRS's
+    ``unresolved_drs_objects``."""
+    audited_principal(request, Action.DOWNLOAD.value, request.url.path)
     resolved, failed = [], {}
-    for object_id, resolve in items:
+    for object_id, resolve in calls:
         try:
             resolved.append(resolve())
         except ApiError as exc:
             failed.setdefault(exc.status, []).append(object_id)
-    return resolved, [{"error_code": code, "object_ids": ids} for code, ids in sorted(failed.items())]
-
-
-def _caller(request: Request) -> None:
-    """A bulk request with a token that is refused is refused whole (401, audited), not item by item."""
-    audited_principal(request, Action.DOWNLOAD.value, request.url.path)
-
-
-def _summary(requested: int, resolved: int) -> dict[str, int]:
-    return {"requested": requested, "resolved": resolved, "unresolved": requested - resolved}
+    unresolved = len(calls) - len(resolved)
+    return {
+        "summary": {"requested": len(calls), "resolved": len(resolved), "unresolved": unresolved},
+        "unresolved_drs_objects": [{"error_code": code, "object_ids": ids} for code, ids in sorted(failed.items())],
+        resolved_key: resolved,
+    }
 
 
 # ---- routes -----------------------------------------------------------------------------------------------
@@ -245,16 +244,8 @@ async def bulk_objects(request: Request) -> Response:
     except ApiError as exc:
         return _error(exc.status, exc.message)
 
-    def handler() -> dict[str, Any]:
-        _caller(request)
-        resolved, unresolved = _bulk([(i, lambda i=i: _object(request, i)) for i in ids])
-        return {
-            "summary": _summary(len(ids), len(resolved)),
-            "unresolved_drs_objects": unresolved,
-            "resolved_drs_object": resolved,
-        }
-
-    return await run_in_threadpool(_answer, handler)
+    calls = [(i, lambda i=i: _object(request, i)) for i in ids]
+    return await run_in_threadpool(_answer, lambda: _bulk_answer(request, calls, "resolved_drs_object"))
 
 
 @router.post(
@@ -284,16 +275,8 @@ async def bulk_access(request: Request) -> Response:
     def one(object_id: str, access_id: str) -> dict[str, Any]:
         return {"drs_object_id": object_id, "drs_access_id": access_id, **_access(request, object_id, access_id)}
 
-    def handler() -> dict[str, Any]:
-        _caller(request)
-        resolved, unresolved = _bulk([(o, lambda o=o, a=a: one(o, a)) for o, a in pairs])
-        return {
-            "summary": _summary(len(pairs), len(resolved)),
-            "unresolved_drs_objects": unresolved,
-            "resolved_drs_object_access_urls": resolved,
-        }
-
-    return await run_in_threadpool(_answer, handler)
+    calls = [(o, lambda o=o, a=a: one(o, a)) for o, a in pairs]
+    return await run_in_threadpool(_answer, lambda: _bulk_answer(request, calls, "resolved_drs_object_access_urls"))
 
 
 @router.options(

@@ -38,7 +38,7 @@ def _disk_space(store: Any) -> dict[str, Any] | None:
 
 def _registry(metadata: Any) -> dict[str, Any] | None:
     """The embedded registry's readability (its optional ``check``); a remote Song is not polled here. On
-    PostgreSQL an unreachable server answers within the pool's timeout (a few seconds), as DOWN."""
+    PostgreSQL an unreachable server reads as DOWN within a second (``dialect.PROBE_WAIT_SECONDS``)."""
     check = getattr(metadata, "check", None)
     if check is None:
         return None

@@ -91,6 +91,18 @@ def _disk_full() -> RegistryError:
 # SQLite
 
 
+@contextmanager
+def _sqlite_transaction(db: sqlite3.Connection, begin: str) -> Iterator[sqlite3.Connection]:
+    """``begin``, then COMMIT, or ROLLBACK when the body raised."""
+    db.execute(begin)
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class SqliteDialect:
     """The embedded file: every transaction on a connection kept from an earlier one, WAL mode."""
 
@@ -135,21 +147,15 @@ class SqliteDialect:
 
     def probe(self) -> None:
         """Raise if the registry cannot be read (the readiness probe)."""
-        with self.transaction(write=False) as db:
-            db.execute("SELECT 1 FROM study LIMIT 1").fetchall()
+        self.fetch_one("SELECT 1 FROM study LIMIT 1")
 
     @contextmanager
     def migration_lock(self) -> Iterator[Db]:
         """Migrations in one ``BEGIN IMMEDIATE`` transaction: a second process starting at once waits."""
         db = self.connect()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _sqlite_transaction(db, "BEGIN IMMEDIATE"):
                 yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
         finally:
             db.close()
 
@@ -163,13 +169,8 @@ class SqliteDialect:
         db = self._take()
         clean = False
         try:
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
+            with _sqlite_transaction(db, "BEGIN IMMEDIATE" if write else "BEGIN"):
                 yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
             clean = True
         except sqlite3.IntegrityError as exc:
             raise _integrity(exc) from exc
