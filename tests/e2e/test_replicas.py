@@ -62,7 +62,7 @@ def test_a_job_survives_a_replica_killed_and_restarted(seaweed: SeaweedS3, postg
         balancer = HAProxy(balancer_port, [r.port for r in replicas], tmp_path / "haproxy.log").wait_ready()
         front = SimpleNamespace(url=balancer.url)
         token = first.token("score.WRITE score.READ song.WRITE")
-        files = [make_file(tmp_path / "in" / f"small-{n:03d}.bin", 100_000 + n, seed=n) for n in range(150)]
+        files = [make_file(tmp_path / "in" / f"small-{n:03d}.bin", 100_000 + n, seed=n) for n in range(400)]
         files += [make_file(tmp_path / "in" / f"large-{n}.bam", 24 * MiB + n, seed=1000 + n) for n in range(3)]
         registry = Registry(front, token)  # type: ignore[arg-type]
         analysis_id, ids = registry.submit(STUDY, files)
