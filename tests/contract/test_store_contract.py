@@ -7,13 +7,16 @@ import contextlib
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import httpx
 
+from tests import prometheus
 from tests.conftest import BIN, Client, Registry, ScoreServer, make_file, md5_of
 from tests.contract.conftest import Deployment, start_part_upload
 from tests.genomics_data import make_bam_and_cram
@@ -460,3 +463,53 @@ def test_a_one_part_upload_is_one_verified_put_where_the_store_signs_whole_puts(
     assert again[0]["status"] == 409 and "already exists" in again[0]["message"]
     forced = api.post("/batch/upload/initiate", json={"uploads": [{**item, "overwrite": True}]}).json()["specs"]
     assert not forced[0]["uploadId"].startswith("~put.")  # replacing an object hides its .meta first: multipart
+
+
+def test_download_specifications_are_answered_from_the_registrys_record_of_meta(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """A finalize records the object's ``.meta`` in the registry, so a download specification asks the store
+    nothing; an overwrite replaces the record; an object without one (finished before the registry kept them)
+    is answered from ``.meta``, as before."""
+    registry, client, auth = _setup(deployment, tmp_path)
+    sizes = [0, 1000, deployment.part_size + 5]
+    files = [make_file(tmp_path / "in" / f"r{i}.bin", size, seed=30 + i) for i, size in enumerate(sizes)]
+    analysis_id, ids = registry.submit(STUDY, files)
+    upload = ("upload", "--analysis-id", analysis_id, "--study-id", STUDY, "--input-dir", str(tmp_path / "in"))
+    assert client.run(*upload).returncode == 0
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+    api = httpx.Client(base_url=deployment.server.url, headers=auth)
+
+    def specs() -> dict[str, tuple[int, str, int, str]]:
+        answer = api.post("/batch/download/specs", json={"objectIds": list(ids.values()), "excludeUrls": True})
+        assert answer.status_code == 200 and not answer.json()["errors"], answer.text
+        return {
+            s["objectId"]: (s["objectSize"], s["objectMd5"], len(s["parts"]), s["uploadId"])
+            for s in answer.json()["specs"]
+        }
+
+    def store_reads() -> float:
+        return prometheus.value(
+            api.get("/metrics").text, "score_backend_calls_total", backend="store", operation="read_document"
+        )
+
+    reads = store_reads()
+    first = specs()
+    assert {oid: spec[:3] for oid, spec in first.items()} == {
+        ids[f.name]: (f.stat().st_size, md5_of(f), -(-f.stat().st_size // deployment.part_size)) for f in files
+    }
+    assert store_reads() == reads, "a recorded object's specification read .meta from the store"
+
+    assert registry.unpublish(STUDY, analysis_id).status_code == 200
+    assert client.run(*upload, "--force").returncode == 0  # the same files again, as new uploads
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+    reads = store_reads()
+    second = specs()
+    assert {oid: spec[:3] for oid, spec in second.items()} == {oid: spec[:3] for oid, spec in first.items()}
+    assert all(second[oid][3] != first[oid][3] for oid in ids.values()), "a record still names the old upload"
+    assert store_reads() == reads
+
+    with closing(sqlite3.connect(deployment.server.data_dir / "registry.sqlite")) as db, db:
+        db.execute("DELETE FROM object_spec")  # as a registry from before the records holds none
+    assert specs() == second
+    assert store_reads() == reads + len(files)  # one .meta each

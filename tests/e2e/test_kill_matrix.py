@@ -23,10 +23,12 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -244,6 +246,15 @@ def _assert_complete(server: ScoreServer, token: str, upload: Upload) -> None:
     assert response.status_code == 200, response.text
     spec = response.json()
     assert (spec["objectSize"], spec["objectMd5"]) == (upload.source.stat().st_size, md5_of(upload.source))
+    meta = (_store(server.data_dir) / "objects" / "data" / f"{upload.object_id}.meta").read_text()
+    assert _recorded_spec(server.data_dir, upload.object_id) == meta, "the registry's record of .meta is not it"
+
+
+def _recorded_spec(data_dir: Path, object_id: str) -> str | None:
+    """The registry's record of the object's ``.meta`` (what download specifications are answered from)."""
+    with closing(sqlite3.connect(data_dir / "registry.sqlite")) as db:
+        row = db.execute("SELECT document FROM object_spec WHERE object_id = ?", (object_id,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _assert_downloads_intact(server: ScoreServer, token: str, upload: Upload, tmp_path: Path) -> None:
@@ -410,6 +421,7 @@ def test_server_killed_then_swept_is_consistent(
             _assert_written_once(upload.object_id, uploads, crashed.server, crashed.held_at_kill, restarted)
         else:
             assert not _exists(restarted, token, upload.object_id)
+            assert _recorded_spec(crashed.data_dir, upload.object_id) is None
             status = httpx.get(
                 f"{restarted.url}/upload/{upload.object_id}/status",
                 params={"fileSize": SIZE},

@@ -16,25 +16,10 @@ import httpx
 import pytest
 
 from tests.conftest import Client, Registry, ScoreServer, make_file
+from tests.prometheus import samples, value
 
 STUDY = "OPS"
 HEX_ID = re.compile(r"[0-9a-f]{32}\Z")
-
-
-def _samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
-    """(labels, value) of each sample of one metric in Prometheus' text format."""
-    found = []
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            series, _, value = line.rpartition(" ")
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', series[len(name) :]))
-            found.append((labels, float(value)))
-    return found
-
-
-def _value(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples of ``name`` whose labels include ``labels``."""
-    return sum(v for have, v in _samples(text, name) if labels.items() <= have.items())
 
 
 @pytest.fixture
@@ -96,7 +81,7 @@ def test_metrics_count_requests_store_calls_tokens_decisions_and_open_uploads(
     )
     assert started.status_code == 200
     text = httpx.get(f"{server.url}/metrics").text
-    assert _samples(text, "score_uploads_open") == [({}, 1.0)]
+    assert samples(text, "score_uploads_open") == [({}, 1.0)]
 
     work = tmp_path / "work"
     work.mkdir()
@@ -108,31 +93,31 @@ def test_metrics_count_requests_store_calls_tokens_decisions_and_open_uploads(
 
     text = httpx.get(f"{server.url}/metrics").text
     requests = "score_http_requests_total"
-    assert _value(text, requests, method="POST", route="/upload/{object_id}/uploads", status="400") == 1
-    assert _value(text, requests, method="POST", route="/upload/{object_id}/uploads", status="200") == 1
+    assert value(text, requests, method="POST", route="/upload/{object_id}/uploads", status="400") == 1
+    assert value(text, requests, method="POST", route="/upload/{object_id}/uploads", status="200") == 1
     publish = "/song/studies/{studyId}/analysis/publish/{analysisId}"
-    assert _value(text, requests, method="PUT", route=publish, status="200") == 1
-    routes = {labels["route"] for labels, _ in _samples(text, requests)}
+    assert value(text, requests, method="PUT", route=publish, status="200") == 1
+    routes = {labels["route"] for labels, _ in samples(text, requests)}
     assert routes >= {"/batch/upload/initiate", "/batch/download/specs", "/_store/{key:path}", "/metrics"}
     assert all(
         r.startswith(("/upload", "/download", "/batch", "/song/", "/_store/", "/actuator", "/metrics")) for r in routes
     )
     latency = "score_http_request_duration_seconds_count"
-    assert _value(text, latency, method="POST", route="/upload/{object_id}/uploads") == 2
+    assert value(text, latency, method="POST", route="/upload/{object_id}/uploads") == 2
     calls = "score_backend_calls_total"
-    assert _value(text, calls, backend="store", operation="write_document", outcome="ok") >= 2  # state, .meta
-    assert _value(text, calls, backend="registry") >= 3
+    assert value(text, calls, backend="store", operation="write_document", outcome="ok") >= 2  # state, .meta
+    assert value(text, calls, backend="registry") >= 3
     checks = "score_auth_token_checks_total"
-    assert _value(text, checks, provider="builtin", outcome="ok") >= 4
-    assert _value(text, checks, provider="none", outcome="invalid") == 1
+    assert value(text, checks, provider="builtin", outcome="ok") >= 4
+    assert value(text, checks, provider="none", outcome="invalid") == 1
     size = source.stat().st_size
-    assert _value(text, "score_signed_urls_total", direction="upload") >= 4  # initiate's four parts, then the client's
-    assert _value(text, "score_authorised_bytes_total", direction="upload") >= 2 * size
-    assert _value(text, "score_signed_urls_total", direction="download") >= 4
-    assert _value(text, "score_authorised_bytes_total", direction="download") >= size
+    assert value(text, "score_signed_urls_total", direction="upload") >= 4  # initiate's four parts, then the client's
+    assert value(text, "score_authorised_bytes_total", direction="upload") >= 2 * size
+    assert value(text, "score_signed_urls_total", direction="download") >= 4
+    assert value(text, "score_authorised_bytes_total", direction="download") >= size
     decisions = "score_auth_decisions_total"
-    assert _value(text, decisions, action="download", decision="allow") >= 1
-    assert _value(text, decisions, action="upload", decision="allow") >= 1
+    assert value(text, decisions, action="download", decision="allow") >= 1
+    assert value(text, decisions, action="upload", decision="allow") >= 1
     # No id of any object or analysis is a label: the number of series stays bounded.
     assert ids["m.bin"] not in text and analysis_id not in text
 
@@ -205,7 +190,7 @@ def test_workers_share_one_metrics_view(tmp_path: Path) -> None:
                 answer = fresh.get(f"{server.url}/download/ping")
                 assert answer.status_code in (200, 401, 404), answer.text
         text = httpx.get(f"{server.url}/metrics").text
-        counted = _value(text, "score_http_requests_total", route="/download/ping")
+        counted = value(text, "score_http_requests_total", route="/download/ping")
         assert counted == 60, text
         pids = {p.name.split("_")[-1] for p in (server.data_dir / "metrics").glob("*.db")}
         assert len(pids) >= 2, f"both workers answered: {pids}"

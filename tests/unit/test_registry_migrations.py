@@ -45,7 +45,7 @@ def _raw(registry_db: str, sql: str) -> None:
 
 def test_an_empty_database_gets_every_migration_once(registry_db: str) -> None:
     first = Registry(registry_db)
-    assert first.migrations_applied == ["1 initial schema"]
+    assert first.migrations_applied == ["1 initial schema", "2 object specifications"]
     assert first.schema_version() == migrations.LATEST
     first.create_study("S1", {})
     again = Registry(registry_db)
@@ -63,8 +63,11 @@ def test_a_registry_from_before_versioning_is_adopted_as_version_1_with_its_data
     _raw(registry_db, "DROP TABLE schema_version")  # the previous release's schema is migration 1 without it
 
     reopened = Registry(registry_db)
-    assert reopened.migrations_applied == ["1 initial schema: adopted the existing registry as version 1"]
-    assert reopened.schema_version() == 1
+    assert reopened.migrations_applied == [
+        "1 initial schema: adopted the existing registry as version 1",
+        "2 object specifications",
+    ]
+    assert reopened.schema_version() == migrations.LATEST
     assert reopened.get_analysis("S1", aid) == before
     assert reopened.get_study("S1") == {"studyId": "S1", "name": "kept"}
     assert reopened.entity(object_id_for(aid, "b.bam")).fileSize == 3
@@ -105,7 +108,10 @@ def test_an_sqlite_registry_of_an_older_release_is_upgraded_in_place(tmp_path: P
     with sqlite3.connect(path) as db:
         db.executescript(_PRE_VERSIONING_SQLITE)
     registry = Registry(path)
-    assert registry.migrations_applied == ["1 initial schema: adopted the existing registry as version 1"]
+    assert registry.migrations_applied == [
+        "1 initial schema: adopted the existing registry as version 1",
+        "2 object specifications",
+    ]
     analysis = registry.get_analysis("S1", "A1")
     assert analysis["analysisState"] == "PUBLISHED"
     assert analysis["experiment"] == {"x": 1}
@@ -127,24 +133,24 @@ def test_a_later_migration_is_applied_over_the_data(registry_db: str) -> None:
     registry.create_study("S1", {})
     aid = registry.submit("S1", _payload("a.bam"))
     extra = migrations.Migration(
-        2,
+        migrations.LATEST + 1,
         "study notes",
         {"sqlite": "ALTER TABLE study ADD COLUMN notes TEXT", "postgresql": "ALTER TABLE study ADD COLUMN notes TEXT"},
     )
     dialect = open_dialect(registry_db)
     try:
-        assert migrations.migrate(dialect, (*migrations.MIGRATIONS, extra)) == ["2 study notes"]
+        assert migrations.migrate(dialect, (*migrations.MIGRATIONS, extra)) == [f"{migrations.LATEST + 1} study notes"]
         assert migrations.migrate(dialect, (*migrations.MIGRATIONS, extra)) == []
     finally:
         dialect.close()
-    assert registry.schema_version() == 2
+    assert registry.schema_version() == migrations.LATEST + 1
     assert registry.analysis_state("S1", aid) == UNPUBLISHED
 
 
 def test_a_failed_migration_changes_nothing(registry_db: str) -> None:
     Registry(registry_db).create_study("S1", {})
     broken = migrations.Migration(
-        2,
+        migrations.LATEST + 1,
         "broken",
         {
             "sqlite": "ALTER TABLE study ADD COLUMN notes TEXT; SELECT * FROM nowhere",
@@ -158,7 +164,7 @@ def test_a_failed_migration_changes_nothing(registry_db: str) -> None:
     finally:
         dialect.close()
     registry = Registry(registry_db)
-    assert registry.schema_version() == 1
+    assert registry.schema_version() == migrations.LATEST
     assert registry.study_ids() == ["S1"]
     registry.create_study("S2", {})  # the column was not half-added: the whole migration rolled back
 
@@ -176,7 +182,7 @@ def test_replicas_starting_at_once_migrate_once(registry_db: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(applied) == [[], [], [], ["1 initial schema"]]
+    assert sorted(applied) == [[], [], [], ["1 initial schema", "2 object specifications"]]
 
 
 def test_score_server_migrate_prints_what_it_applied(
@@ -194,12 +200,12 @@ def test_score_server_migrate_prints_what_it_applied(
     runner = CliRunner()
     first = runner.invoke(main, ["migrate", "--data-dir", str(data_dir)])
     assert first.exit_code == 0, first.output
-    assert first.stdout == "applied migration 1 initial schema\n"
-    assert shown in first.stderr and "now at version 1" in first.stderr
+    assert first.stdout == "applied migration 1 initial schema\napplied migration 2 object specifications\n"
+    assert shown in first.stderr and "now at version 2" in first.stderr
     assert "registry-test" not in first.stderr  # the password is never printed
     again = runner.invoke(main, ["migrate", "--data-dir", str(data_dir)])
     assert (again.exit_code, again.stdout) == (0, "")
-    assert "already at version 1" in again.stderr
+    assert "already at version 2" in again.stderr
 
 
 def test_an_unreachable_postgres_fails_the_start_with_a_clear_message() -> None:

@@ -22,7 +22,7 @@ from score.server.audit import AuditLog
 from score.server.auth.factory import build_verifier
 from score.server.context import ServerContext
 from score.server.errors import install_error_handlers
-from score.server.metadata.base import MetadataSource
+from score.server.metadata.base import MetadataSource, ObjectCatalog
 from score.server.metadata.dialect import PoolLimits
 from score.server.metadata.registry import Registry
 from score.server.metadata.song import SongMetadata
@@ -56,6 +56,11 @@ def registry_pool(settings: ServerSettings) -> PoolLimits:
     return PoolLimits(settings.registry_pool_size, settings.registry_pool_timeout)
 
 
+def open_registry(settings: ServerSettings, catalog: ObjectCatalog | None = None) -> Registry:
+    """The embedded registry (SQLite in the data dir, or PostgreSQL at ``registry_url``), migrated."""
+    return Registry(registry_location(settings), catalog=catalog, pool=registry_pool(settings))
+
+
 def answers_in_process(settings: ServerSettings) -> bool:
     """True on the embedded default (local store, SQLite registry, built-in tokens only). A download
     specification then costs a few local file and SQLite reads of tens of microseconds each, far less than the
@@ -83,9 +88,11 @@ def build_context(settings: ServerSettings) -> ServerContext:
     metadata: MetadataSource = Instrumented(  # type: ignore[assignment]
         SongMetadata(settings.metadata_url, cache_ttl=settings.metadata_cache_ttl)
         if settings.metadata_url
-        else Registry(registry_location(settings), catalog=uploads, pool=registry_pool(settings)),
+        else open_registry(settings, catalog=uploads),
         "song" if settings.metadata_url else "registry",
     )
+    if not settings.metadata_url:
+        uploads.spec_records = metadata  # type: ignore[assignment]  # the registry keeps finished objects' .meta
     return ServerContext(
         settings=settings,
         store=raw_store,

@@ -273,14 +273,18 @@ def _warn_if_another_server(directory: Path) -> None:
 )
 def cleanup(older_than: str, data_dir: Path | None) -> None:
     """Abort stale uploads once (the server also sweeps every cleanup_interval seconds)."""
+    from score.server.app import open_registry
+    from score.server.metadata.base import MetadataUnavailable
+    from score.server.metadata.song_errors import RegistryError
     from score.server.services.cleanup import clean_stale_uploads
     from score.server.services.uploads import UploadService
     from score.server.settings import ServerSettings
     from score.server.storage.backends import build_store
     from score.server.storage.base import StoreError
 
-    # Only the store: the sweep needs neither the registry nor the identity providers, so it also works
-    # when they cannot be opened (a full disk).
+    # The store, and the embedded registry only for its records of finished objects' .meta (a finalize the
+    # sweep finishes may replace one); not the identity providers. A full disk still opens the registry:
+    # migrations only read when the schema is current.
     try:
         directory, source = locate_data_dir(data_dir, None if data_dir else ServerSettings())
         settings = ServerSettings(data_dir=directory)
@@ -294,8 +298,15 @@ def cleanup(older_than: str, data_dir: Path | None) -> None:
     click.echo(f"cleaning data dir {directory} ({source}), storage {settings.storage}", err=True)
     try:
         store = build_store(settings)
-        report = clean_stale_uploads(store, UploadService(store, settings), parse_duration(older_than))
-    except (StoreError, OSError) as exc:
+        uploads = UploadService(store, settings)
+        registry = None if settings.metadata_url else open_registry(settings)
+        uploads.spec_records = registry
+        try:
+            report = clean_stale_uploads(store, uploads, parse_duration(older_than))
+        finally:
+            if registry is not None:
+                registry.close()
+    except (StoreError, OSError, MetadataUnavailable, RegistryError) as exc:
         raise click.ClickException(f"cleanup failed: {exc}") from exc
     for object_id, upload_id in report.aborted:
         click.echo(f"aborted upload {upload_id} of object {object_id}")

@@ -167,3 +167,16 @@ class ObjectCatalog(Protocol):
     """Lets the registry ask Score, in-process, whether an object is uploaded (publish check)."""
 
     def stored_object(self, object_id: str) -> StoredObject | None: ...
+
+
+class SpecRecords(Protocol):
+    """Finished objects' ``.meta`` documents kept in the embedded registry (``UploadService.stored_spec``), so a
+    download specification need not ask the store for them. Errors: ``MetadataUnavailable``, ``RegistryError``."""
+
+    def recorded_spec(self, object_id: str) -> str | None: ...
+
+    def spec_generation(self, object_id: str) -> int: ...
+
+    def record_spec(self, object_id: str, document: str, generation: int) -> bool: ...
+
+    def forget_spec(self, object_id: str) -> None: ...

@@ -287,6 +287,41 @@ class Registry:
             )
         return None if row is None else str(row["state"])
 
+    # ---- object specifications (migration 2; UploadService._show_final) ---------------------------
+
+    def recorded_spec(self, object_id: str) -> str | None:
+        """The ``.meta`` document recorded when the object was finished, or None when none is recorded."""
+        with self._source_errors():
+            row = self._db.fetch_one("SELECT document FROM object_spec WHERE object_id = ?", (object_id,))
+        return None if row is None or row["document"] is None else str(row["document"])
+
+    def spec_generation(self, object_id: str) -> int:
+        """How many times the object's ``.meta`` was hidden or replaced (0: never)."""
+        with self._source_errors():
+            row = self._db.fetch_one("SELECT generation FROM object_spec WHERE object_id = ?", (object_id,))
+        return 0 if row is None else int(row["generation"])
+
+    def record_spec(self, object_id: str, document: str, generation: int) -> bool:
+        """Record the ``.meta`` just written, unless it was hidden again since ``generation`` was read (then a
+        later finalize's ``.meta`` may be the store's, and it records its own). True when recorded."""
+        with self._source_errors(), self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO object_spec (object_id, document, generation) VALUES (?, ?, ?) "
+                "ON CONFLICT (object_id) DO UPDATE SET document = excluded.document "
+                "WHERE object_spec.generation = excluded.generation",
+                (object_id, document, generation),
+            )
+            return bool(cursor.rowcount)
+
+    def forget_spec(self, object_id: str) -> None:
+        """Drop the record, and count a generation, before the object's ``.meta`` is hidden or replaced."""
+        with self._source_errors(), self._write() as db:
+            db.execute(
+                "INSERT INTO object_spec (object_id, document, generation) VALUES (?, NULL, 1) "
+                "ON CONFLICT (object_id) DO UPDATE SET document = NULL, generation = object_spec.generation + 1",
+                (object_id,),
+            )
+
     # ---- studies ----------------------------------------------------------------------------------
 
     def create_study(self, study_id: str, study: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 
 from score.server.metadata.dialect import Db, Dialect
-from score.server.metadata.migrations import m0001_initial
+from score.server.metadata.migrations import m0001_initial, m0002_object_specs
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Migration:
         return cls(version, module.NAME, {"sqlite": module.SQLITE, "postgresql": module.POSTGRES})
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration.of(1, m0001_initial),)
+MIGRATIONS: tuple[Migration, ...] = (Migration.of(1, m0001_initial), Migration.of(2, m0002_object_specs))
 LATEST = MIGRATIONS[-1].version
 
 _VERSION_TABLE = (
