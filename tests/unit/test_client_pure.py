@@ -129,3 +129,33 @@ def test_the_job_board_grows_its_total_as_specifications_come() -> None:
     (task,) = board._bars.tasks
     assert (task.total, task.completed, task.description) == (150, 120, "downloaded 1/3 files")
     board.job_finished()
+
+
+def test_the_next_chunks_call_is_made_while_the_caller_starts_the_files_of_this_one() -> None:
+    """``fetched_ahead``: chunks come back in order with their answers; chunk k+1's call is under way before the
+    caller is done with chunk k; a failed call raises in its turn, after the chunks before it."""
+    import threading
+
+    from score.client.transfer.jobs import fetched_ahead
+
+    second_asked = threading.Event()
+
+    def fetch(chunk: list[int]) -> int:
+        if chunk == [3]:
+            second_asked.set()
+        if chunk == [4]:
+            raise RuntimeError("refused")
+        return sum(chunk)
+
+    seen = []
+    answers = fetched_ahead(iter([[1, 2], [3], [4]]), fetch)
+    for chunk, answer in answers:
+        if chunk == [1, 2]:
+            assert second_asked.wait(5), "the second chunk's call waited for the first chunk's files"
+        seen.append((chunk, answer))
+        if chunk == [3]:
+            break
+    assert seen == [([1, 2], 3), ([3], 3)]
+    with pytest.raises(RuntimeError, match="refused"):
+        next(answers)
+    assert list(fetched_ahead(iter([]), fetch)) == []

@@ -51,6 +51,7 @@ from score.client.transfer.jobs import (
     PartSlots,
     collect_finished,
     drive,
+    fetched_ahead,
     growing_chunks,
 )
 from score.client.transfer.journal import fsync_dir, read_json, sync_file_system, write_json
@@ -333,9 +334,13 @@ class DownloadJob:
         try:
             # Files start as their specifications come, a chunk at a time, so the first bytes move after one
             # short call; an archive lays out every file before writing any, so it plans them all first.
-            for chunk in growing_chunks(todo) if self._sink is None else [todo]:
+            # The specification range: verified ranges fetch whole upload parts (to check their MD5s), so they
+            # need the whole specification; an unverified range asks for the range's own (its parts: the range).
+            spec_range = (0, -1) if validate or (offset, length) == (0, -1) else (offset, length)
+            chunks = growing_chunks(todo) if self._sink is None else iter([todo])
+            for chunk, specs in fetched_ahead(chunks, lambda c: self._specs(c, spec_range)):
                 before = len(report.outcomes)
-                files = self._plan(chunk, offset, length, validate, report)
+                files = self._plan(chunk, specs, spec_range, offset, length, validate, report)
                 if self._sink is None and not force:  # an existing target is compared, not fetched again
                     existing = [f for f in files if f.target.path.exists()]
                     files = [f for f in files if f not in existing]
@@ -367,14 +372,21 @@ class DownloadJob:
         return report
 
     # -- planning ----------------------------------------------------------------------------------
+    def _specs(
+        self, targets: list[DownloadTarget], spec_range: tuple[int, int]
+    ) -> dict[str, ObjectSpecification | str]:
+        return self._api.download_specs([t.object_id for t in targets], *spec_range)
+
     def _plan(
-        self, targets: list[DownloadTarget], offset: int, length: int, validate: bool, report: JobReport
+        self,
+        targets: list[DownloadTarget],
+        specs: dict[str, ObjectSpecification | str],
+        spec_range: tuple[int, int],
+        offset: int,
+        length: int,
+        validate: bool,
+        report: JobReport,
     ) -> list[PlannedFile]:
-        whole_range = (offset, length) == (0, -1)
-        # Verified ranges fetch whole upload parts (to check their MD5s): they need the whole specification.
-        # An unverified range asks for the range's own specification (its parts: the range, absolute offsets).
-        spec_range = (0, -1) if validate or whole_range else (offset, length)
-        specs = self._api.download_specs([t.object_id for t in targets], *spec_range)
         files = []
         for target in targets:
             spec = specs.get(target.object_id, "no answer from the server")

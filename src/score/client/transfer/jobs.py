@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass, field
+from functools import partial
 from typing import Protocol, TypeVar
 
 from score.client.errors import ClientError
@@ -36,6 +37,25 @@ def growing_chunks(items: list[T]) -> Iterator[list[T]]:
     while start < len(items):
         yield items[start : start + size]
         start, size = start + size, min(size * 2, CHUNK)
+
+
+def fetched_ahead(chunks: Iterable[list[T]], fetch: Callable[[list[T]], U]) -> Iterator[tuple[list[T], U]]:
+    """Each chunk with ``fetch(chunk)``; as soon as one call answers, the next chunk's is sent on a thread of its
+    own while the caller starts the files of this one. The server's checks of chunk k+1 then overlap the
+    transfers of chunk k, so no worker waits between chunks (400 small downloads: the four calls made in turn
+    were 0.5 s of the job's 0.8 s). A failed call raises here, in order, as it did when made in line."""
+    remaining = iter(chunks)
+    chunk = next(remaining, None)
+    if chunk is None:
+        return
+    pending = drive(partial(fetch, chunk), "ahead")
+    while chunk is not None:
+        answer = pending.result()
+        following = next(remaining, None)
+        if following is not None:
+            pending = drive(partial(fetch, following), "ahead")
+        yield chunk, answer
+        chunk = following
 
 
 class Cancelled(ClientError):

@@ -47,6 +47,7 @@ from score.client.transfer.jobs import (
     NoJobProgress,
     collect_finished,
     drive,
+    fetched_ahead,
     growing_chunks,
 )
 from score.client.transfer.journal import read_json, sync_file_system, write_json
@@ -309,9 +310,8 @@ class UploadJob:
             return None
         return self._adopt(f, progress)
 
-    def _initiate(self, files: list[_File], force: bool, report: JobReport) -> list[_File]:
-        if not files:
-            return []
+    def _ask_initiate(self, files: list[_File], force: bool) -> dict[str, ObjectSpecification | ServerError]:
+        """The server's answer for each file: its upload started, or why not (one call for the chunk)."""
         items = [
             {
                 "objectId": f.key,
@@ -323,7 +323,12 @@ class UploadJob:
             }
             for f in files
         ]
-        answers = self._api.initiate_many(items)
+        return self._api.initiate_many(items)
+
+    def _initiate(
+        self, files: list[_File], answers: dict[str, ObjectSpecification | ServerError], report: JobReport
+    ) -> list[_File]:
+        """Files whose upload started, each journaled (durably, one sync for the chunk) before any byte moves."""
         existing = self._compare_existing([f for f in files if _exists_refusal(answers[f.key])])
         started = []
         for f in files:
@@ -403,8 +408,8 @@ class UploadJob:
         try:
             for f in started:
                 submit(f)
-            for chunk in growing_chunks(fresh):
-                for f in self._initiate(chunk, force, report):
+            for chunk, answers in fetched_ahead(growing_chunks(fresh), lambda c: self._ask_initiate(c, force)):
+                for f in self._initiate(chunk, answers, report):
                     submit(f)
                 collect_finished(pending, report, self._progress, _failed_file, wait_for_one=False)
             while pending:
