@@ -159,3 +159,32 @@ def test_the_next_chunks_call_is_made_while_the_caller_starts_the_files_of_this_
     with pytest.raises(RuntimeError, match="refused"):
         next(answers)
     assert list(fetched_ahead(iter([]), fetch)) == []
+
+
+def test_finished_files_are_collected_as_they_finish_without_waiting_on_the_others() -> None:
+    """``PendingFiles`` queues each future as it finishes: a wait returns as soon as one file is done (whichever),
+    files still running stay pending, and a file whose future raised is reported through ``failed``."""
+    import threading
+    from concurrent.futures import Future
+
+    from score.client.transfer.jobs import FileOutcome, JobReport, NoJobProgress, PendingFiles, collect_finished
+
+    pending: PendingFiles[str] = PendingFiles()
+    slow, quick, broken = Future(), Future(), Future()
+    pending.update([(slow, "slow"), (quick, "quick"), (broken, "broken")])
+    report = JobReport()
+
+    def failed(name: str, exc: ClientError) -> FileOutcome:
+        return FileOutcome(name, name, "failed", detail=str(exc))
+
+    threading.Timer(0.05, quick.set_result, [FileOutcome("quick", "q", "done", 1)]).start()
+    collect_finished(pending, report, NoJobProgress(), failed, wait_for_one=True)
+    assert [o.name for o in report.outcomes] == ["quick"]
+    assert set(pending.values()) == {"slow", "broken"}
+
+    broken.set_exception(ClientError("the store refused"))
+    collect_finished(pending, report, NoJobProgress(), failed, wait_for_one=False)
+    assert [(o.name, o.status, o.detail) for o in report.outcomes[1:]] == [("broken", "failed", "the store refused")]
+    assert list(pending.values()) == ["slow"]
+    collect_finished(pending, report, NoJobProgress(), failed, wait_for_one=False)  # nothing finished: no wait
+    assert len(report.outcomes) == 2

@@ -49,6 +49,7 @@ from score.client.transfer.jobs import (
     JobReport,
     NoJobProgress,
     PartSlots,
+    PendingFiles,
     collect_finished,
     drive,
     fetched_ahead,
@@ -330,7 +331,7 @@ class DownloadJob:
         committer = Committer()
         large_slots = PartSlots(self._config.parallel)
         space = _SpaceCheck()
-        futures: dict[Future[FileOutcome], PlannedFile] = {}
+        futures: PendingFiles[PlannedFile] = PendingFiles()
         try:
             # Files start as their specifications come, a chunk at a time, so the first bytes move after one
             # short call; an archive lays out every file before writing any, so it plans them all first.
@@ -450,8 +451,8 @@ class DownloadJob:
             return coordinator.submit(self._small, f, coordinator, data, committer)
         return drive(lambda: self._large(f, coordinator, data, large_slots), f"file-{f.key[:8]}")
 
-    def _collect(self, futures: dict[Future[FileOutcome], PlannedFile], report: JobReport, wait_for_one: bool) -> None:
-        collect_finished(futures, report, self._progress, _failed_file, wait_for_one)  # type: ignore[arg-type]
+    def _collect(self, futures: PendingFiles[PlannedFile], report: JobReport, wait_for_one: bool) -> None:
+        collect_finished(futures, report, self._progress, _failed_file, wait_for_one)
 
     def _small(self, f: PlannedFile, coordinator: Coordinator, data: DataClient, committer: Committer) -> FileOutcome:
         """A file of one part (or none): fetch it whole into a partial file beside its target, hashing it."""

@@ -9,14 +9,16 @@ ends within a second, its journals consistent (they are only ever replaced whole
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass, field
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from score.client.errors import ClientError
 
@@ -26,6 +28,7 @@ U = TypeVar("U")
 SMALL_FILE_WORKERS = 16  # small files are latency-bound: a job of several files moves this many at once
 FIRST_CHUNK = 32  # files asked of the server before the first byte moves; the rest are asked while they move,
 CHUNK = 250  # this many per call
+COLLECT_WAIT = 0.25  # seconds of each wait for a finished file (Ctrl-C is seen between two)
 RATE_MIN_SECONDS = 0.5  # a job shorter than this gets no rate in its summary: a few ms make any figure noise
 
 
@@ -193,19 +196,46 @@ def _size(value: float) -> str:
 F = TypeVar("F")
 
 
+class PendingFiles(dict[Future[Any], F]):
+    """The job's files in flight, by their future. Each future, once done, is queued by its own done callback,
+    so collecting finished files costs O(1) each. ``concurrent.futures.wait`` over every pending future (as
+    before) takes each future's lock twice per call, hundreds of locks the workers finishing files contend
+    for: 400 small downloads made ~33,000 futex calls, 84 a file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+
+    def __setitem__(self, future: Future[Any], f: F) -> None:
+        super().__setitem__(future, f)
+        future.add_done_callback(self.finished.put)  # at once if it is done already
+
+    def update(self, pairs: Iterable[tuple[Future[Any], F]]) -> None:  # type: ignore[override]
+        for future, f in pairs:
+            self[future] = f
+
+
 def collect_finished(
-    futures: dict[Future[FileOutcome | None], F],
+    futures: PendingFiles[F],
     report: JobReport,
     progress: JobProgress,
     failed: Callable[[F, ClientError], FileOutcome],
     wait_for_one: bool,
 ) -> None:
     """Report the files finished and drop them from ``futures``; with ``wait_for_one``, first wait until one
-    is (Ctrl-C interrupts that wait itself). A file that raised is ``failed(file, error)``; one that answered
-    None is reported by someone else (the upload's finalizer)."""
-    done, _ = wait(list(futures), timeout=None if wait_for_one else 0, return_when=FIRST_COMPLETED)
+    is (in short waits, so Ctrl-C is seen at once). A file that raised is ``failed(file, error)``; one that
+    answered None is reported by someone else (the upload's finalizer)."""
+    done: list[Future[Any]] = []
+    while wait_for_one and not done and futures:
+        with contextlib.suppress(queue.Empty):
+            done.append(futures.finished.get(timeout=COLLECT_WAIT))
+    with contextlib.suppress(queue.Empty):
+        while True:
+            done.append(futures.finished.get_nowait())
     for future in done:
-        f = futures.pop(future)
+        f = futures.pop(future, None)
+        if f is None:
+            continue  # dropped by its owner already
         try:
             outcome = future.result()
         except Cancelled:

@@ -45,6 +45,7 @@ from score.client.transfer.jobs import (
     JobProgress,
     JobReport,
     NoJobProgress,
+    PendingFiles,
     collect_finished,
     drive,
     fetched_ahead,
@@ -396,7 +397,7 @@ class UploadJob:
         data = DataClient(workers, self._config.timeout, self._config.chunk_size)
         finalizer = Finalizer(self._api, self._progress, report)
         large_slots = threading.Semaphore(self._config.parallel)
-        pending: dict[Future[FileOutcome | None], _File] = {}
+        pending: PendingFiles[_File] = PendingFiles()
 
         def submit(f: _File) -> None:
             if f.small:
