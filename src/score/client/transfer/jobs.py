@@ -198,9 +198,9 @@ F = TypeVar("F")
 
 class PendingFiles(dict[Future[Any], F]):
     """The job's files in flight, by their future. Each future, once done, is queued by its own done callback,
-    so collecting finished files costs O(1) each. ``concurrent.futures.wait`` over every pending future (as
-    before) takes each future's lock twice per call, hundreds of locks the workers finishing files contend
-    for: 400 small downloads made ~33,000 futex calls, 84 a file."""
+    so collecting a finished file costs the same however many are in flight. ``concurrent.futures.wait`` over
+    every pending future (as before) takes each one's lock twice per call: a job of thousands of files in
+    flight paid that, under the workers' feet, for every file it collected."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -233,9 +233,9 @@ def collect_finished(
         while True:
             done.append(futures.finished.get_nowait())
     for future in done:
-        f = futures.pop(future, None)
-        if f is None:
+        if future not in futures:
             continue  # dropped by its owner already
+        f = futures.pop(future)
         try:
             outcome = future.result()
         except Cancelled:
