@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,23 @@ def test_score_server_migrate_prints_what_it_applied(
 def test_an_unreachable_postgres_fails_the_start_with_a_clear_message() -> None:
     with pytest.raises(MetadataUnavailable, match=r"registry database \(postgresql://u:\*\*\*@127.0.0.1:1/db\)"):
         Registry("postgresql://u:secret@127.0.0.1:1/db")
+
+
+def test_a_new_sqlite_registry_opened_while_another_connection_writes_waits_for_it(tmp_path: Path) -> None:
+    """The switch to WAL needs the file to itself and SQLite does not wait for it: a replica that opened a new
+    registry while another was migrating it failed with "database is locked" (seen in CI). It waits now."""
+    path = tmp_path / "registry.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE early (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO early VALUES (1)")
+    release = threading.Timer(0.3, holder.execute, ["COMMIT"])
+    release.start()
+    try:
+        registry = Registry(path)
+    finally:
+        release.join()
+        holder.close()
+    assert registry.schema_version() == migrations.LATEST
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

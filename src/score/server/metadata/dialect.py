@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from score.server.metadata.base import MetadataUnavailable
 from score.server.metadata.song_errors import INSUFFICIENT_STORAGE, MALFORMED_PARAMETER, RegistryError
 
 _BUSY_TIMEOUT_SECONDS = 30.0
+_WAL_RETRY_SECONDS = 0.01  # between two tries of the switch to WAL while another connection holds the file
 _IDLE_CONNECTIONS = 16  # kept open between transactions: about the threads that query at once
 _PG_CONNECT_TIMEOUT_SECONDS = 5
 # The readiness probe waits at most this long for a connection: a balancer's check times out in about a second,
@@ -116,10 +118,25 @@ class SqliteDialect:
         self._keeper: sqlite3.Connection | None = None
         db = self.connect()
         try:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode = WAL")  # persistent: recorded in the database file
+            self._use_wal(db)
         finally:
             db.close()
+
+    @staticmethod
+    def _use_wal(db: sqlite3.Connection) -> None:
+        """Switch the file to WAL (persistent: recorded in the database file). The switch needs the file to
+        itself and SQLite does not wait for it (no busy handler): a replica starting while another migrates a
+        new registry got "database is locked" at once. So it is tried again for up to the busy timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(_WAL_RETRY_SECONDS)
 
     def describe(self) -> str:
         return f"SQLite {self.db_path}"
