@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 import sys
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -15,7 +16,11 @@ from pydantic import ValidationError
 from score import __version__
 
 if TYPE_CHECKING:
+    from score.server.services.uploads import UploadService
     from score.server.settings import ServerSettings
+    from score.server.storage.base import ObjectStore
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)\Z")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -35,6 +40,11 @@ def parse_duration(text: str) -> int:
     if not match:
         raise click.BadParameter(f"{text!r} is not a duration: use e.g. 3600, 90s, 30m, 12h or 7d")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def data_dir_option(help_text: str = "Data dir [the running server's, else ./score-data].") -> Callable[[F], F]:
+    """The ``--data-dir`` option of the commands that work on a server's data."""
+    return click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=help_text)
 
 
 @click.group()
@@ -208,12 +218,7 @@ def locate_data_dir(explicit: Path | None, settings: ServerSettings | None) -> t
 @click.option("--scopes", required=True, help='Space-separated scopes, e.g. "score.WRITE song.WRITE".')
 @click.option("--ttl", default="1h", show_default=True, help="Lifetime: seconds or 30m, 12h, 7d.")
 @click.option("--subject", default="score-admin", show_default=True, help="Who the token identifies.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Data dir holding the signing key [the running server's, else ./score-data].",
-)
+@data_dir_option("Data dir holding the signing key [the running server's, else ./score-data].")
 def token(scopes: str, ttl: str, subject: str, data_dir: Path | None) -> None:
     """Print a token signed with the running server's key (or the key in --data-dir).
 
@@ -263,51 +268,54 @@ def _warn_if_another_server(directory: Path) -> None:
         click.echo(f"note: no running score-server uses this data dir ({running}); they refuse this token", err=True)
 
 
-@main.command()
-@click.option("--older-than", default="6d", show_default=True, help="Abort uploads started longer ago than this.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Data dir [the running server's, else ./score-data].",
-)
-def cleanup(older_than: str, data_dir: Path | None) -> None:
-    """Abort stale uploads once (the server also sweeps every cleanup_interval seconds)."""
+@contextmanager
+def _offline_uploads(data_dir: Path | None, doing: str, what: str) -> Iterator[tuple[ObjectStore, UploadService]]:
+    """The store, and the upload service with the embedded registry's records of finished objects' ``.meta``
+    (a finalize the sweep finishes may replace one), for a command run beside the server; not the identity
+    providers. A full disk still opens the registry: migrations only read when the schema is current. Store
+    and registry failures end the command with "<what> failed: <why>"."""
     from score.server.app import open_registry
     from score.server.metadata.base import MetadataUnavailable
     from score.server.metadata.song_errors import RegistryError
-    from score.server.services.cleanup import clean_stale_uploads
     from score.server.services.uploads import UploadService
     from score.server.settings import ServerSettings
     from score.server.storage.backends import build_store
     from score.server.storage.base import StoreError
 
-    # The store, and the embedded registry only for its records of finished objects' .meta (a finalize the
-    # sweep finishes may replace one); not the identity providers. A full disk still opens the registry:
-    # migrations only read when the schema is current.
     try:
         directory, source = locate_data_dir(data_dir, None if data_dir else ServerSettings())
         settings = ServerSettings(data_dir=directory)
     except (ValidationError, ValueError) as exc:
         raise click.ClickException(f"invalid settings: {settings_problem(exc)}") from exc
     if settings.storage == "local" and not directory.is_dir():
-        # Sweeping a data dir that is not there would make an empty store and report nothing to do.
+        # A data dir that is not there would make an empty store and report nothing to do.
         raise click.ClickException(
             f"data dir {directory} ({source}) does not exist; give the server's: --data-dir DIR or SCORE_DATA_DIR=DIR"
         )
-    click.echo(f"cleaning data dir {directory} ({source}), storage {settings.storage}", err=True)
+    click.echo(f"{doing} data dir {directory} ({source}), storage {settings.storage}", err=True)
     try:
         store = build_store(settings)
         uploads = UploadService(store, settings)
         registry = None if settings.metadata_url else open_registry(settings)
         uploads.spec_records = registry
         try:
-            report = clean_stale_uploads(store, uploads, parse_duration(older_than))
+            yield store, uploads
         finally:
             if registry is not None:
                 registry.close()
     except (StoreError, OSError, MetadataUnavailable, RegistryError) as exc:
-        raise click.ClickException(f"cleanup failed: {exc}") from exc
+        raise click.ClickException(f"{what} failed: {exc}") from exc
+
+
+@main.command()
+@click.option("--older-than", default="6d", show_default=True, help="Abort uploads started longer ago than this.")
+@data_dir_option()
+def cleanup(older_than: str, data_dir: Path | None) -> None:
+    """Abort stale uploads once (the server also sweeps every cleanup_interval seconds)."""
+    from score.server.services.cleanup import clean_stale_uploads
+
+    with _offline_uploads(data_dir, "cleaning", "cleanup") as (store, uploads):
+        report = clean_stale_uploads(store, uploads, parse_duration(older_than))
     for object_id, upload_id in report.aborted:
         click.echo(f"aborted upload {upload_id} of object {object_id}")
     for object_id, upload_id in report.finished:
@@ -323,12 +331,28 @@ def cleanup(older_than: str, data_dir: Path | None) -> None:
     )
 
 
+@main.command("record-specs")
+@data_dir_option()
+def record_specs(data_dir: Path | None) -> None:
+    """Record in the registry every finished object's .meta it has no record of (objects finished before
+    schema version 2), so their download specifications stop reading the store. Safe beside running servers."""
+    from score.server.services.spec_backfill import record_existing_specs
+
+    with _offline_uploads(data_dir, "recording the objects of", "record-specs") as (store, uploads):
+        if uploads.spec_records is None:
+            raise click.ClickException("with metadata_url (a remote Song) there is no registry to record objects in")
+        report = record_existing_specs(store, uploads)
+    unreadable = f", {report.unreadable} with a .meta that is no specification" if report.unreadable else ""
+    click.echo(
+        f"{report.recorded} of {report.examined} objects recorded ({report.known} were already, "
+        f"{report.changed} changed meanwhile and are left to their uploads{unreadable})",
+        err=True,
+    )
+
+
 @main.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Data dir holding the SQLite registry [the running server's, else ./score-data]; unused with registry_url.",
+@data_dir_option(
+    "Data dir holding the SQLite registry [the running server's, else ./score-data]; unused with registry_url."
 )
 def migrate(data_dir: Path | None) -> None:
     """Bring the embedded registry's schema up to date and print each migration applied.
@@ -380,12 +404,7 @@ class _NotVerified(click.ClickException):
 @main.command()
 @click.argument("object_ids", nargs=-1)
 @click.option("--all", "check_all", is_flag=True, help="Check every object in the store.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Data dir [the running server's, else ./score-data].",
-)
+@data_dir_option()
 @click.option("--rate", default=0, type=int, show_default=True, help="Bytes per second to read at most; 0 = no cap.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per object checked, then a summary object.")
 def verify(object_ids: tuple[str, ...], check_all: bool, data_dir: Path | None, rate: int, as_json: bool) -> None:

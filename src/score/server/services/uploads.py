@@ -287,6 +287,27 @@ class UploadService:
         except (MetadataUnavailable, RegistryError) as exc:
             log.warning("the specification of %s was not recorded in the registry (%s)", object_id, exc)
 
+    def record_stored(self, object_id: str) -> str:
+        """Record the object's ``.meta`` if the registry holds no record of it (finished before records were
+        kept), as a finalize would: the generation is read before ``.meta``, so a hide meanwhile makes the record
+        refuse. "recorded", "known" (recorded already), "changed" (hidden or replaced meanwhile: its own upload
+        records it), "absent" (no ``.meta`` now) or "unreadable" (a ``.meta`` that is no specification)."""
+        records = self.spec_records
+        if records is None:
+            raise ValueError("no registry keeps records here (a remote Song holds the metadata)")
+        if records.recorded_spec(object_id) is not None:
+            return "known"
+        generation = records.spec_generation(object_id)
+        document = guard(lambda: self._store.read_document(meta_key(object_id)))
+        if document is None:
+            return "absent"
+        try:
+            ObjectSpecification.model_validate_json(document)
+        except ValueError:
+            return "unreadable"  # every read of it says so; nothing to record
+        recorded = records.record_spec(object_id, document.decode("utf-8"), generation)
+        return "recorded" if recorded else "changed"
+
     def _hide_final(self, object_id: str) -> None:
         """Hide the object: its record goes first (a failure stops here, with the object intact), then ``.meta``."""
         if self.spec_records is not None:
