@@ -62,7 +62,9 @@ def test_a_job_survives_a_replica_killed_and_restarted(seaweed: SeaweedS3, postg
         balancer = HAProxy(balancer_port, [r.port for r in replicas], tmp_path / "haproxy.log").wait_ready()
         front = SimpleNamespace(url=balancer.url)
         token = first.token("score.WRITE score.READ song.WRITE")
-        files = [make_file(tmp_path / "in" / f"small-{n:03d}.bin", 100_000 + n, seed=n) for n in range(400)]
+        # Enough small files that each job outlasts the replica's kill window (0.4 s, then 1.0 s down) on a quiet
+        # machine: 400 downloaded in 1.7 s once downloads stopped reading .meta from the store, too close.
+        files = [make_file(tmp_path / "in" / f"small-{n:04d}.bin", 100_000 + n, seed=n) for n in range(1000)]
         files += [make_file(tmp_path / "in" / f"large-{n}.bam", 24 * MiB + n, seed=1000 + n) for n in range(3)]
         registry = Registry(front, token)  # type: ignore[arg-type]
         analysis_id, ids = registry.submit(STUDY, files)
