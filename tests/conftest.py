@@ -6,10 +6,12 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -203,6 +205,20 @@ class Client:
             stderr=subprocess.PIPE,
             text=True,
         )
+
+
+def recorded_specs(data_dir: Path) -> dict[str, str]:
+    """The embedded registry's records of finished objects' ``.meta`` (``object_spec`` rows that hold one), by
+    object id: what download specifications are answered from."""
+    with closing(sqlite3.connect(data_dir / "registry.sqlite")) as db:
+        rows = db.execute("SELECT object_id, document FROM object_spec WHERE document IS NOT NULL").fetchall()
+    return dict(rows)
+
+
+def forget_recorded_specs(data_dir: Path) -> None:
+    """Empty ``object_spec``, as in a registry from before schema version 2."""
+    with closing(sqlite3.connect(data_dir / "registry.sqlite")) as db, db:
+        db.execute("DELETE FROM object_spec")
 
 
 def upload_analysis(

@@ -7,17 +7,15 @@ import contextlib
 import hashlib
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from collections import Counter
-from contextlib import closing
 from pathlib import Path
 
 import httpx
 
 from tests import prometheus
-from tests.conftest import BIN, Client, Registry, ScoreServer, make_file, md5_of
+from tests.conftest import BIN, Client, Registry, ScoreServer, forget_recorded_specs, make_file, md5_of
 from tests.contract.conftest import Deployment, start_part_upload
 from tests.genomics_data import make_bam_and_cram
 from tests.services.proxy import ProxyEvent
@@ -509,7 +507,6 @@ def test_download_specifications_are_answered_from_the_registrys_record_of_meta(
     assert all(second[oid][3] != first[oid][3] for oid in ids.values()), "a record still names the old upload"
     assert store_reads() == reads
 
-    with closing(sqlite3.connect(deployment.server.data_dir / "registry.sqlite")) as db, db:
-        db.execute("DELETE FROM object_spec")  # as a registry from before the records holds none
+    forget_recorded_specs(deployment.server.data_dir)  # as a registry from before the records holds none
     assert specs() == second
     assert store_reads() == reads + len(files)  # one .meta each

@@ -23,12 +23,10 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,7 +34,7 @@ import httpx
 import pytest
 
 from score.crashpoints import CLIENT_POINTS, ENV, SERVER_POINTS
-from tests.conftest import BIN, SMALL_PART, Client, Registry, ScoreServer, make_file, md5_of
+from tests.conftest import BIN, SMALL_PART, Client, Registry, ScoreServer, make_file, md5_of, recorded_specs
 
 pytestmark = pytest.mark.e2e
 
@@ -247,14 +245,7 @@ def _assert_complete(server: ScoreServer, token: str, upload: Upload) -> None:
     spec = response.json()
     assert (spec["objectSize"], spec["objectMd5"]) == (upload.source.stat().st_size, md5_of(upload.source))
     meta = (_store(server.data_dir) / "objects" / "data" / f"{upload.object_id}.meta").read_text()
-    assert _recorded_spec(server.data_dir, upload.object_id) == meta, "the registry's record of .meta is not it"
-
-
-def _recorded_spec(data_dir: Path, object_id: str) -> str | None:
-    """The registry's record of the object's ``.meta`` (what download specifications are answered from)."""
-    with closing(sqlite3.connect(data_dir / "registry.sqlite")) as db:
-        row = db.execute("SELECT document FROM object_spec WHERE object_id = ?", (object_id,)).fetchone()
-    return None if row is None else str(row[0])
+    assert recorded_specs(server.data_dir).get(upload.object_id) == meta, "the registry's record of .meta is not it"
 
 
 def _assert_downloads_intact(server: ScoreServer, token: str, upload: Upload, tmp_path: Path) -> None:
@@ -421,7 +412,7 @@ def test_server_killed_then_swept_is_consistent(
             _assert_written_once(upload.object_id, uploads, crashed.server, crashed.held_at_kill, restarted)
         else:
             assert not _exists(restarted, token, upload.object_id)
-            assert _recorded_spec(crashed.data_dir, upload.object_id) is None
+            assert upload.object_id not in recorded_specs(crashed.data_dir)
             status = httpx.get(
                 f"{restarted.url}/upload/{upload.object_id}/status",
                 params={"fileSize": SIZE},

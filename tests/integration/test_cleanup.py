@@ -4,14 +4,12 @@ kept, concurrent sweeps are safe) and ``record-specs`` (objects finished before 
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
-from contextlib import closing
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import BIN, Client, Registry, ScoreServer, make_file
+from tests.conftest import BIN, Client, Registry, ScoreServer, forget_recorded_specs, make_file, recorded_specs
 
 
 def _cleanup(server: ScoreServer, older_than: str) -> subprocess.Popen[str]:
@@ -53,12 +51,6 @@ def test_stale_uploads_are_aborted_and_fresh_ones_kept(
         assert late.status_code == 404, "the store's upload must be aborted too"
 
 
-def _records(server: ScoreServer) -> dict[str, str]:
-    with closing(sqlite3.connect(server.data_dir / "registry.sqlite")) as db:
-        rows = db.execute("SELECT object_id, document FROM object_spec WHERE document IS NOT NULL").fetchall()
-    return dict(rows)
-
-
 def test_record_specs_records_objects_finished_before_the_registry_kept_records(
     server: ScoreServer, registry: Registry, client: Client, tmp_path: Path
 ) -> None:
@@ -69,9 +61,8 @@ def test_record_specs_records_objects_finished_before_the_registry_kept_records(
     )
     assert upload.returncode == 0, upload.stderr
     metas = server.data_dir / "store" / "objects" / "data"
-    assert _records(server) == {oid: (metas / f"{oid}.meta").read_text() for oid in ids.values()}
-    with closing(sqlite3.connect(server.data_dir / "registry.sqlite")) as db, db:
-        db.execute("DELETE FROM object_spec")  # a registry from before the records
+    assert recorded_specs(server.data_dir) == {oid: (metas / f"{oid}.meta").read_text() for oid in ids.values()}
+    forget_recorded_specs(server.data_dir)  # a registry from before the records
     garbled = ids["r3.bin"]
     (metas / f"{garbled}.meta").write_text("{not a specification")
 
@@ -81,7 +72,7 @@ def test_record_specs_records_objects_finished_before_the_registry_kept_records(
     assert "3 of 4 objects recorded (0 were already, 0 changed meanwhile" in first.stderr
     assert "1 with a .meta that is no specification" in first.stderr
     expected = {oid: (metas / f"{oid}.meta").read_text() for oid in ids.values() if oid != garbled}
-    assert _records(server) == expected
+    assert recorded_specs(server.data_dir) == expected
     again = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "0 of 4 objects recorded (3 were already" in again.stderr, again.stderr
-    assert _records(server) == expected
+    assert recorded_specs(server.data_dir) == expected

@@ -268,6 +268,27 @@ def _warn_if_another_server(directory: Path) -> None:
         click.echo(f"note: no running score-server uses this data dir ({running}); they refuse this token", err=True)
 
 
+def _data_dir_settings(
+    data_dir: Path | None, doing: str, refusal: type[click.ClickException] = click.ClickException
+) -> ServerSettings:
+    """The settings of the server whose data a command works on (``--data-dir``, else the running server's),
+    said on stderr; ``refusal`` (with its exit status) when they are invalid or the local data dir is missing."""
+    from score.server.settings import ServerSettings
+
+    try:
+        directory, source = locate_data_dir(data_dir, None if data_dir else ServerSettings())
+        settings = ServerSettings(data_dir=directory)
+    except (ValidationError, ValueError) as exc:
+        raise refusal(f"invalid settings: {settings_problem(exc)}") from exc
+    if settings.storage == "local" and not directory.is_dir():
+        # A data dir that is not there would make an empty store and report nothing to do.
+        raise refusal(
+            f"data dir {directory} ({source}) does not exist; give the server's: --data-dir DIR or SCORE_DATA_DIR=DIR"
+        )
+    click.echo(f"{doing} data dir {directory} ({source}), storage {settings.storage}", err=True)
+    return settings
+
+
 @contextmanager
 def _offline_uploads(data_dir: Path | None, doing: str, what: str) -> Iterator[tuple[ObjectStore, UploadService]]:
     """The store, and the upload service with the embedded registry's records of finished objects' ``.meta``
@@ -278,21 +299,10 @@ def _offline_uploads(data_dir: Path | None, doing: str, what: str) -> Iterator[t
     from score.server.metadata.base import MetadataUnavailable
     from score.server.metadata.song_errors import RegistryError
     from score.server.services.uploads import UploadService
-    from score.server.settings import ServerSettings
     from score.server.storage.backends import build_store
     from score.server.storage.base import StoreError
 
-    try:
-        directory, source = locate_data_dir(data_dir, None if data_dir else ServerSettings())
-        settings = ServerSettings(data_dir=directory)
-    except (ValidationError, ValueError) as exc:
-        raise click.ClickException(f"invalid settings: {settings_problem(exc)}") from exc
-    if settings.storage == "local" and not directory.is_dir():
-        # A data dir that is not there would make an empty store and report nothing to do.
-        raise click.ClickException(
-            f"data dir {directory} ({source}) does not exist; give the server's: --data-dir DIR or SCORE_DATA_DIR=DIR"
-        )
-    click.echo(f"{doing} data dir {directory} ({source}), storage {settings.storage}", err=True)
+    settings = _data_dir_settings(data_dir, doing)
     try:
         store = build_store(settings)
         uploads = UploadService(store, settings)
@@ -419,7 +429,6 @@ def verify(object_ids: tuple[str, ...], check_all: bool, data_dir: Path | None, 
     from score.core.ids import is_safe_id
     from score.server.audit import AuditLog
     from score.server.services import fixity
-    from score.server.settings import ServerSettings
     from score.server.storage.backends import build_store
     from score.server.storage.base import StoreError
 
@@ -432,16 +441,8 @@ def verify(object_ids: tuple[str, ...], check_all: bool, data_dir: Path | None, 
             "(no '..', no '/'), e.g. a UUID",
             param_hint="OBJECT_ID",
         )
-    try:
-        directory, source = locate_data_dir(data_dir, None if data_dir else ServerSettings())
-        settings = ServerSettings(data_dir=directory)
-    except (ValidationError, ValueError) as exc:
-        raise _NotVerified(f"invalid settings: {settings_problem(exc)}") from exc
-    if settings.storage == "local" and not directory.is_dir():
-        raise _NotVerified(
-            f"data dir {directory} ({source}) does not exist; give the server's: --data-dir DIR or SCORE_DATA_DIR=DIR"
-        )
-    click.echo(f"verifying objects of data dir {directory} ({source}), storage {settings.storage}", err=True)
+    settings = _data_dir_settings(data_dir, "verifying objects of", _NotVerified)
+    directory = settings.data_dir
     try:
         store = build_store(settings)
     except (StoreError, ValueError, OSError) as exc:

@@ -233,8 +233,6 @@ def collect_finished(
         while True:
             done.append(futures.finished.get_nowait())
     for future in done:
-        if future not in futures:
-            continue  # dropped by its owner already
         f = futures.pop(future)
         try:
             outcome = future.result()
