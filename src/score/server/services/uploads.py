@@ -19,7 +19,7 @@ new ``.meta``, delete the state. A finalize asked for an upload whose ``.meta`` 
 success and removes what is left of its state.
 
 Whole-object uploads (the batch API, for a client that asks): a one-part file whose MD5 is registered,
-on a store that ``SignsWholePuts``, gets one signed PUT of ``data/{id}`` that the store accepts only with
+on a store that ``SignsWholePuts`` (S3; the local and POSIX stores, ``storage/local/whole.py``), gets one signed PUT of ``data/{id}`` that the store accepts only with
 the registered bytes (the signature fixes ``Content-MD5``). No multipart upload, no state: its uploadId
 (``~put.<hex>``) only says so, and its finalize checks that ``data/{id}`` holds exactly those bytes (size
 and ETag) before writing ``.meta``. A crash leaves at most verified bytes without ``.meta``, which the
@@ -804,11 +804,17 @@ class UploadService:
                 return self._finalize_parts(object_id, upload_id, md5, entity, parts)
             except (BadRequest, NotFound):
                 # A call that overlapped this one (the client's retry on another replica, or the sweep) may
-                # have finished the upload and removed its state under our feet: that is success.
+                # have finished the upload and removed its state under our feet: that is success. Or it may be
+                # half-way: committed, the store's upload completed, ``.meta`` not yet written; then this call
+                # rolls its commit forward as the sweep would, instead of failing a finalize that is succeeding.
                 finished = self._finished(object_id, upload_id)
-                if finished is None:
+                if finished is not None:
+                    return finished
+                commit = self._read_commit(object_id, upload_id)
+                spec = guard(lambda: read_spec(self._store, upload_state_prefix(object_id, upload_id) + ".meta"))
+                if commit is None or spec is None:
                     raise
-                return finished
+                return self.roll_forward(object_id, upload_id, spec, commit)
 
     def _finished(self, object_id: str, upload_id: str) -> ObjectSpecification | None:
         """The object's ``.meta`` if this upload is what it holds, else None."""

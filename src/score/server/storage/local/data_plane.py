@@ -1,6 +1,7 @@
 """The local store's data endpoint: serves the URLs LocalStore signs, like S3 serves pre-signed URLs.
 
-``PUT /_store/{key}?op=put&...`` receives one upload part and writes it in place;
+``PUT /_store/{key}?op=put&...`` receives one upload part and writes it in place; ``op=whole`` a whole object
+of the signed MD5 (``whole``);
 ``GET|HEAD /_store/{key}?op=get&...`` serves an object, or the byte window the URL was signed for,
 with HTTP Range semantics (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``; 206/416). The signature is
 checked before anything else, and no bearer token is needed: the URL itself is the credential.
@@ -16,9 +17,11 @@ import errno
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -30,7 +33,8 @@ from starlette.types import Receive, Scope, Send
 from score.core.md5 import base64_to_hex
 from score.server.errors import NotFound, error_response
 from score.server.storage.base import StoreFull, UploadNotFound
-from score.server.storage.local.store import BadDigest, LocalStore, OpenObject, PartBusy, PartImmutable, PartWriter
+from score.server.storage.local.store import BadDigest, LocalStore, OpenObject, PartBusy, PartImmutable
+from score.server.storage.local.whole import WrongBytes
 from score.server.storage.url_signing import SignatureError
 
 ACCESS_LOG = logging.getLogger("score.store.access")
@@ -98,8 +102,14 @@ def _parse_part_request(params: dict[str, str], request: Request) -> _PartReques
     return part
 
 
-async def _receive_into(request: Request, writer: PartWriter) -> None:
-    """Stream the body into the part in ~1 MiB batches.
+class _Writer(Protocol):
+    received: int
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None: ...
+
+
+async def _receive_into(request: Request, writer: _Writer) -> None:
+    """Stream the body into a part (or a whole object) in ~1 MiB batches.
 
     A worker thread hashes and writes one batch while the event loop receives the next (hashlib and
     pwrite release the GIL): ~20-25% faster than a strictly sequential loop on loopback. At most a few
@@ -128,12 +138,36 @@ async def _receive_into(request: Request, writer: PartWriter) -> None:
         raise failure.exceptions[0] from None
 
 
+async def _take_body(
+    request: Request, writer: _Writer, finish: Callable[[], str], fields: dict[str, Any]
+) -> str | Response:
+    """Receive the body into ``writer``, then ``finish`` it: the ETag, or the refusal to answer (logged)."""
+    try:
+        await _receive_into(request, writer)
+        return await anyio.to_thread.run_sync(finish)
+    except ClientDisconnect:
+        _access_log("part_put_aborted", **fields, bytes=writer.received, status=499)
+        return Response(status_code=400)  # nobody is listening any more
+    except (BadDigest, WrongBytes, ValueError, UploadNotFound, PartImmutable) as exc:
+        status = 404 if isinstance(exc, UploadNotFound) else 409 if isinstance(exc, PartImmutable) else 400
+        _access_log("part_put_failed", **fields, bytes=writer.received, status=status)
+        return error_response(status, str(exc), request.url.path)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        _access_log("part_put_failed", **fields, bytes=writer.received, status=507)
+        where = f"part {fields['partNumber']} of {fields['key']}"
+        return error_response(507, f"the store is full: no room to write {where}", request.url.path)
+
+
 async def put_part(request: Request, key: str) -> Response:
     """Receive one part: verify the URL, stream to disk, fsync, check Content-MD5, record the part."""
     path = request.url.path
     store = _local_store(request)
     try:
         params = store.signer.verify("PUT", key, request.query_params.multi_items())
+        if params.get("op") == "whole":
+            return await _put_whole(request, store, key, params)
         part = _parse_part_request(params, request)
     except SignatureError as exc:
         return error_response(403, str(exc), path)
@@ -154,26 +188,58 @@ async def put_part(request: Request, key: str) -> Response:
     except ValueError as exc:
         return error_response(400, str(exc), path)
     try:
-        await _receive_into(request, writer)
-        etag = await anyio.to_thread.run_sync(writer.finish, part.content_md5_hex)
-    except ClientDisconnect:
-        _access_log("part_put_aborted", **fields, bytes=writer.received, status=499)
-        return Response(status_code=400)  # nobody is listening any more
-    except (BadDigest, ValueError, UploadNotFound, PartImmutable) as exc:
-        status = 404 if isinstance(exc, UploadNotFound) else 409 if isinstance(exc, PartImmutable) else 400
-        _access_log("part_put_failed", **fields, bytes=writer.received, status=status)
-        return error_response(status, str(exc), path)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        _access_log("part_put_failed", **fields, bytes=writer.received, status=507)
-        return error_response(507, f"the store is full: no room to write part {part.part_number}", path)
+        etag = await _take_body(request, writer, partial(writer.finish, part.content_md5_hex), fields)
     finally:
         writer.close()
+    if isinstance(etag, Response):
+        return etag
     # A part already stored is acknowledged without being written again: logged apart, so a count of
     # "part_put" events is a count of parts written.
     event = "part_put" if writer.stored is None else "part_put_identical"
     _access_log(event, **fields, bytes=writer.received, status=200)
+    return Response(status_code=200, headers={"ETag": f'"{etag}"'})
+
+
+def _whole_size(request: Request, signed_md5: str) -> int:
+    """The size a whole-object PUT announces, once its ``Content-MD5`` is the signed one (raises ValueError, or
+    SignatureError as S3 answers a Content-MD5 other than the one its URL was signed with)."""
+    content_md5 = request.headers.get("content-md5")
+    try:
+        sent_md5 = base64_to_hex(content_md5) if content_md5 else None
+    except ValueError:
+        raise ValueError(
+            f"InvalidDigest: Content-MD5 {content_md5!r} is not the base64 of a 16-byte MD5 digest"
+        ) from None
+    if sent_md5 != signed_md5:
+        raise SignatureError(
+            "SignatureDoesNotMatch: this URL was signed for Content-MD5 of the file's registered MD5 "
+            f"({signed_md5}); send that header with the file's bytes"
+        )
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        raise ValueError("send the object with Content-Length (its size), not chunked")
+    return int(declared)
+
+
+async def _put_whole(request: Request, store: LocalStore, key: str, params: dict[str, str]) -> Response:
+    """Receive a whole object (``whole``): verify the headers, stream to a temporary file, place it if its MD5
+    is the signed one. Logged as the one part it is (``part_put``, ``whole``), so counts of parts written hold."""
+    path = request.url.path
+    signed_md5 = params.get("md5", "")
+    size = _whole_size(request, signed_md5)
+    fields: dict[str, Any] = {"key": key, "partNumber": 1, "whole": True}
+    try:
+        writer = await anyio.to_thread.run_sync(store.begin_whole_write, key, size, signed_md5)
+    except StoreFull as exc:
+        _access_log("part_put_refused", **fields, bytes=0, status=507)
+        return error_response(507, f"the store is full: {exc}", path)
+    try:
+        etag = await _take_body(request, writer, writer.finish, fields)
+    finally:
+        writer.close()
+    if isinstance(etag, Response):
+        return etag
+    _access_log("part_put", **fields, bytes=writer.received, status=200)
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})
 
 

@@ -43,7 +43,7 @@ def fsync_dir(path: Path | int) -> None:
         os.close(fd)
 
 
-def write_all(fd: int, body: bytes) -> None:
+def write_all(fd: int, body: bytes | bytearray | memoryview) -> None:
     view = memoryview(body)
     while view:
         view = view[os.write(fd, view) :]
@@ -95,6 +95,14 @@ class Beneath:
     @contextlib.contextmanager
     def folder(self, segments: Sequence[str], create: bool = False) -> Iterator[int]:
         """An open descriptor of the folder ``segments`` below the root (created 0700 if asked)."""
+        fd = self.open_folder(segments, create)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def open_folder(self, segments: Sequence[str], create: bool = False) -> int:
+        """``folder``'s descriptor, for a caller that keeps it open beyond one block (and closes it)."""
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for segment in segments:
@@ -111,9 +119,10 @@ class Beneath:
                     raise _refused(segment, exc) from None
                 os.close(fd)
                 fd = child
-            yield fd
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return fd
 
     def open(self, segments: Sequence[str], flags: int = os.O_RDONLY) -> int | None:
         """A descriptor of the regular file at ``segments``, or None if there is none (or not a file)."""

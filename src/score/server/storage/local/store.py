@@ -74,6 +74,7 @@ from score.server.storage.local.files import (
     fsync_dir,
     write_atomic,
 )
+from score.server.storage.local.whole import WholeWriter, keeps_attributes, kept_md5
 from score.server.storage.url_signing import UrlSigner
 
 if TYPE_CHECKING:
@@ -430,6 +431,7 @@ class LocalStore:
         for folder in (self.root, self.objects, self.multipart):
             folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self._files = Beneath(self.objects)
+        self._keeps_md5s = keeps_attributes(self.objects)  # whole-object PUTs need it (``whole``)
         if signing_key is None:
             signing_key = load_or_create_signing_key(self.root.parent / "keys" / "url-signing.key")
         self.signer = UrlSigner(signing_key)
@@ -605,9 +607,11 @@ class LocalStore:
 
     def list_uploaded_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         self._upload_size(key, upload_id)
+        records = self._read_records(upload_id)
+        # Looked at after the records: a completion moves ``data`` out before it removes the folder, so a listing
+        # that overlapped the removal (and may lack records) is seen as the completed upload it is.
         if not (self._upload_dir(upload_id) / "data").exists():
             raise UploadNotFound(_gone(upload_id))  # completed; only the clean-up was interrupted
-        records = self._read_records(upload_id)
         return [UploadedPart(r.part_number, r.etag, r.size) for _, r in sorted(records.items())]
 
     def complete_upload(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
@@ -690,6 +694,23 @@ class LocalStore:
                 meta = {}
             yield StoreUpload(str(meta.get("key", "")), entry.name, started_ms)
 
+    # -- whole-object PUT (``SignsWholePuts``; see ``whole``) --------------------------------------------
+    def sign_whole_put(self, key: str, md5: str, expires_in: int) -> str | None:
+        """A URL that creates ``key`` with one PUT of exactly the bytes of ``md5``; None where the file system
+        cannot keep the MD5 with the file (no extended attributes)."""
+        validate_key(key)
+        if not self._keeps_md5s:
+            return None
+        return self._signed_url(key, "PUT", {"op": "whole", "md5": md5.lower()}, expires_in)
+
+    def begin_whole_write(self, key: str, size: int, md5: str) -> WholeWriter:
+        """Open a whole-object PUT of ``size`` bytes for the data endpoint (refused when there is no room)."""
+        segments = self._segments(key)
+        if size > self.max_object_size:
+            raise InvalidKey(f"an object holds at most {self.max_object_size} bytes, not {size}")
+        self._refuse_unless_room(size, f"an upload of {key}")
+        return WholeWriter(self._files, segments, size, md5)
+
     def put_empty(self, key: str) -> None:
         self.write_document(key, b"")
 
@@ -712,10 +733,15 @@ class LocalStore:
         return OpenObject(fd, info.st_size, info.st_mtime_ns // 1_000_000)
 
     def head(self, key: str) -> ObjectHead | None:
-        info = self._files.stat(self._segments(key))
-        if info is None:
+        """Size and time; and the MD5 (also as the ETag) of an object a whole-object PUT wrote, as S3 tells it."""
+        fd = self._files.open(self._segments(key))
+        if fd is None:
             return None
-        return ObjectHead(key=key, size=info.st_size, last_modified_ms=info.st_mtime_ns // 1_000_000)
+        try:
+            info, md5 = os.fstat(fd), kept_md5(fd)
+        finally:
+            os.close(fd)
+        return ObjectHead(key=key, size=info.st_size, last_modified_ms=info.st_mtime_ns // 1_000_000, md5=md5, etag=md5)
 
     # -- documents -----------------------------------------------------------------------------------
     def read_document(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
