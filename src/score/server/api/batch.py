@@ -17,6 +17,7 @@ Bodies are read after the caller's token is verified, within ``BodyLimit``'s bou
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -53,6 +54,7 @@ from score.server.observability.metrics import counted
 
 MAX_ITEMS = 1000  # objects per request: a bounded body, a bounded answer, a bounded time
 WORKERS = 8  # objects handled at once: store round trips overlap, the registry and CPU are not flooded
+WAITED = 0.002  # seconds: an object that took longer waited on a round trip; the rest go to WORKERS threads
 MAX_BODY = 4 * 1024 * 1024  # 1,000 finalizes of a few parts each fit with room to spare
 
 router = APIRouter(prefix="/batch", tags=["batch"])
@@ -155,10 +157,30 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
         raise BadRequest(f"invalid request: {problems[:2000]}") from exc
 
 
+def handled_in_turn(items: list[Any], handle: Callable[[Any], Any]) -> list[Any]:
+    """``handle(item)`` for every item, in order: in this thread while items answer without waiting (a
+    download specification from the registry's record: ~0.5 ms of CPU); from the first one that waited
+    longer than ``WAITED`` (a store or a remote Song round trip), the rest on ``WORKERS`` threads, so the
+    waits overlap. Threads gain nothing for work that holds the GIL: 250 recorded specifications cost 1.0 ms
+    of CPU each on 8 threads and 0.35 ms in turn (a call took 230 ms, then 88 ms)."""
+    results: list[Any] = []
+    remaining = iter(items)
+    for item in remaining:
+        started = time.perf_counter()
+        results.append(handle(item))
+        if time.perf_counter() - started > WAITED:
+            break
+    rest = list(remaining)
+    if rest:
+        with ThreadPoolExecutor(max_workers=min(WORKERS, len(rest)), thread_name_prefix="batch") as pool:
+            results.extend(pool.map(handle, rest))
+    return results
+
+
 async def _answer(
     key: str, items: list[Any], handle: Callable[[Any], Any], object_id: Callable[[Any], str]
 ) -> JSONResponse:
-    """``handle(item)`` for every item, several at a time, off the event loop; the results under ``key``, and
+    """``handle(item)`` for every item off the event loop (``handled_in_turn``); the results under ``key``, and
     each item refused with an ``ApiError`` as that item's BatchError under ``errors``."""
 
     def one(item: Any) -> Any:
@@ -167,11 +189,7 @@ async def _answer(
         except ApiError as exc:
             return BatchError(objectId=object_id(item), status=exc.status, message=exc.message)
 
-    def each() -> list[Any]:
-        with ThreadPoolExecutor(max_workers=min(WORKERS, len(items)), thread_name_prefix="batch") as pool:
-            return list(pool.map(one, items))
-
-    results = await run_in_threadpool(each)
+    results = await run_in_threadpool(handled_in_turn, items, one)
     errors = [r.model_dump() for r in results if isinstance(r, BatchError)]
     return JSONResponse({key: [r for r in results if not isinstance(r, BatchError)], "errors": errors})
 
