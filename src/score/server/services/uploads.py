@@ -19,8 +19,9 @@ new ``.meta``, delete the state. A finalize asked for an upload whose ``.meta`` 
 success and removes what is left of its state.
 
 Whole-object uploads (the batch API, for a client that asks): a one-part file whose MD5 is registered,
-on a store that ``SignsWholePuts`` (S3; the local and POSIX stores, ``storage/local/whole.py``), gets one signed PUT of ``data/{id}`` that the store accepts only with
-the registered bytes (the signature fixes ``Content-MD5``). No multipart upload, no state: its uploadId
+on a store that ``SignsWholePuts`` (S3; the local and POSIX stores: ``storage/local/whole.py``), gets one
+signed PUT of ``data/{id}`` that the store accepts only with the registered bytes (the signature fixes
+``Content-MD5``). No multipart upload, no state: its uploadId
 (``~put.<hex>``) only says so, and its finalize checks that ``data/{id}`` holds exactly those bytes (size
 and ETag) before writing ``.meta``. A crash leaves at most verified bytes without ``.meta``, which the
 next upload overwrites with the same bytes or adopts. A one-part file costs the store 5 requests instead
