@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -948,3 +949,20 @@ def test_a_finalize_overlapping_another_that_completed_the_upload_rolls_it_forwa
     assert store.read_document(spec.objectKey) == payload
     assert replica_b.stored_spec(oid).uploadId == spec.uploadId  # visible, with this upload's .meta
     assert list(store.list_uploads()) == []
+
+
+def test_a_fifo_at_a_key_is_no_object_and_hangs_nothing(tmp_path: Path) -> None:
+    """Opening a FIFO without a writer blocks: head and reads must see it as absent at once, not hang."""
+    store = LocalStore(tmp_path / "store", "http://127.0.0.1:9")
+    (store.objects / "data").mkdir()
+    os.mkfifo(store.objects / "data" / "fifo")
+    answers: list[object] = []
+
+    def look() -> None:
+        answers.extend([store.head("data/fifo"), store.read_document("data/fifo")])
+
+    reader = threading.Thread(target=look)
+    reader.daemon = True
+    reader.start()
+    reader.join(timeout=10)
+    assert answers == [None, None]

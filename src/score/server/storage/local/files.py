@@ -128,7 +128,9 @@ class Beneath:
         """A descriptor of the regular file at ``segments``, or None if there is none (or not a file)."""
         try:
             with self.folder(segments[:-1]) as parent:
-                fd = os.open(segments[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+                # O_NONBLOCK: a FIFO placed at the key must not hang the caller (it is refused below, as not a
+                # regular file); on a regular file the flag changes nothing.
+                fd = os.open(segments[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent)
         except (FileNotFoundError, NotADirectoryError, SymlinkRefused):
             return None
         except OSError as exc:
@@ -139,15 +141,6 @@ class Beneath:
             os.close(fd)
             return None
         return fd
-
-    def stat(self, segments: Sequence[str]) -> os.stat_result | None:
-        """The regular file's status (not following a link), or None."""
-        try:
-            with self.folder(segments[:-1]) as parent:
-                info = os.stat(segments[-1], dir_fd=parent, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError, SymlinkRefused):
-            return None
-        return info if stat.S_ISREG(info.st_mode) else None
 
     def write(self, segments: Sequence[str], body: bytes) -> None:
         """Write a document atomically, creating its folders."""
