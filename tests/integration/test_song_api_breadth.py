@@ -164,6 +164,8 @@ def test_list_is_songs_page_dto_newest_version_first(srv: Server) -> None:  # no
     assert [(t["name"], t["version"]) for t in paged["resultSet"]] == [("variantCall", 2)]
 
     assert_song_error(srv.client.get("/song/schemas", params={"versions": "0"}), 400, "malformed.parameter")
+    # found by the CI fuzzer: '¹' passes str.isdigit() and then fails int() (a 500 before)
+    assert_song_error(srv.client.get("/song/schemas", params={"versions": "\u00b9"}), 400, "malformed.parameter")
     assert_song_error(srv.client.get("/song/schemas", params={"sort": "createdAt"}), 400, "malformed.parameter")
     assert_song_error(srv.client.get("/song/schemas", params={"limit": "x"}), 400, "malformed.parameter")
 
@@ -435,6 +437,8 @@ def test_export_answers_resubmittable_payloads_grouped_by_study(typed: Server) -
     by_ids = typed.client.get(f"/song/export/analysis/{a1},{a2}").json()
     assert [(e["studyId"], len(e["payloads"])) for e in by_ids] == [("S1", 1), ("S2", 1)]
     assert_song_error(typed.client.get("/song/export/analysis/nope"), 404, "analysis.id.not.found")
+    for empty_id in (",", f"{a1},,{a2}"):  # the documented pattern names every id (found by the CI fuzzer)
+        assert_song_error(typed.client.get(f"/song/export/analysis/{empty_id}"), 400, "malformed.parameter")
     assert_song_error(typed.client.get("/song/export/studies/S9"), 404, "study.id.does.not.exist")
 
 

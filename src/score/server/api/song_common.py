@@ -185,6 +185,20 @@ def bool_param(request: Request, name: str, default: bool) -> bool:
     raise bad(MALFORMED_PARAMETER, f"the query parameter {name}={raw!r} must be true or false")
 
 
+def id_list(text: str, name: str) -> list[str]:
+    """Song's comma-separated ids in a path (``{ids}``): every one named, as the documented pattern says; an
+    empty one (``a,,b``, a lone ``,``) is MALFORMED_PARAMETER rather than quietly dropped."""
+    ids = text.split(",")
+    if not all(ids):
+        raise bad(MALFORMED_PARAMETER, f"{name} '{text[:80]}' has an empty id: separate ids with single commas")
+    return ids
+
+
+def is_java_int(text: str) -> bool:
+    """What Java's ``Integer.parseInt`` takes: an optional '-' and ASCII digits, within an int's range."""
+    return bool(_INTEGER.fullmatch(text)) and JAVA_INT_MIN <= int(text) <= JAVA_INT_MAX
+
+
 def int_param(request: Request, name: str, default: int) -> int:
     """An integer query parameter as Spring binds a Java ``int``: anything else is MALFORMED_PARAMETER."""
     raw = request.query_params.get(name)

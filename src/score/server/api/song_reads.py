@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from score.server.api.openapi import ID_LIST_MARK, json_body, query_parameter, song_errors
-from score.server.api.song_common import bad, int_param, json_body_of, registry_of, spring_int
+from score.server.api.song_common import bad, id_list, int_param, json_body_of, registry_of, spring_int
 from score.server.metadata.base import PUBLISHED
 from score.server.metadata.registry import MALFORMED_PARAMETER
 from score.server.metadata.registry_views import IdSearch
@@ -138,5 +138,4 @@ def add_routes(router: APIRouter) -> None:
         analysisIds: Annotated[str, Path(json_schema_extra={ID_LIST_MARK: True})], request: Request
     ) -> list[dict[str, Any]]:
         """Song's ExportAnalysis (comma-separated ids): one ``ExportedPayload`` per study."""
-        ids = [i for i in analysisIds.split(",") if i]
-        return registry_of(request).export_analyses(ids)
+        return registry_of(request).export_analyses(id_list(analysisIds, "analysisIds"))

@@ -28,6 +28,7 @@ from score.server.api.song_common import (
     bad,
     bool_param,
     int_param,
+    is_java_int,
     json_body_of,
     registry_of,
     spring_int,
@@ -78,7 +79,7 @@ def _list_query(request: Request) -> dict[str, Any]:
     """``listAnalysisTypes``' parameters as ``AnalysisTypePageableResolver`` parses them."""
     versions: list[int] = []
     for raw in _csv(request, "versions"):
-        if not raw.lstrip("-").isdigit():
+        if not is_java_int(raw):  # not str.isdigit(): it also takes '¹', which int() refuses
             raise bad(MALFORMED_PARAMETER, f"The versions value '{raw[:40]}' is not an integer")
         versions.append(int(raw))
     sort = _csv(request, "sort") or ["version"]

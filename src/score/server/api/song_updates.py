@@ -28,7 +28,7 @@ from score.server.api.openapi import (
     song_errors,
     token_required,
 )
-from score.server.api.song_common import json_body_of, registry_of
+from score.server.api.song_common import id_list, json_body_of, registry_of
 from score.server.auth.policy import Action
 
 _FILE_UPDATE_EXAMPLE = {
@@ -112,5 +112,4 @@ def add_routes(router: APIRouter) -> None:
     ) -> PlainTextResponse:
         """Song's DeleteFiles (comma-separated object ids): ``OK``. Files of a PUBLISHED analysis are kept."""
         authorize(request, Action.REGISTRY_WRITE, study_id=studyId)
-        ids = [i for i in objectId.split(",") if i]
-        return PlainTextResponse(registry_of(request).delete_files(studyId, ids))
+        return PlainTextResponse(registry_of(request).delete_files(studyId, id_list(objectId, "objectId")))
