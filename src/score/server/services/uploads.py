@@ -812,8 +812,10 @@ class UploadService:
                 if finished is not None:
                     return finished
                 commit = self._read_commit(object_id, upload_id)
+                if commit is None:  # nobody committed: the refusal stands (no read of the state for it)
+                    raise
                 spec = guard(lambda: read_spec(self._store, upload_state_prefix(object_id, upload_id) + ".meta"))
-                if commit is None or spec is None:
+                if spec is None:
                     raise
                 return self.roll_forward(object_id, upload_id, spec, commit)
 
