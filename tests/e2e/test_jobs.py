@@ -135,10 +135,14 @@ class Deployment:
 
     def landed(self, since: int = 0, method: str | None = None) -> Counter[DataRequest]:
         """Data requests the store answered with success since ``mark()`` was ``since``."""
+        return self.answered(since, method, lambda status: 200 <= status < 300)
+
+    def answered(self, since: int, method: str | None, status: Callable[[int], bool]) -> Counter[DataRequest]:
+        """Data requests since ``mark()`` was ``since`` whose answer's status passes ``status``."""
         found: Counter[DataRequest] = Counter()
         for event in list(self.store.events)[since:]:
             request = self.of(event)
-            if request is not None and 200 <= event.status < 300 and method in (None, request.method):
+            if request is not None and status(event.status) and method in (None, request.method):
                 found[request] += 1
         return found
 
@@ -724,7 +728,11 @@ def test_a_file_not_matching_its_md5_fails_alone_and_the_rerun_sends_it_alone(
     assert f"error: upload of 'in/{name}' failed: in/{name} hashes to {md5_of(source)}" in result.stderr
     assert f"1 of {len(job.names)} files failed ('in/{name}')" in result.stderr, result.stderr
     first = d.landed(job.start, "PUT")
-    assert _per_object(first)[oid] == 0, "bytes that do not match the registered MD5 were sent"
+    assert _per_object(first)[oid] == 0, "bytes that do not match the registered MD5 were stored"
+    # A one-part file goes in one PUT whose signed Content-MD5 is the registered MD5: the store refuses the
+    # other bytes (400) as they arrive, and the client, hashing the file then, does not send them again.
+    refused = d.answered(job.start, "PUT", lambda status: status == 400)
+    assert refused == Counter({DataRequest("PUT", oid, 1): 1}), f"refused: {sorted(map(str, refused))}"
     assert first == job.all_parts("PUT") - Counter({DataRequest("PUT", oid, 1): 1}), "the other files, once each"
     assert not d.exists(oid)
     assert all(d.exists(job.oid(n)) for n in job.names if n != name), "the other files were not all stored"
@@ -735,6 +743,23 @@ def test_a_file_not_matching_its_md5_fails_alone_and_the_rerun_sends_it_alone(
     again = d.landed(mark, "PUT")
     assert again == Counter({DataRequest("PUT", oid, 1): 1}), f"the re-run sent {sorted(map(str, again))}"
     assert rerun.returncode == 0, f"the re-run of the same command did not complete: {_said(rerun)}"
+    job.assert_stored_intact()
+
+
+def test_a_file_damaged_on_the_way_is_sent_again_and_stored(deployment: Deployment, tmp_path: Path) -> None:
+    """A one-part file's PUT whose bytes are damaged on the way is refused by the store (its signed Content-MD5
+    is the registered MD5); the file itself hashes right, so the client sends it again, and the job succeeds."""
+    d = deployment
+    job = _job(d, tmp_path, seed=8)
+    oid = job.oid("small-09.bin")
+    d.store.corrupt = lambda method, path, query: method == "PUT" and oid in path
+
+    result = job.client.run(*job.upload_args(), "--input-dir", "in")
+    assert result.returncode == 0, _said(result)
+    assert d.store.corrupted == 1, "the test proxy damaged no PUT"
+    refused = d.answered(job.start, "PUT", lambda status: status == 400)
+    assert refused == Counter({DataRequest("PUT", oid, 1): 1}), f"refused: {sorted(map(str, refused))}"
+    assert d.landed(job.start, "PUT") == job.all_parts("PUT"), "each part must be stored exactly once"
     job.assert_stored_intact()
 
 

@@ -23,6 +23,7 @@ from score.server.storage.base import (
     UploadNotFound,
 )
 from score.server.storage.s3 import S3Store
+from tests.services.forward_proxy import ForwardProxy
 from tests.services.process import free_port
 from tests.services.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedS3
 
@@ -394,6 +395,35 @@ def test_document_calls_skip_boto3_yet_behave_as_its_calls(seaweed: SeaweedS3, r
     gone = make_store(seaweed, f"{bucket}-absent")
     with pytest.raises(StoreError, match="NoSuchBucket"):
         gone.read_document("data/x.meta")
+
+
+def test_document_calls_go_through_the_proxy_the_environment_names(
+    seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The direct calls use the boto3 client's own connection pool, found once: behind ``HTTP_PROXY`` that is
+    the proxy's, so a server on a cluster whose store is reached through a proxy reaches it the same way."""
+    proxy = ForwardProxy().start()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        bucket = seaweed.fresh_bucket()
+        store = make_store(seaweed, bucket)
+        key = f"data/{new_id()}.meta"
+        store.write_document(key, b'{"a": 1}')
+        head = store.head(key)
+        assert head is not None and head.size == 8 and head.etag == md5_hex(b'{"a": 1}')
+        assert store.read_document(key) == b'{"a": 1}'
+        assert store.head(f"data/{new_id()}") is None
+        seen = [(e.method, e.path, e.status) for e in proxy.snapshot() if e.path == f"/{bucket}/{key}"]
+        assert seen == [
+            ("PUT", f"/{bucket}/{key}", 200),
+            ("HEAD", f"/{bucket}/{key}", 200),
+            ("GET", f"/{bucket}/{key}", 200),
+        ]
+    finally:
+        proxy.stop()
 
 
 def test_document_calls_retry_a_busy_store_then_say_it_is_unavailable(seaweed: SeaweedS3) -> None:
