@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,8 @@ import pytest
 from score.client.config import ClientConfig
 from score.client.errors import ClientError
 from score.client.transfer.download import plan
+from score.client.wire import ObjectSpecification, Part, parse_info, parse_progress, parse_spec
 from score.core.manifest import ManifestError, parse_download_manifest, parse_upload_manifest
-from score.core.models import ObjectSpecification
 from score.core.parts import calculate_parts
 
 
@@ -68,9 +69,10 @@ def test_a_manifest_without_its_header_line_keeps_its_first_entry() -> None:
 
 
 def test_plan_fetches_whole_parts_and_keeps_only_the_range() -> None:
-    parts = calculate_parts(0, 35, 10, minimum=1)
-    for p in parts:
-        p.sourceMd5 = f"{p.partNumber:032x}"
+    parts = [
+        Part(p.partNumber, p.partSize, p.offset, sourceMd5=f"{p.partNumber:032x}")
+        for p in calculate_parts(0, 35, 10, minimum=1)
+    ]
     spec = ObjectSpecification(objectKey="k", objectId="o", parts=parts, objectSize=35)
     planned = plan(spec, 5, 20)  # bytes 5..24: parts 1, 2 and 3
     assert [(p.number, p.fetch_offset, p.fetch_size, p.skip, p.keep, p.write_at) for p in planned] == [
@@ -80,8 +82,8 @@ def test_plan_fetches_whole_parts_and_keeps_only_the_range() -> None:
     ]
     assert sum(p.keep for p in planned) == 20
     assert [p.number for p in plan(spec, 0, 35)] == [1, 2, 3, 4]
-    legacy = parts[0].model_copy(update={"sourceMd5": "<missing>"})
-    assert plan(spec.model_copy(update={"parts": [legacy]}), 0, 10)[0].source_md5 is None
+    legacy = replace(parts[0], sourceMd5="<missing>")
+    assert plan(replace(spec, parts=[legacy]), 0, 10)[0].source_md5 is None
 
 
 def test_space_check_counts_every_chunk_against_what_was_free_at_the_start(
@@ -188,3 +190,26 @@ def test_finished_files_are_collected_as_they_finish_without_waiting_on_the_othe
     assert list(pending.values()) == ["slow"]
     collect_finished(pending, report, NoJobProgress(), failed, wait_for_one=False)  # nothing finished: no wait
     assert len(report.outcomes) == 2
+
+
+def test_the_answers_the_client_reads_are_checked_field_by_field() -> None:
+    """Specifications parse as the server (or the Java server) sends them, unknown fields ignored; an answer of
+    another shape is a ClientError naming the field, not a traceback."""
+    part = {"partNumber": 1, "partSize": 6, "offset": 0, "url": "http://s/k", "md5": None, "relocated": False}
+    spec = parse_spec({"objectKey": "data/o", "objectId": "o", "uploadId": None, "parts": [part], "objectSize": 6})
+    assert spec == ObjectSpecification("data/o", "o", [Part(1, 6, 0, url="http://s/k")], 6)
+    assert spec.parts[0].http_range() == "bytes=0-5" and spec.parts[0].end == 6
+    progress = parse_progress({"objectId": "o", "uploadId": "u", "parts": [{**part, "md5": "a" * 32}]})
+    assert progress.parts[0].md5 == "a" * 32
+    assert parse_info({"id": "o", "lastModified": 5, "size": 6}).size == 6
+    for wrong, said in [
+        ([], "an object specification is [], not a JSON object"),
+        ({"objectKey": "k", "objectId": "o", "parts": {}, "objectSize": 6}, "its parts are {}, not a list"),
+        ({"objectKey": "k", "objectId": "o", "parts": [], "objectSize": "6"}, "objectSize is '6', not a whole number"),
+        ({"objectKey": "k", "objectId": "o", "parts": [], "objectSize": True}, "objectSize is True, not a whole"),
+        ({"objectKey": "k", "parts": [], "objectSize": 6}, "objectId is missing, not text"),
+        ({"objectKey": "k", "objectId": "o", "parts": [{**part, "url": 5}], "objectSize": 6}, "url is 5, not text"),
+    ]:
+        with pytest.raises(ClientError, match="the server's answer is not one Score sends") as info:
+            parse_spec(wrong)
+        assert said in str(info.value)

@@ -39,7 +39,7 @@ from score.client.mount.reader import (
     _part_at,
 )
 from score.client.mount.tree import Link, Tree
-from score.core.models import ObjectSpecification, Part
+from score.client.wire import ObjectSpecification, Part
 
 KiB, MiB = 1024, 1024 * 1024
 WAIT = 10.0  # seconds a thread may take before a test calls it stuck

@@ -19,7 +19,7 @@ from score import __version__
 from score.client.config import ClientConfig
 from score.client.errors import ServerError
 from score.client.tls import api_context
-from score.core.models import ObjectInfo, ObjectSpecification, UploadProgress
+from score.client.wire import ObjectInfo, ObjectSpecification, UploadProgress, parse_info, parse_progress, parse_spec
 
 log = logging.getLogger("score.client")
 T = TypeVar("T")
@@ -197,7 +197,7 @@ class ScoreApi(_Service):
             params["md5"] = md5
         what = f"starting the upload of {object_id}"
         response = self.call("POST", f"/upload/{object_id}/uploads", what, params=params)
-        return ObjectSpecification.model_validate(response.json())
+        return parse_spec(response.json())
 
     def status(self, object_id: str, size: int) -> UploadProgress | None:
         """The upload in progress, or None when there is none (404)."""
@@ -208,7 +208,7 @@ class ScoreApi(_Service):
             ok=(200, 404),
             params={"fileSize": size},
         )
-        return None if response.status_code == 404 else UploadProgress.model_validate(response.json())
+        return None if response.status_code == 404 else parse_progress(response.json())
 
     def finalize_part(self, object_id: str, upload_id: str, part_number: int, md5: str, etag: str) -> None:
         self.call(
@@ -239,7 +239,7 @@ class ScoreApi(_Service):
             "exclude-urls": str(exclude_urls).lower(),
         }
         response = self.call("GET", f"/download/{object_id}", f"getting download URLs for {object_id}", params=params)
-        return ObjectSpecification.model_validate(response.json())
+        return parse_spec(response.json())
 
     def download_specs(
         self, object_ids: list[str], offset: int = 0, length: int = -1, exclude_urls: bool = False
@@ -255,7 +255,7 @@ class ScoreApi(_Service):
                 "/batch/download/specs", "objectIds", ids, "getting download URLs for {}", extra
             ):
                 for spec in answer.get("specs", []):
-                    parsed = ObjectSpecification.model_validate(spec)
+                    parsed = parse_spec(spec)
                     answers[parsed.objectId] = parsed
                 for error in answer.get("errors", []):
                     doing = f"getting download URLs for {error['objectId']}"
@@ -281,7 +281,7 @@ class ScoreApi(_Service):
         answers: dict[str, ObjectSpecification | ServerError] = {}
         for answer in self._in_batches("/batch/upload/initiate", "uploads", items, "starting the uploads of {}"):
             for spec in answer.get("specs", []):
-                parsed = ObjectSpecification.model_validate(spec)
+                parsed = parse_spec(spec)
                 answers[parsed.objectId] = parsed
             for error in answer.get("errors", []):
                 answers[error["objectId"]] = self._refusal(error, f"starting the upload of {error['objectId']}")
@@ -350,7 +350,7 @@ class ScoreApi(_Service):
         return self.call("GET", "/download/ping", "pinging the storage server").text.strip()
 
     def listing(self) -> list[ObjectInfo]:
-        return [ObjectInfo.model_validate(i) for i in self.call("GET", "/listing", "listing objects").json()]
+        return [parse_info(i) for i in self.call("GET", "/listing", "listing objects").json()]
 
 
 @dataclass(frozen=True)

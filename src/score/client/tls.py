@@ -60,5 +60,9 @@ def store_context() -> ssl.SSLContext:
 
 
 def prepare_api_context() -> None:
-    """Start making the API's context now, on a thread of its own (see the module's docstring)."""
-    threading.Thread(target=api_context, name="tls", daemon=True).start()
+    """Start making the API's context now, on a thread of its own (see the module's docstring).
+
+    Not a daemon: a command that ends first (``-h``) waits for it (at most the bundle's 20-40 ms) before the
+    process exits. As a daemon it could still be inside OpenSSL when the exit ran OpenSSL's own clean-up, and
+    the process died of a segmentation fault (seen once in CI on ``completion -h``)."""
+    threading.Thread(target=api_context, name="tls").start()

@@ -23,7 +23,7 @@ from typing import Any
 from score.client.api import token_claims
 from score.client.errors import ClientError, ServerError
 from score.client.session import Session, download_manifest_entries, index_names
-from score.core.models import ObjectSpecification
+from score.client.wire import ObjectSpecification
 
 log = logging.getLogger("score.mount")
 CACHE_FORMAT = 1

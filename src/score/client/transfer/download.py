@@ -58,8 +58,8 @@ from score.client.transfer.jobs import (
 from score.client.transfer.journal import fsync_dir, read_json, sync_file_system, write_json
 from score.client.transfer.output import OutputFile
 from score.client.transfer.parallel import UrlBook, transfer_part
+from score.client.wire import ObjectSpecification
 from score.core import md5 as md5s
-from score.core.models import ObjectSpecification
 
 log = logging.getLogger("score.client")
 

@@ -36,7 +36,7 @@ import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +62,9 @@ from score.client.transfer.jobs import (
 from score.client.transfer.journal import read_json, sync_file_system, write_json
 from score.client.transfer.parallel import PartTally, UrlBook, transfer_part
 from score.client.transfer.upload_hashing import PartMd5s, WholeFileMd5
+from score.client.wire import ObjectSpecification, Part, UploadProgress
 from score.core import md5 as md5s
 from score.core.ids import WHOLE_PUT_PREFIX
-from score.core.models import ObjectSpecification, Part, UploadProgress
 from score.crashpoints import crash_point
 
 log = logging.getLogger("score.client")
@@ -303,7 +303,7 @@ class UploadJob:
             len(progress.parts),
         )
         f.upload_id = progress.uploadId
-        f.parts = [p.model_copy(update={"md5": None, "sourceMd5": p.md5 or p.sourceMd5}) for p in progress.parts]
+        f.parts = [replace(p, md5=None, sourceMd5=p.md5 or p.sourceMd5) for p in progress.parts]
         journal = {"objectId": f.key, "uploadId": f.upload_id, "file": f.identity, "md5": f.declared, "adopted": True}
         write_json(f.journal, journal, durable=False)
         return f
