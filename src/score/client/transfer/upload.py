@@ -363,6 +363,7 @@ class UploadJob:
                 f.whole_md5 = answer.objectMd5
                 if f.journaled:  # an earlier run's upload, replaced by this one
                     shutil.rmtree(f.journal.parent, ignore_errors=True)
+                    f.journaled = False
                 continue
             journal = {"objectId": f.key, "uploadId": f.upload_id, "file": f.identity, "md5": f.declared}
             write_json(f.journal, journal, durable=False)
@@ -687,8 +688,8 @@ def _forget_if_refused(api: ScoreApi, f: _File, error: ServerError) -> None:
     """Remove the file's journal once the server has refused its finalize for good and holds the upload no
     more (an MD5 mismatch discards it: "nothing was stored"). The journal is what resumes an interrupted
     upload; after such a refusal it could resume nothing and would only be left lying beside the file."""
-    if error.status not in REFUSED_FOR_GOOD:
-        return  # unreachable, overloaded, not authorized: the upload is still there to resume
+    if error.status not in REFUSED_FOR_GOOD or not f.journaled:
+        return  # unreachable, overloaded, not authorized: the upload is still there to resume; or no journal
     try:
         progress = api.status(f.key, f.size)
     except ServerError as exc:
