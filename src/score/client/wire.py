@@ -1,11 +1,10 @@
 """The Score answers the client reads (reference §1), as plain dataclasses, parsed and checked here.
 
 The server's models (``score.core.models``) are pydantic models, which FastAPI needs for its schema and
-validation. The client read its answers through them too, and importing pydantic and building them was
-100 ms of the 150 ms every ``score-client`` command spent loading, before its first request: 13% of a
-download of 400 small files. These four shapes are all the client reads; fields are named exactly as on the
-wire, unknown fields are ignored (as there), and an answer of the wrong shape is a ``ClientError`` that says
-which field, not a traceback.
+validation. The client read its answers through them too; without them (and pydantic) the command line loads
+in 104 ms instead of 152, before its first request: 6% of a download of 400 small files. These four shapes
+are all the client reads; fields are named exactly as on the wire, unknown fields are ignored (as there),
+and an answer of the wrong shape is a ``ClientError`` that says which field.
 """
 
 from __future__ import annotations
@@ -31,10 +30,6 @@ class Part:
     def end(self) -> int:
         """Exclusive end offset."""
         return self.offset + self.partSize
-
-    def http_range(self) -> str:
-        """The Range header value Score signs for this part (``bytes=a-b``, inclusive)."""
-        return f"bytes={self.offset}-{self.offset + self.partSize - 1}"
 
 
 @dataclass(frozen=True)

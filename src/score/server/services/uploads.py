@@ -24,9 +24,9 @@ signed PUT of ``data/{id}`` that the store accepts only with the registered byte
 ``Content-MD5``). No multipart upload, no state: its uploadId
 (``~put.<hex>``) only says so, and its finalize checks that ``data/{id}`` holds exactly those bytes (size
 and ETag) before writing ``.meta``. A crash leaves at most verified bytes without ``.meta``, which the
-next upload overwrites with the same bytes or adopts. A one-part file costs the store 5 requests instead
-of 15 (existence check, PUT, HEAD, ``.meta``); an upload of the object in progress elsewhere is left
-alone (it can only end with the same bytes), so none is listed.
+next upload overwrites with the same bytes or adopts. A one-part file costs the store 4 requests instead
+of 15 (HEAD of ``.meta``, the PUT, HEAD of the object, PUT of ``.meta``); an upload of the object in
+progress elsewhere is left alone (it can only end with the same bytes), so none is listed.
 
 Blob uploads (the Java client on a store that ``SignsBlobUploads``, i.e. Azure): the single-object initiate
 answers as the Java server does, one part covering the file whose URL lets the client's own SDK write
