@@ -400,8 +400,8 @@ def test_document_calls_skip_boto3_yet_behave_as_its_calls(seaweed: SeaweedS3, r
 def test_document_calls_go_through_the_proxy_the_environment_names(
     seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The direct calls use the boto3 client's own connection pool, found once: behind ``HTTP_PROXY`` that is
-    the proxy's, so a server on a cluster whose store is reached through a proxy reaches it the same way."""
+    """The direct calls go where the boto3 client's would: behind ``HTTP_PROXY``, to the proxy (plain HTTP in
+    absolute form), so a server on a cluster whose store is reached through a proxy reaches it the same way."""
     proxy = ForwardProxy().start()
     try:
         for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):

@@ -727,6 +727,8 @@ class S3Store:
             if self._is_missing(exc) or (tolerate_no_bucket and self._code_of(exc) in NO_BUCKET_CODES):
                 return None
             raise
+        if response is None:  # the direct path's 404
+            return None
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         return ObjectHead(
             key=key,

@@ -4,15 +4,14 @@ A job of small files costs the server a few store calls per file (``.meta`` read
 and a boto3 call spends ~1.8 ms of CPU on its event hooks, endpoint rules, parameter validation and
 response parsing around a request that needs ~0.5 ms (measured on SeaweedFS: bench notes, issue 12).
 These three calls are simple enough to make directly: the request is signed by botocore's own SigV4
-signer with the session's (refreshable) credentials and sent on the boto3 client's own connection pool,
-found once through its HTTP session, so the endpoint, TLS verification, proxies and connection pool are
-exactly the client's. (Sent through the session's ``send``, which works out the proxy, the pool and the
-TLS settings again for every request and wraps the answer, a HEAD cost 0.46 ms of CPU; through the pool,
-0.39. A job of small files makes three such requests per file.) Failures come back
-as botocore ``ClientError``s shaped as boto3 would raise them, so the store maps them as for any call.
-URLs are pre-signed by botocore's query signer the way ``generate_presigned_url`` does (0.35 ms each
-there: a 1,600-part specification spent half a second on it). Everything else (listings, multipart
-calls) stays on boto3.
+signer with the session's (refreshable) credentials and sent on keep-alive connections of the standard
+library's (``S3Connections``: the client's endpoint, proxy, TLS verification and timeouts; 0.26 ms of CPU
+for a HEAD, where the client's urllib3 pool took 0.42). A job of small files makes three such requests
+per file. Failures come back as botocore ``ClientError``s shaped as boto3 would raise them, so the store
+maps them as for any call; a HEAD of a missing key is None, without one (it is the usual answer to the
+check that an upload does not overwrite an object). URLs are pre-signed by botocore's query signer the
+way ``generate_presigned_url`` does (0.35 ms each there: a 1,600-part specification spent half a second
+on it). Everything else (listings, multipart calls) stays on boto3.
 """
 
 from __future__ import annotations
@@ -22,60 +21,54 @@ import time
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from http.client import HTTPException
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
+
+from score.server.storage.s3_connections import S3Connections
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE = 0.1  # seconds, doubled per attempt, with full jitter (as botocore's "standard" mode)
 BACKOFF_MAX = 20.0
 
 
-# What the direct path uses of botocore's HTTP session (``URLLib3Session``) to find the client's pool.
-_SESSION_METHODS = ("_get_connection_manager", "_setup_ssl_cert", "_get_request_target", "_verify")
-
-
 class _Answer(NamedTuple):
     status_code: int
-    headers: Any  # case-insensitive (urllib3's HTTPHeaderDict)
+    headers: Any  # case-insensitive (http.client's HTTPMessage)
     content: bytes
 
 
 class S3Documents:
     """Signed single requests for one boto3 client's endpoint (path-style addressing, SigV4)."""
 
-    def __init__(self, client: Any, session: Any, attempts: int) -> None:
+    def __init__(self, client: Any, session: Any, attempts: int, connections: S3Connections) -> None:
         self._endpoint = str(client.meta.endpoint_url).rstrip("/")
         self._region = client.meta.region_name or "us-east-1"
         self._session = session
         self._attempts = attempts
-        # The client's own pool, through its proxy if one applies, with its TLS settings: as its session's
-        # ``send`` finds them for every request, found once (every request goes to this one endpoint).
-        http = client._endpoint.http_session
-        url = self._endpoint + "/"
-        self._proxy_url = http._proxy_config.proxy_url_for(url)
-        self._pool = http._get_connection_manager(url, self._proxy_url).connection_from_url(url)
-        http._setup_ssl_cert(self._pool, url, http._verify)
-        self._target = http._get_request_target
+        self._connections = connections
 
     @classmethod
     def for_client(cls, client: Any, session: Any, attempts: int) -> S3Documents | None:
-        """None where the direct path cannot be the same as boto3's: no SigV4, no credentials, or a botocore
-        whose HTTP session lacks what it uses (the store then makes these calls through boto3)."""
+        """None where the direct path cannot be the same as boto3's: no SigV4, no credentials, or connection
+        settings ``S3Connections`` does not offer (the store then makes these calls through boto3)."""
         if client.meta.config.signature_version != "s3v4" or session.get_credentials() is None:
             return None
-        http = getattr(getattr(client, "_endpoint", None), "http_session", None)
-        proxies = getattr(http, "_proxy_config", None)
-        if not hasattr(proxies, "proxy_url_for") or not all(hasattr(http, name) for name in _SESSION_METHODS):
-            return None
-        return cls(client, session, attempts)
+        connections = S3Connections.for_client(client)
+        return None if connections is None else cls(client, session, attempts, connections)
 
     def get(self, bucket: str, key: str, byte_range: str | None = None) -> bytes:
         headers = {"Range": byte_range} if byte_range else {}
-        return self._send("GET", bucket, key, headers, b"").content
+        response = self._send("GET", bucket, key, headers, b"")
+        assert response is not None  # only a HEAD's 404 is None
+        return response.content
 
-    def head(self, bucket: str, key: str) -> dict[str, Any]:
-        """What boto3's ``head_object`` answers, in the parts the store reads: size, ETag, time, headers."""
+    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """What boto3's ``head_object`` answers, in the parts the store reads: size, ETag, time, headers; None
+        for a 404 (no such key, or no such bucket: a HEAD's answer has no body to tell them apart)."""
         response = self._send("HEAD", bucket, key, {}, b"")
+        if response is None:
+            return None
         headers = {k.lower(): v for k, v in response.headers.items()}
         metadata = {k[len("x-amz-meta-") :]: v for k, v in headers.items() if k.startswith("x-amz-meta-")}
         return {
@@ -111,53 +104,40 @@ class S3Documents:
         return str(request.url)
 
     def _url(self, bucket: str, key: str) -> str:
-        return f"{self._endpoint}/{quote(bucket)}/{quote(key, safe='/~')}"
+        return self._endpoint + self._path(bucket, key)
 
-    def _send(self, method: str, bucket: str, key: str, headers: dict[str, str], body: bytes) -> _Answer:
+    @staticmethod
+    def _path(bucket: str, key: str) -> str:
+        return f"/{quote(bucket)}/{quote(key, safe='/~')}"
+
+    def _send(self, method: str, bucket: str, key: str, headers: dict[str, str], body: bytes) -> _Answer | None:
         from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.exceptions import HTTPClientError
 
-        url = self._url(bucket, key)
+        path = self._path(bucket, key)
+        url = self._endpoint + path
+        headers = {"Host": self._connections.host_header, **headers}  # signed as sent
         for attempt in range(1, self._attempts + 1):
             request = AWSRequest(method=method, url=url, headers=dict(headers), data=body)
             credentials = self._session.get_credentials().get_frozen_credentials()
             S3SigV4Auth(credentials, "s3", self._region).add_auth(request)
             try:
-                response = self._exchange(method, url, dict(request.headers.items()), body)
-            except HTTPClientError:
+                response = _Answer(*self._connections.exchange(method, path, dict(request.headers.items()), body))
+            except (OSError, HTTPException) as exc:  # as the session raises it: the store maps it as any boto3 call
                 if attempt == self._attempts:
-                    raise
+                    raise HTTPClientError(error=exc) from exc
                 _back_off(attempt)
                 continue
             if response.status_code < 300:
                 return response
+            if response.status_code == 404 and method == "HEAD":
+                return None
             if response.status_code in RETRY_STATUSES and attempt < self._attempts:
                 _back_off(attempt)
                 continue
             raise _client_error(method, response)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _exchange(self, method: str, url: str, headers: dict[str, str], body: bytes) -> _Answer:
-        """One request on the pool, read whole; a failure to get an answer is botocore's ``HTTPClientError``,
-        as the session raises it (so the store maps it as for any boto3 call)."""
-        import urllib3
-        from botocore.exceptions import HTTPClientError
-
-        try:
-            response = self._pool.urlopen(
-                method,
-                self._target(url, self._proxy_url),
-                body=body or None,
-                headers=headers,
-                retries=False,
-                assert_same_host=False,
-                preload_content=True,
-                decode_content=False,
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise HTTPClientError(error=exc) from exc
-        return _Answer(response.status, response.headers, response.data)
 
 
 def _http_date(value: str | None) -> datetime | None:
