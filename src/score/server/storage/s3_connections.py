@@ -65,7 +65,8 @@ class S3Connections:
         endpoint = str(client.meta.endpoint_url).rstrip("/")
         http = getattr(getattr(client, "_endpoint", None), "http_session", None)
         proxies = getattr(http, "_proxy_config", None)
-        if not hasattr(proxies, "proxy_url_for") or not hasattr(http, "_verify"):
+        used = ((proxies, "proxy_url_for"), (proxies, "proxy_headers_for"), (http, "_verify"))  # botocore's insides
+        if not all(hasattr(owner, name) for owner, name in used):
             return None
         if getattr(config, "client_cert", None) or urlsplit(endpoint).scheme not in _DEFAULT_PORTS:
             return None
