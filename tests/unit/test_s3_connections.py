@@ -180,6 +180,13 @@ def test_connections_are_kept_and_one_the_store_closed_while_idle_is_replaced() 
         assert store.connections == 3
 
 
+def test_an_endpoint_with_a_path_of_its_own_keeps_it_before_each_key() -> None:
+    for store in _served(_Store()):
+        connections = S3Connections(f"http://127.0.0.1:{store.port}/s3/", None, {}, None, TIMEOUTS, 4)
+        status, _, body = connections.exchange("GET", "/b/k", {"Host": connections.host_header}, b"")
+        assert (status, body) == (200, f"/s3/b/k|127.0.0.1:{store.port}".encode())
+
+
 def test_a_connection_refused_at_once_is_an_oserror_not_retried_forever() -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))

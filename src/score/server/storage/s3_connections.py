@@ -54,8 +54,11 @@ class S3Connections:
         self._connect_timeout, self._read_timeout = timeouts
         self._keep = keep
         self._idle: list[http.client.HTTPConnection] = []
-        # Plain HTTP through a proxy names the whole URL in each request; otherwise the path alone.
-        self._prefix = f"{self._scheme}://{self.host_header}" if self._proxy and context is None else ""
+        # Plain HTTP through a proxy names the whole URL in each request; otherwise the path alone (below the
+        # endpoint's own path, if it has one).
+        absolute = self._proxy is not None and context is None
+        self._target_base = (f"{self._scheme}://{self.host_header}" if absolute else "") + parts.path.rstrip("/")
+        self._headers_for_proxy = proxy_headers if absolute else {}
 
     @classmethod
     def for_client(cls, client: Any) -> S3Connections | None:
@@ -80,10 +83,10 @@ class S3Connections:
 
     def exchange(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
         """Status, headers (case-insensitive) and the whole body of one request for ``path`` (quoted, from
-        ``/``). Failures are ``OSError`` or ``http.client.HTTPException``."""
-        target = self._prefix + path
-        if self._prefix:
-            headers = {**headers, **self._proxy_headers}
+        ``/``, below the endpoint's). Failures are ``OSError`` or ``http.client.HTTPException``."""
+        target = self._target_base + path
+        if self._headers_for_proxy:
+            headers = {**headers, **self._headers_for_proxy}
         for fresh in (False, True):
             connection = None if fresh else self._take()
             reused = connection is not None
