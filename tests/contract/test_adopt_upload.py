@@ -124,3 +124,38 @@ def test_force_discards_an_upload_started_elsewhere(deployment: Deployment, tmp_
     assert spec["objectMd5"] == md5_of(source) and spec["uploadId"] != upload_id
     assert registry.publish(STUDY, analysis_id).status_code == 200
     assert _download(client, oid, tmp_path / "out") == data
+
+
+def test_a_small_file_started_elsewhere_is_finished_and_leaves_no_journal(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """A one-part file whose upload another client started (nothing recorded yet) is finished, and no journal
+    is left beside it: where the upload is taken over (no whole-object PUTs: GCS), the journal written then is
+    removed with the others once finalized (it used to stay)."""
+    server = deployment.server
+    token = server.token("score.WRITE score.READ song.WRITE")
+    registry = Registry(server, token)
+    source = make_file(tmp_path / "in" / "s.bin", 1000, seed=34)
+    analysis_id, ids = registry.submit(STUDY, [source])
+    oid = ids["s.bin"]
+    upload_id = _java_upload_of_first_parts(deployment, token, oid, 1000, {})
+    work = tmp_path / "work"
+    work.mkdir()
+    client = Client(server, token, work)
+
+    result = client.run("upload", "--file", str(source), "--object-id", oid)
+    assert result.returncode == 0, result.stderr
+    assert not (source.parent / f".{oid}").exists(), "the finished file's journal was left beside it"
+    spec = httpx.get(
+        f"{server.url}/download/{oid}",
+        headers={"Authorization": f"Bearer {token}"},
+        params={"offset": 0, "length": -1, "exclude-urls": "true"},
+    ).json()
+    assert spec["objectMd5"] == md5_of(source)
+    # Where the store signs whole-object PUTs (local, S3) the file goes in one of its own and the other upload
+    # is left alone; elsewhere (GCS) that upload is the one continued and finished.
+    assert (spec["uploadId"] == upload_id) == (deployment.backend == "gcs"), spec["uploadId"]
+    assert registry.publish(STUDY, analysis_id).status_code == 200
+    got = client.run("download", oid, "--output-dir", str(tmp_path / "out"))
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "out" / "s.bin").read_bytes() == source.read_bytes()

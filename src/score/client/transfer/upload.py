@@ -110,12 +110,17 @@ class _File:
     journal: Path
     upload_id: str = ""
     parts: list[Part] = field(default_factory=list)
-    journaled: bool = False  # a journal from an earlier run was found
+    found_journal: bool = False  # an earlier run's journal was beside the file
     whole_md5: str | None = None  # a whole-object PUT's: the registered MD5 its URL fixes (module docstring)
 
     @property
     def key(self) -> str:
         return self.item.object_id
+
+    @property
+    def keeps_journal(self) -> bool:
+        """Every upload keeps a journal beside the file, but a whole-object PUT (module docstring)."""
+        return self.whole_md5 is None
 
     @property
     def name(self) -> str:
@@ -231,7 +236,7 @@ class UploadJob:
         fresh, started = [], []
         for f in files:
             journal = read_json(f.journal)
-            f.journaled = journal is not None
+            f.found_journal = journal is not None
             mine = journal is not None and journal.get("file") == f.identity
             if mine and journal.get("finalizing"):  # ours, with or without --force: confirm, never redo it
                 confirmed = self._confirm(f, journal)
@@ -361,14 +366,12 @@ class UploadJob:
             started.append(f)
             if f.upload_id.startswith(WHOLE_PUT_PREFIX):
                 f.whole_md5 = answer.objectMd5
-                if f.journaled:  # an earlier run's upload, replaced by this one
+                if f.found_journal:  # an earlier run's upload, replaced by this one
                     shutil.rmtree(f.journal.parent, ignore_errors=True)
-                    f.journaled = False
                 continue
             journal = {"objectId": f.key, "uploadId": f.upload_id, "file": f.identity, "md5": f.declared}
             write_json(f.journal, journal, durable=False)
-            f.journaled = True
-        for folder in {f.journal.parent.parent for f in started if f.journaled}:
+        for folder in {f.journal.parent.parent for f in started if f.keeps_journal}:
             sync_file_system(folder)  # every journal of the batch made durable at once
         crash_point("upload.initiated")
         return started
@@ -560,7 +563,7 @@ class Finalizer:
         crash_point("upload.parts_done")
         folders = set()
         for f, md5, parts, _ in batch:
-            if f.journaled:  # a whole-object PUT keeps none (module docstring)
+            if f.keeps_journal:
                 journal = read_json(f.journal) or {}
                 write_json(f.journal, {**journal, "finalizing": md5, "parts": len(parts)}, durable=False)
                 folders.add(f.journal.parent.parent)
@@ -575,7 +578,7 @@ class Finalizer:
         for f, md5, parts, sent in batch:
             error = answers.get(f.key)
             if error is None:
-                if f.journaled:
+                if f.keeps_journal:
                     shutil.rmtree(f.journal.parent, ignore_errors=True)
                 outcome = f.outcome("done", parts_moved=sent, parts_skipped=len(parts) - sent, verified=True, md5=md5)
             else:
@@ -688,7 +691,7 @@ def _forget_if_refused(api: ScoreApi, f: _File, error: ServerError) -> None:
     """Remove the file's journal once the server has refused its finalize for good and holds the upload no
     more (an MD5 mismatch discards it: "nothing was stored"). The journal is what resumes an interrupted
     upload; after such a refusal it could resume nothing and would only be left lying beside the file."""
-    if error.status not in REFUSED_FOR_GOOD or not f.journaled:
+    if error.status not in REFUSED_FOR_GOOD or not f.keeps_journal:
         return  # unreachable, overloaded, not authorized: the upload is still there to resume; or no journal
     try:
         progress = api.status(f.key, f.size)

@@ -42,7 +42,6 @@ class S3Connections:
         keep: int,
     ) -> None:
         parts = urlsplit(endpoint)
-        self._scheme = parts.scheme
         self._host = parts.hostname or ""
         self._port = parts.port or _DEFAULT_PORTS[parts.scheme]
         default = parts.port is None or parts.port == _DEFAULT_PORTS[parts.scheme]
@@ -57,7 +56,7 @@ class S3Connections:
         # Plain HTTP through a proxy names the whole URL in each request; otherwise the path alone (below the
         # endpoint's own path, if it has one).
         absolute = self._proxy is not None and context is None
-        self._target_base = (f"{self._scheme}://{self.host_header}" if absolute else "") + parts.path.rstrip("/")
+        self._target_base = (f"{parts.scheme}://{self.host_header}" if absolute else "") + parts.path.rstrip("/")
         self._headers_for_proxy = proxy_headers if absolute else {}
 
     @classmethod
