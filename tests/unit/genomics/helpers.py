@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from score.genomics import Piece, Region, materialize
+from score.genomics.bgzf import gunzip_all
 
 HTSLIB_TEST = Path("/usr/share/htslib-test/test")
 SAMTOOLS_TEST = Path("/usr/share/samtools/test")
@@ -55,6 +56,20 @@ def reader(data: bytes):
 
 def reconstruct(pieces: list[Piece], data: bytes, out: Path) -> Path:
     out.write_bytes(materialize(pieces, reader(data)))
+    return out
+
+
+def meaning(pieces: list[Piece]) -> list[tuple[str, int, int, str, bytes]]:
+    """What each piece contributes once a client decodes it: byte ranges as they are, inline BGZF pieces inflated.
+
+    Why not compare pieces directly: ISA-L's deflate (``bgzf.compress``) is not byte-deterministic (it leaves part
+    of its hash table uninitialised), so the same edge re-compressed twice can differ in its compressed bytes
+    while inflating to the same records. Inline data that is not gzip (CRAM) is compared as is.
+    """
+    out = []
+    for p in pieces:
+        data = gunzip_all(p.data) if p.data[:3] == b"\x1f\x8b\x08" else p.data
+        out.append((p.kind, p.start, p.end, p.class_, data))
     return out
 
 

@@ -20,6 +20,7 @@ from tests.unit.genomics.helpers import (
     Sample,
     all_records,
     bgzf_blocks,
+    meaning,
     reader,
     reconstruct,
     region_records,
@@ -196,7 +197,8 @@ def test_a_block_cache_kept_between_plans_changes_no_piece(
     samples: dict[str, Sample], name: str, cache_bytes: int
 ) -> None:
     """The server keeps inflated blocks and compressed edges of an object version between tickets: every plan,
-    the first and the repeated ones, small cache (evicting) or large, has exactly the uncached plan's pieces."""
+    the first and the repeated ones, small cache (evicting) or large, has exactly the uncached plan's pieces (by
+    what they decode to: re-compressed edges may differ in their compressed bytes, see ``meaning``)."""
     sample = samples[name]
     data = sample.data()
     read = reader(data)
@@ -204,5 +206,5 @@ def test_a_block_cache_kept_between_plans_changes_no_piece(
     cache = BlockCache(cache_bytes)
     for _round in range(2):
         for _label, regions in standard_regions(sample):
-            assert prepared.plan(read, regions, cache=cache) == prepared.plan(read, regions)
+            assert meaning(prepared.plan(read, regions, cache=cache)) == meaning(prepared.plan(read, regions))
     assert 0 < cache.used <= cache_bytes
