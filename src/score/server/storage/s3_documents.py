@@ -97,14 +97,11 @@ class S3Documents:
         from botocore.auth import S3SigV4QueryAuth
         from botocore.awsrequest import AWSRequest
 
-        url = self._url(bucket, key) + (f"?{urlencode(query)}" if query else "")
+        url = self._endpoint + self._path(bucket, key) + (f"?{urlencode(query)}" if query else "")
         request = AWSRequest(method=method, url=url, headers=dict(headers or {}))
         credentials = self._session.get_credentials().get_frozen_credentials()
         S3SigV4QueryAuth(credentials, "s3", self._region, expires=expires_in).add_auth(request)
         return str(request.url)
-
-    def _url(self, bucket: str, key: str) -> str:
-        return self._endpoint + self._path(bucket, key)
 
     @staticmethod
     def _path(bucket: str, key: str) -> str:
